@@ -1,1 +1,156 @@
-fn main() {}
+//! io_uring_idle_latency: per-device io_uring latency selftest.
+//!
+//! As PID 1 it is a guest's whole userspace (see `kselftest::init`); as an
+//! ordinary program it measures the devices or files named on the command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use kselftest::params::{parse_modes, Params};
+use kselftest::{devices, run, KSFT_FAIL};
+
+const USAGE: &str = "\
+usage: io_uring_idle_latency [--device PATH | --file PATH]... [options]
+
+Measures io_uring 4 KiB O_DIRECT read latency, one I/O in flight, and prints KTAP.
+As PID 1 (a guest's /init) it reads uring_idle.* from the kernel command line.
+
+  --device PATH      block device to measure (repeatable)
+  --file PATH        regular file to measure (repeatable; on a filesystem with O_DIRECT)
+  --iterations N     measured I/Os per target and mode        [default: 200]
+  --warmup N         discarded I/Os before measuring          [default: 10]
+  --think-us N       idle time before each I/O, microseconds  [default: 2000]
+  --mode MODE        sleep, poll or both                       [default: sleep]
+  --max-p99-ms X     a test fails when its p99 exceeds X ms    [default: 50]
+  --write            also write a pattern and read it back (DESTROYS data at the
+                     blocks it writes: scratch targets only)
+  --write-blocks N   blocks the write check covers             [default: 32]
+  --json             print only the machine-readable records, one JSON object a line
+  -h, --help         this text
+
+Exit status (kselftest): 0 pass, 1 fail or bad input, 4 skip (no io_uring).";
+
+struct Cli {
+    paths: Vec<(PathBuf, bool)>,
+    params: Params,
+    json: bool,
+}
+
+fn parse(args: &[String]) -> Result<Option<Cli>, String> {
+    let mut cli = Cli {
+        paths: vec![],
+        params: Params::default(),
+        json: false,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (a.as_str(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        let num = |v: String| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{flag}: {v:?} is not a whole number"))
+        };
+        let p = &mut cli.params;
+        match flag {
+            "-h" | "--help" => return Ok(None),
+            "--device" => cli.paths.push((value()?.into(), true)),
+            "--file" => cli.paths.push((value()?.into(), false)),
+            "--iterations" => {
+                p.iterations =
+                    u32::try_from(num(value()?)?).map_err(|_| "--iterations: too large")?
+            }
+            "--warmup" => {
+                p.warmup = u32::try_from(num(value()?)?).map_err(|_| "--warmup: too large")?
+            }
+            "--think-us" => p.think_us = num(value()?)?,
+            "--mode" => p.modes = parse_modes(&value()?).map_err(|e| format!("--mode: {e}"))?,
+            "--max-p99-ms" => {
+                let v = value()?;
+                p.max_p99_ms = v
+                    .parse()
+                    .map_err(|_| format!("--max-p99-ms: {v:?} is not a number"))?
+            }
+            "--write" => p.write_check = true,
+            "--write-blocks" => {
+                p.write_blocks =
+                    u32::try_from(num(value()?)?).map_err(|_| "--write-blocks: too large")?
+            }
+            "--json" => cli.json = true,
+            _ => return Err(format!("unknown argument {a:?}")),
+        }
+    }
+    cli.params.validate().map_err(|e| e.to_string())?;
+    if cli.paths.is_empty() {
+        return Err("nothing to measure: give at least one --device PATH or --file PATH".into());
+    }
+    Ok(Some(cli))
+}
+
+fn main() -> ExitCode {
+    if std::process::id() == 1 {
+        kselftest::init::main();
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cli = match parse(&args) {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("io_uring_idle_latency: {e}\n\n{USAGE}");
+            return ExitCode::from(KSFT_FAIL as u8);
+        }
+    };
+    // Bad input is an error before any KTAP is printed: a wrong path is the
+    // user's to fix, not a test result.
+    let mut targets = Vec::new();
+    for (path, want_block) in &cli.paths {
+        let checked = devices::from_path(path, Path::new("/sys")).and_then(|t| {
+            let is_block = t.transport != devices::Transport::File;
+            if is_block != *want_block {
+                anyhow::bail!(
+                    "{}: {} (use {})",
+                    path.display(),
+                    if is_block {
+                        "is a block device"
+                    } else {
+                        "is a regular file, not a block device"
+                    },
+                    if is_block { "--device" } else { "--file" }
+                );
+            }
+            devices::open(&t, cli.params.write_check).map(|_| t)
+        });
+        match checked {
+            Ok(t) => targets.push(t),
+            Err(e) => {
+                eprintln!("io_uring_idle_latency: {e:#}");
+                return ExitCode::from(KSFT_FAIL as u8);
+            }
+        }
+    }
+    let code = if cli.json {
+        let mut buf = Vec::new();
+        let code = run::run(&targets, &cli.params, &mut buf);
+        let text = String::from_utf8_lossy(&buf);
+        for line in text
+            .lines()
+            .filter_map(|l| l.strip_prefix(kselftest::ktap::JSON_PREFIX))
+        {
+            println!("{line}");
+        }
+        code
+    } else {
+        run::run(&targets, &cli.params, &mut std::io::stdout())
+    };
+    ExitCode::from(code as u8)
+}

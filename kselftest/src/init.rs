@@ -1,0 +1,152 @@
+//! PID 1 in a guest: mount the pseudo filesystems, load the modules shipped
+//! in the initramfs, wait for the disks, run, report the result to the host
+//! and power off. Nothing here may return or panic: every error becomes a
+//! KTAP `Bail out!` and a power-off with a failing status.
+
+use std::ffi::CString;
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::devices::{self, Target};
+use crate::ktap;
+use crate::params::Params;
+use crate::{run, KSFT_FAIL};
+
+/// Module paths, one per line, in load order (dependencies first).
+pub const MODULE_LIST: &str = "/etc/uring-idle/modules";
+
+/// I/O port of QEMU's `isa-debug-exit` device: writing V makes QEMU exit
+/// with status `(V << 1) | 1`, which carries our verdict to the host.
+pub const DEBUG_EXIT_PORT: u16 = 0xf4;
+
+pub fn main() -> ! {
+    std::panic::set_hook(Box::new(|info| {
+        println!("{}", ktap::bail_out(&format!("selftest panicked: {info}")));
+        power_off(KSFT_FAIL)
+    }));
+    let code = match setup() {
+        Ok((params, targets)) => run::run(&targets, &params, &mut std::io::stdout()),
+        Err(e) => {
+            println!("{}", ktap::header());
+            println!("{}", ktap::bail_out(&format!("{e:#}")));
+            KSFT_FAIL
+        }
+    };
+    power_off(code)
+}
+
+fn setup() -> Result<(Params, Vec<Target>)> {
+    for (src, dir, fstype) in [
+        ("proc", "/proc", "proc"),
+        ("sysfs", "/sys", "sysfs"),
+        ("devtmpfs", "/dev", "devtmpfs"),
+    ] {
+        mount(src, dir, fstype)?;
+    }
+    let cmdline = fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
+    let params = Params::from_cmdline(&cmdline).context("kernel command line")?;
+    if Path::new(MODULE_LIST).exists() {
+        load_modules(Path::new(MODULE_LIST))?;
+    }
+    let targets = wait_for_disks(&params)?;
+    Ok((params, targets))
+}
+
+fn mount(src: &str, dir: &str, fstype: &str) -> Result<()> {
+    let _ = fs::create_dir_all(dir);
+    let c = |s: &str| CString::new(s).expect("no NUL in a constant");
+    let (s, d, t) = (c(src), c(dir), c(fstype));
+    // SAFETY: valid NUL-terminated strings; no mount data.
+    let r = unsafe { libc::mount(s.as_ptr(), d.as_ptr(), t.as_ptr(), 0, std::ptr::null()) };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        // devtmpfs may already be mounted by CONFIG_DEVTMPFS_MOUNT.
+        if e.raw_os_error() != Some(libc::EBUSY) {
+            bail!("mount {fstype} on {dir}: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// Loads each listed module with finit_module(2); compressed modules are
+/// handed to the kernel to decompress.
+fn load_modules(list: &Path) -> Result<()> {
+    const MODULE_INIT_COMPRESSED_FILE: libc::c_int = 4;
+    let text = fs::read_to_string(list).with_context(|| format!("reading {}", list.display()))?;
+    for path in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let file = fs::File::open(path).with_context(|| format!("opening module {path}"))?;
+        let compressed = [".xz", ".zst", ".gz"].iter().any(|s| path.ends_with(s));
+        let flags = if compressed {
+            MODULE_INIT_COMPRESSED_FILE
+        } else {
+            0
+        };
+        let params = CString::default();
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: a valid fd and an empty parameter string.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_finit_module,
+                file.as_raw_fd(),
+                params.as_ptr(),
+                flags,
+            )
+        };
+        if r != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                bail!("finit_module {path}: {e}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Disk probing is asynchronous (SCSI scan, NVMe reset work): wait until the
+/// expected number of disks is there, or say which ones are missing.
+fn wait_for_disks(p: &Params) -> Result<Vec<Target>> {
+    let deadline = Instant::now() + Duration::from_millis(p.settle_ms);
+    loop {
+        let found = devices::discover(Path::new("/sys"), Path::new("/dev"))?;
+        if found.len() >= p.expect_devices.max(1) {
+            return Ok(found);
+        }
+        if Instant::now() >= deadline {
+            let names: Vec<_> = found.iter().map(|t| t.name.as_str()).collect();
+            bail!(
+                "expected {} disks after {} ms, found {} ({}); is the driver for each transport built in or shipped as a module?",
+                p.expect_devices.max(1),
+                p.settle_ms,
+                found.len(),
+                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Flushes, reports `code` through isa-debug-exit when QEMU has one, and
+/// otherwise powers off.
+pub fn power_off(code: i32) -> ! {
+    let _ = std::io::stdout().flush();
+    // SAFETY: plain system calls; port I/O only after ioperm granted it.
+    unsafe {
+        libc::sync();
+        #[cfg(target_arch = "x86_64")]
+        if libc::ioperm(libc::c_ulong::from(DEBUG_EXIT_PORT), 1, 1) == 0 {
+            std::arch::asm!("out dx, al", in("dx") DEBUG_EXIT_PORT, in("al") code as u8, options(nomem, nostack));
+        }
+        libc::reboot(libc::RB_POWER_OFF);
+        loop {
+            libc::pause();
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! One selftest run: every target in every mode, printed as KTAP as it goes.
+
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::devices::{self, Target};
+use crate::ktap::{self, Outcome, Record};
+use crate::params::Params;
+use crate::stats::Stats;
+use crate::workload::{self, RingError};
+use crate::{KSFT_FAIL, KSFT_PASS, KSFT_SKIP};
+
+/// Kernel release from uname(2).
+pub fn kernel_release() -> String {
+    // SAFETY: uname fills the struct; release is NUL-terminated.
+    unsafe {
+        let mut u: libc::utsname = std::mem::zeroed();
+        if libc::uname(&mut u) != 0 {
+            return "unknown".into();
+        }
+        std::ffi::CStr::from_ptr(u.release.as_ptr())
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+fn seed_for(name: &str) -> u64 {
+    // Same offsets for the same device in every run, so baseline and patched
+    // runs read the same blocks.
+    name.bytes().fold(0x7572_696e_6769_646c, |h, b| {
+        workload::mix(h ^ u64::from(b))
+    })
+}
+
+struct Tally {
+    number: usize,
+    pass: usize,
+    fail: usize,
+    skip: usize,
+}
+
+impl Tally {
+    fn emit(
+        &mut self,
+        out: &mut dyn Write,
+        outcome: Outcome,
+        name: &str,
+        note: &str,
+        record: Option<&Record>,
+    ) {
+        self.number += 1;
+        match outcome {
+            Outcome::Pass => self.pass += 1,
+            Outcome::Fail => self.fail += 1,
+            Outcome::Skip => self.skip += 1,
+        }
+        if let Some(r) = record {
+            let _ = writeln!(out, "{}", r.line());
+        }
+        let _ = writeln!(out, "{}", ktap::result(&outcome, self.number, name, note));
+        let _ = out.flush();
+    }
+}
+
+/// Runs every test and returns the kselftest exit code.
+pub fn run(targets: &[Target], p: &Params, out: &mut dyn Write) -> i32 {
+    let modes: Vec<&str> = p.modes.iter().map(|m| m.name()).collect();
+    let per_target = p.modes.len() + usize::from(p.write_check);
+    let _ = writeln!(out, "{}", ktap::header());
+    let _ = writeln!(
+        out,
+        "{}",
+        ktap::diag(&format!("kernel: {}", kernel_release()))
+    );
+    let _ = writeln!(
+        out,
+        "{}",
+        ktap::diag(&format!("uapi: {}", uring_sys::uapi_summary()))
+    );
+    let _ = writeln!(
+        out,
+        "{}",
+        ktap::diag(&format!(
+            "params: iterations={} warmup={} think_us={} mode={} max_p99_ms={} write={}",
+            p.iterations,
+            p.warmup,
+            p.think_us,
+            modes.join(","),
+            p.max_p99_ms,
+            p.write_check
+        ))
+    );
+    let _ = writeln!(out, "{}", ktap::plan(targets.len() * per_target));
+    let mut t = Tally {
+        number: 0,
+        pass: 0,
+        fail: 0,
+        skip: 0,
+    };
+
+    let mut ring = match workload::new_ring() {
+        Ok(r) => r,
+        Err(RingError::Unavailable(why)) => {
+            for target in targets {
+                for m in &modes {
+                    t.emit(
+                        out,
+                        Outcome::Skip,
+                        &format!("{}_{m}", target.name),
+                        &why,
+                        None,
+                    );
+                }
+                if p.write_check {
+                    t.emit(
+                        out,
+                        Outcome::Skip,
+                        &format!("{}_integrity", target.name),
+                        &why,
+                        None,
+                    );
+                }
+            }
+            return finish(out, &t);
+        }
+        Err(RingError::Failed(e)) => {
+            let _ = writeln!(out, "{}", ktap::bail_out(&format!("{e:#}")));
+            return KSFT_FAIL;
+        }
+    };
+    match workload::supported_ops(&ring) {
+        Ok(ops) => {
+            let names: Vec<String> = ops
+                .iter()
+                .map(|&op| {
+                    uring_sys::op_name(op)
+                        .map(str::to_string)
+                        .unwrap_or_else(|| format!("op{op}"))
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "{}",
+                ktap::diag(&format!(
+                    "io_uring ops supported ({}): {}",
+                    ops.len(),
+                    names.join(" ")
+                ))
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(
+                out,
+                "{}",
+                ktap::diag(&format!("io_uring probe unavailable: {e:#}"))
+            );
+        }
+    }
+
+    for target in targets {
+        let device = target
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let record = |mode: &str,
+                      ok: bool,
+                      reason: Option<String>,
+                      stats: Option<Stats>,
+                      samples: Vec<u32>| Record {
+            test: format!("{}_{mode}", target.name),
+            device: device.clone(),
+            path: target.path.display().to_string(),
+            transport: target.transport.name().into(),
+            mode: mode.into(),
+            ok,
+            reason,
+            stats,
+            samples_us: samples,
+        };
+        let dev = match devices::open(target, p.write_check) {
+            Ok(d) => d,
+            Err(e) => {
+                let why = format!("{e:#}");
+                for m in modes
+                    .iter()
+                    .copied()
+                    .chain(p.write_check.then_some("integrity"))
+                {
+                    let r = record(m, false, Some(why.clone()), None, vec![]);
+                    t.emit(out, Outcome::Fail, &r.test.clone(), &why, Some(&r));
+                }
+                continue;
+            }
+        };
+        let _ = writeln!(
+            out,
+            "{}",
+            ktap::diag(&format!(
+                "{}: {} transport={} size={} bytes",
+                target.name,
+                target.path.display(),
+                target.transport.name(),
+                dev.size
+            ))
+        );
+        for &mode in &p.modes {
+            let name = format!("{}_{}", target.name, mode.name());
+            match workload::measure(&mut ring, &dev, mode, p, seed_for(&target.name)) {
+                Ok(s) => {
+                    let stats = Stats::from_ns(&s.latencies_ns, s.wall.as_nanos() as u64);
+                    let samples = s
+                        .latencies_ns
+                        .iter()
+                        .map(|&ns| (ns / 1000).min(u64::from(u32::MAX)) as u32)
+                        .collect();
+                    let figures = format!(
+                        "n={} p50_us={} p90_us={} p99_us={} max_us={} total_ms={}",
+                        stats.n,
+                        stats.p50_us,
+                        stats.p90_us,
+                        stats.p99_us,
+                        stats.max_us,
+                        stats.total_ms
+                    );
+                    let limit_us = p.max_p99_ms * 1000.0;
+                    if stats.p99_us > limit_us {
+                        let why = format!(
+                            "p99 {} ms exceeds the {} ms limit; {figures}",
+                            stats.p99_us / 1000.0,
+                            p.max_p99_ms
+                        );
+                        let r = record(mode.name(), false, Some(why.clone()), Some(stats), samples);
+                        t.emit(out, Outcome::Fail, &name, &why, Some(&r));
+                    } else {
+                        let r = record(mode.name(), true, None, Some(stats), samples);
+                        t.emit(out, Outcome::Pass, &name, &figures, Some(&r));
+                    }
+                }
+                Err(e) => {
+                    let why = format!("{e:#}");
+                    let r = record(mode.name(), false, Some(why.clone()), None, vec![]);
+                    t.emit(out, Outcome::Fail, &name, &why, Some(&r));
+                }
+            }
+        }
+        if p.write_check {
+            let name = format!("{}_integrity", target.name);
+            let nonce = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1);
+            let seed = workload::mix(nonce ^ seed_for(&target.name));
+            let offsets = workload::pattern_offsets(seed, p.write_blocks, dev.blocks());
+            let res = workload::write_pattern(&mut ring, &dev, seed, &offsets)
+                .and_then(|_| workload::verify_pattern(&mut ring, &dev, seed, &offsets));
+            match res {
+                Ok(()) => {
+                    let note = format!("{} blocks written and read back intact", offsets.len());
+                    let r = record("integrity", true, None, None, vec![]);
+                    t.emit(out, Outcome::Pass, &name, &note, Some(&r));
+                }
+                Err(e) => {
+                    let why = format!("{e:#}");
+                    let r = record("integrity", false, Some(why.clone()), None, vec![]);
+                    t.emit(out, Outcome::Fail, &name, &why, Some(&r));
+                }
+            }
+        }
+    }
+    finish(out, &t)
+}
+
+fn finish(out: &mut dyn Write, t: &Tally) -> i32 {
+    let _ = writeln!(
+        out,
+        "# Totals: pass:{} fail:{} xfail:0 xpass:0 skip:{} error:0",
+        t.pass, t.fail, t.skip
+    );
+    let _ = out.flush();
+    if t.fail > 0 {
+        KSFT_FAIL
+    } else if t.skip > 0 && t.pass == 0 {
+        KSFT_SKIP
+    } else {
+        KSFT_PASS
+    }
+}

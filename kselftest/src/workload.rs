@@ -1,0 +1,322 @@
+//! The I/O itself: one 4 KiB `O_DIRECT` request in flight at a time, through
+//! the io-uring crate, timed with `CLOCK_MONOTONIC` from submit to completion.
+
+use std::alloc::{self, Layout};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use io_uring::{opcode, types, IoUring};
+
+use crate::devices::Opened;
+use crate::params::{Mode, Params};
+
+pub const IO_SIZE: usize = 4096;
+
+/// A poll-mode wait longer than this is a hung device, not a slow one: the
+/// reported stall is ~0.5 s, so a minute leaves two orders of magnitude.
+const POLL_GIVE_UP: Duration = Duration::from_secs(60);
+
+/// A page-aligned buffer, as `O_DIRECT` requires.
+pub struct AlignedBuf {
+    ptr: *mut u8,
+    layout: Layout,
+}
+
+impl AlignedBuf {
+    pub fn new(len: usize) -> AlignedBuf {
+        let layout = Layout::from_size_align(len, 4096).expect("valid layout");
+        // SAFETY: non-zero size; zeroed so a short read never exposes garbage.
+        let ptr = unsafe { alloc::alloc_zeroed(layout) };
+        if ptr.is_null() {
+            alloc::handle_alloc_error(layout);
+        }
+        AlignedBuf { ptr, layout }
+    }
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: ptr is valid for layout.size() bytes for our lifetime.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.layout.size()) }
+    }
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and we hold &mut self.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.layout.size()) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { alloc::dealloc(self.ptr, self.layout) }
+    }
+}
+
+/// splitmix64: a tiny, well-mixed generator for offsets and patterns, so a
+/// run is reproducible from its seed.
+pub fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// Byte offset of the i-th I/O: aligned, spread over the whole device.
+pub fn offset(seed: u64, i: u64, blocks: u64) -> u64 {
+    (mix(seed ^ i.wrapping_mul(0x2545_f491_4f6c_dd1d)) % blocks) * IO_SIZE as u64
+}
+
+/// Error text for a failed io_uring set-up: ENOSYS and EPERM mean the kernel
+/// has no io_uring for us, which is a skip, not a failure.
+pub enum RingError {
+    Unavailable(String),
+    Failed(anyhow::Error),
+}
+
+pub fn new_ring() -> std::result::Result<IoUring, RingError> {
+    IoUring::new(8).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOSYS) => RingError::Unavailable("io_uring_setup: ENOSYS (kernel built without CONFIG_IO_URING)".into()),
+        Some(libc::EPERM) => RingError::Unavailable(
+            "io_uring_setup: EPERM (disabled by sysctl kernel.io_uring_disabled, or by a seccomp policy)".into(),
+        ),
+        _ => RingError::Failed(anyhow::Error::new(e).context("io_uring_setup")),
+    })
+}
+
+/// Opcodes the running kernel supports, by number.
+pub fn supported_ops(ring: &IoUring) -> Result<Vec<u8>> {
+    let mut probe = io_uring::Probe::new();
+    ring.submitter()
+        .register_probe(&mut probe)
+        .context("IORING_REGISTER_PROBE")?;
+    Ok((0..=u8::MAX).filter(|op| probe.is_supported(*op)).collect())
+}
+
+/// Submits one request and waits for it in the given mode. Returns the
+/// completion's result and the submit-to-completion time.
+fn one_io(
+    ring: &mut IoUring,
+    entry: io_uring::squeue::Entry,
+    mode: Mode,
+) -> Result<(i32, Duration)> {
+    let start = Instant::now();
+    // SAFETY: the buffer behind `entry` outlives this call, which waits for
+    // the completion before returning.
+    unsafe { ring.submission().push(&entry) }
+        .map_err(|_| anyhow::anyhow!("submission queue full"))?;
+    match mode {
+        Mode::Sleep => {
+            ring.submit_and_wait(1)
+                .context("io_uring_enter(GETEVENTS)")?;
+        }
+        Mode::Poll => {
+            ring.submit().context("io_uring_enter(submit)")?;
+            let mut cq = ring.completion();
+            while cq.is_empty() {
+                std::hint::spin_loop();
+                cq.sync();
+                if start.elapsed() > POLL_GIVE_UP {
+                    bail!("no completion after {POLL_GIVE_UP:?} of polling the CQ ring");
+                }
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    let cqe = ring
+        .completion()
+        .next()
+        .context("woke with an empty completion queue")?;
+    Ok((cqe.result(), elapsed))
+}
+
+fn check_result(res: i32, what: &str, off: u64) -> Result<()> {
+    if res < 0 {
+        bail!(
+            "{what} at offset {off}: {}",
+            std::io::Error::from_raw_os_error(-res)
+        );
+    }
+    if res as usize != IO_SIZE {
+        bail!("{what} at offset {off}: short transfer of {res} bytes");
+    }
+    Ok(())
+}
+
+fn read_at(
+    ring: &mut IoUring,
+    dev: &Opened,
+    buf: &mut AlignedBuf,
+    off: u64,
+    mode: Mode,
+) -> Result<Duration> {
+    let e = opcode::Read::new(
+        types::Fd(dev.fd()),
+        buf.as_mut_slice().as_mut_ptr(),
+        IO_SIZE as u32,
+    )
+    .offset(off)
+    .build();
+    let (res, t) = one_io(ring, e, mode)?;
+    check_result(res, "read", off)?;
+    Ok(t)
+}
+
+/// Latency samples of one device in one mode.
+#[derive(Debug, Clone)]
+pub struct Samples {
+    pub latencies_ns: Vec<u64>,
+    /// Wall time of the measured loop, think time included.
+    pub wall: Duration,
+}
+
+pub fn measure(
+    ring: &mut IoUring,
+    dev: &Opened,
+    mode: Mode,
+    p: &Params,
+    seed: u64,
+) -> Result<Samples> {
+    let mut buf = AlignedBuf::new(IO_SIZE);
+    let think = Duration::from_micros(p.think_us);
+    let blocks = dev.blocks();
+    for i in 0..u64::from(p.warmup) {
+        read_at(ring, dev, &mut buf, offset(seed, i, blocks), mode).context("warm-up read")?;
+    }
+    let mut latencies_ns = Vec::with_capacity(p.iterations as usize);
+    let start = Instant::now();
+    for i in 0..u64::from(p.iterations) {
+        // Idle first: the stall needs a main loop that has gone back to sleep.
+        std::thread::sleep(think);
+        let off = offset(seed, u64::from(p.warmup) + i, blocks);
+        let t = read_at(ring, dev, &mut buf, off, mode)?;
+        latencies_ns.push(t.as_nanos() as u64);
+    }
+    Ok(Samples {
+        latencies_ns,
+        wall: start.elapsed(),
+    })
+}
+
+/// The content of one pattern block: depends on the run's seed and the
+/// offset, so stale data from another run or another block never matches.
+pub fn fill_pattern(buf: &mut [u8], seed: u64, off: u64) {
+    for (i, chunk) in buf.chunks_exact_mut(8).enumerate() {
+        chunk.copy_from_slice(&mix(seed ^ off ^ ((i as u64) << 48)).to_le_bytes());
+    }
+}
+
+/// Distinct block offsets for the write check.
+pub fn pattern_offsets(seed: u64, count: u32, blocks: u64) -> Vec<u64> {
+    let count = u64::from(count).min(blocks);
+    let mut out: Vec<u64> = Vec::with_capacity(count as usize);
+    let mut i = 0u64;
+    while (out.len() as u64) < count {
+        let off = offset(seed ^ 0x5752_4954, i, blocks);
+        if !out.contains(&off) {
+            out.push(off);
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Writes the pattern to every offset and flushes it to the device.
+pub fn write_pattern(ring: &mut IoUring, dev: &Opened, seed: u64, offsets: &[u64]) -> Result<()> {
+    let mut buf = AlignedBuf::new(IO_SIZE);
+    for &off in offsets {
+        fill_pattern(buf.as_mut_slice(), seed, off);
+        let e = opcode::Write::new(types::Fd(dev.fd()), buf.as_slice().as_ptr(), IO_SIZE as u32)
+            .offset(off)
+            .build();
+        let (res, _) = one_io(ring, e, Mode::Sleep)?;
+        check_result(res, "write", off)?;
+    }
+    let e = opcode::Fsync::new(types::Fd(dev.fd())).build();
+    let (res, _) = one_io(ring, e, Mode::Sleep)?;
+    if res < 0 {
+        bail!("fsync: {}", std::io::Error::from_raw_os_error(-res));
+    }
+    Ok(())
+}
+
+/// Reads every offset back and compares it with the pattern. The error
+/// names the first block and byte that differ.
+pub fn verify_pattern(ring: &mut IoUring, dev: &Opened, seed: u64, offsets: &[u64]) -> Result<()> {
+    let mut buf = AlignedBuf::new(IO_SIZE);
+    let mut want = vec![0u8; IO_SIZE];
+    let mut bad = Vec::new();
+    for &off in offsets {
+        read_at(ring, dev, &mut buf, off, Mode::Sleep)?;
+        fill_pattern(&mut want, seed, off);
+        if let Some(pos) = first_difference(buf.as_slice(), &want) {
+            bad.push((off, pos, buf.as_slice()[pos], want[pos]));
+        }
+    }
+    if let Some((off, pos, got, exp)) = bad.first() {
+        bail!(
+            "data mismatch in {} of {} blocks; first at offset {} byte {pos}: read {got:#04x}, wrote {exp:#04x}",
+            bad.len(),
+            offsets.len(),
+            off + *pos as u64
+        );
+    }
+    Ok(())
+}
+
+pub fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
+    a.iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .or(if a.len() == b.len() {
+            None
+        } else {
+            Some(a.len().min(b.len()))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_are_aligned_in_range_and_spread() {
+        let blocks = 1000;
+        let offs: Vec<u64> = (0..200).map(|i| offset(7, i, blocks)).collect();
+        assert!(offs
+            .iter()
+            .all(|o| o % IO_SIZE as u64 == 0 && *o < blocks * IO_SIZE as u64));
+        // Spread: 200 draws over 1000 blocks hit well over 100 distinct ones
+        // (the birthday expectation is ~181).
+        let distinct: std::collections::BTreeSet<_> = offs.iter().collect();
+        assert!(distinct.len() > 150, "{}", distinct.len());
+        assert!(
+            offs.iter().any(|o| *o >= 500 * IO_SIZE as u64),
+            "upper half never touched"
+        );
+    }
+
+    #[test]
+    fn pattern_depends_on_seed_and_offset() {
+        let mut a = vec![0u8; IO_SIZE];
+        let mut b = vec![0u8; IO_SIZE];
+        fill_pattern(&mut a, 1, 4096);
+        fill_pattern(&mut b, 1, 4096);
+        assert_eq!(a, b);
+        fill_pattern(&mut b, 2, 4096);
+        assert_ne!(a, b);
+        fill_pattern(&mut b, 1, 8192);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn pattern_offsets_are_distinct_and_capped_by_size() {
+        let o = pattern_offsets(3, 32, 1000);
+        let set: std::collections::BTreeSet<_> = o.iter().collect();
+        assert_eq!((o.len(), set.len()), (32, 32));
+        assert_eq!(pattern_offsets(3, 32, 4).len(), 4);
+    }
+
+    #[test]
+    fn first_difference_finds_the_byte() {
+        assert_eq!(first_difference(b"abcd", b"abcd"), None);
+        assert_eq!(first_difference(b"abXd", b"abcd"), Some(2));
+        assert_eq!(first_difference(b"ab", b"abc"), Some(2));
+    }
+}
