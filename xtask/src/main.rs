@@ -1,1 +1,59 @@
-fn main() {}
+//! cargo xtask: check a QEMU tree for the io_uring submission-stall fix,
+//! build, boot, measure and report. `main` only parses flags and dispatches.
+
+use clap::{Parser, Subcommand};
+
+mod build_qemu;
+mod cache;
+mod check;
+mod deps;
+mod fetch;
+mod guest;
+mod initramfs;
+mod kernel;
+mod ktap;
+mod patch;
+mod pipeline;
+mod qemu;
+mod report;
+mod selftest;
+mod source;
+mod tree;
+mod ui;
+
+#[derive(Parser, Debug)]
+#[command(name = "cargo xtask", about = "Verify QEMU's fix for the io_uring submission stall on AHCI disks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// The main job: build, boot the guest with AHCI, virtio-blk and NVMe disks, measure baseline and patched QEMU, report.
+    PatchAndTest(Box<pipeline::PatchAndTest>),
+    /// Report whether a QEMU tree is unaffected (exit 0), fixed (0), vulnerable (1) or conflicting (2).
+    Check(check::Check),
+    /// Build (or find in the cache) the baseline and patched QEMU binaries and print their paths.
+    BuildQemu(build_qemu::BuildQemu),
+    /// Check, and with --install install, the Debian packages the pipeline and tests need.
+    Deps(deps::Deps),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::PatchAndTest(p) => p.run(),
+        Cmd::Check(c) => c.run(),
+        Cmd::Deps(d) => d.run(),
+        Cmd::BuildQemu(b) => b.run(),
+    };
+    match result {
+        Ok(code) => std::process::ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            // Usage, input and build errors: 2, as patch-and-test documents.
+            std::process::ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Sources from Debian's archive, through a private apt configuration under
+//! the cache (own sources list, lists and package cache), so the machine's
+//! apt state is never touched. The mirror is read from the machine's own
+//! apt sources.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::{cache, ui};
+
+/// The QEMU source package verified by default: the first release with
+/// upstream's fix (the baseline is made by removing it).
+pub const DEFAULT_QEMU_VERSION: &str = "1:10.2.2+ds-1";
+/// Debian 12's kernel source package.
+pub const DEFAULT_KERNEL_PACKAGE: &str = "linux-source-6.1";
+
+/// The first main-archive mirror and suite in the machine's apt sources,
+/// from deb822 `.sources` files or one-line `sources.list` entries.
+pub fn machine_mirror(sources_d: &[(PathBuf, String)]) -> Option<(String, String)> {
+    for (path, text) in sources_d {
+        let is_deb822 = path.extension().is_some_and(|e| e == "sources");
+        if is_deb822 {
+            for stanza in text.split("\n\n") {
+                let field = |k: &str| {
+                    stanza.lines().find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix(':'))).map(|v| v.trim().to_string())
+                };
+                let (Some(uris), Some(suites)) = (field("URIs"), field("Suites")) else { continue };
+                let types = field("Types").unwrap_or_default();
+                let uri = uris.split_whitespace().next().unwrap_or_default();
+                let suite = suites.split_whitespace().next().unwrap_or_default();
+                if types.split_whitespace().any(|t| t == "deb") && !suite.contains("security") && !uri.is_empty() {
+                    return Some((uri.to_string(), suite.to_string()));
+                }
+            }
+        } else {
+            for l in text.lines().map(str::trim) {
+                let words: Vec<&str> = l.split_whitespace().filter(|w| !w.starts_with('[')).collect();
+                if words.len() >= 3 && words[0] == "deb" && !words[2].contains("security") {
+                    return Some((words[1].to_string(), words[2].to_string()));
+                }
+            }
+        }
+    }
+    None
+}
+
+fn read_machine_sources() -> Vec<(PathBuf, String)> {
+    let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
+    if let Ok(rd) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut more: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        more.sort();
+        files.extend(more);
+    }
+    files.into_iter().filter_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t))).collect()
+}
+
+/// apt with every state path under `cache/apt`.
+pub struct Apt {
+    dir: PathBuf,
+}
+
+impl Apt {
+    pub fn new() -> Result<Apt> {
+        for tool in ["apt-get", "apt-cache", "dpkg-source", "dpkg-deb"] {
+            if crate::deps::which(tool).is_none() {
+                bail!("{tool} is missing: fetching Debian sources needs apt and dpkg-dev (run `cargo xtask deps --install`)");
+            }
+        }
+        let dir = cache::dir("apt")?;
+        let (mirror, suite) = machine_mirror(&read_machine_sources()).context(
+            "no Debian mirror found in /etc/apt/sources.list or /etc/apt/sources.list.d; \
+             pass --qemu-tree DIR and --kernel-tree DIR instead of fetching",
+        )?;
+        for d in ["lists/partial", "cache/archives/partial", "sources.list.d"] {
+            std::fs::create_dir_all(dir.join(d))?;
+        }
+        if !dir.join("status").is_file() {
+            std::fs::write(dir.join("status"), "")?;
+        }
+        // The machine's suite for binary packages (the kernel source), sid
+        // for QEMU's source package, which the stable suite does not carry.
+        let list = format!("deb {mirror} {suite} main\ndeb-src {mirror} sid main\n");
+        let path = dir.join("sources.list");
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(&list) {
+            std::fs::write(&path, &list)?;
+            let _ = std::fs::remove_file(dir.join("lists/.updated"));
+        }
+        Ok(Apt { dir })
+    }
+
+    fn command(&self, tool: &str) -> Command {
+        let mut c = Command::new(tool);
+        let d = &self.dir;
+        for opt in [
+            format!("Dir::Etc::SourceList={}", d.join("sources.list").display()),
+            format!("Dir::Etc::SourceParts={}", d.join("sources.list.d").display()),
+            format!("Dir::State::Lists={}", d.join("lists").display()),
+            format!("Dir::Cache={}", d.join("cache").display()),
+            // An empty dpkg status: what this machine has installed must not
+            // pick versions (an installed security update is not in our list).
+            format!("Dir::State::status={}", d.join("status").display()),
+            "Debug::NoLocking=1".into(),
+            "APT::Sandbox::User=root".into(),
+        ] {
+            c.arg("-o").arg(opt);
+        }
+        c
+    }
+
+    /// Refreshes the private package lists once a day.
+    pub fn update(&self) -> Result<()> {
+        let stamp = self.dir.join("lists/.updated");
+        let fresh = std::fs::metadata(&stamp)
+            .and_then(|m| m.modified())
+            .map(|t| t.elapsed().unwrap_or_default().as_secs() < 86_400)
+            .unwrap_or(false);
+        if fresh {
+            return Ok(());
+        }
+        ui::info("refreshing the private apt lists");
+        let mut c = self.command("apt-get");
+        c.arg("update");
+        ui::run_logged(c, &self.dir.join("apt.log"), "apt-get update (private lists)", |_| {})?;
+        std::fs::write(&stamp, "")?;
+        Ok(())
+    }
+
+    /// Versions of a source package the lists know.
+    pub fn source_versions(&self, pkg: &str) -> Vec<String> {
+        let mut c = self.command("apt-cache");
+        c.args(["showsrc", pkg]);
+        let out = c.output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        let mut v: Vec<String> = out.lines().filter_map(|l| l.strip_prefix("Version: ")).map(str::to_string).collect();
+        v.dedup();
+        v
+    }
+
+    /// Downloads and unpacks a source package (Debian patches applied by
+    /// dpkg-source), once; returns the tree.
+    pub fn source_tree(&self, pkg: &str, version: &str) -> Result<PathBuf> {
+        let base = cache::dir("sources")?.join(format!("{pkg}_{}", version.replace(':', "%3a")));
+        let tree = base.join("tree");
+        if base.join(".complete").is_file() {
+            return Ok(tree);
+        }
+        self.update()?;
+        if !self.source_versions(pkg).iter().any(|v| v == version) {
+            let known = self.source_versions(pkg);
+            bail!(
+                "Debian has no source package {pkg}={version}; versions the archive offers: {}",
+                if known.is_empty() { "none".into() } else { known.join(", ") }
+            );
+        }
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base)?;
+        ui::info(&format!("downloading source package {pkg}={version}"));
+        let log = base.join("fetch.log");
+        let mut c = self.command("apt-get");
+        c.args(["source", "--download-only", &format!("{pkg}={version}")]).current_dir(&base);
+        ui::run_logged(c, &log, &format!("downloading {pkg}={version}"), |_| {})?;
+        let dsc = std::fs::read_dir(&base)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "dsc"))
+            .with_context(|| format!("apt-get source left no .dsc in {}", base.display()))?;
+        ui::info("unpacking with dpkg-source (Debian patches applied)");
+        let mut c = Command::new("dpkg-source");
+        c.arg("-x").arg(&dsc).arg(&tree);
+        ui::run_logged(c, &log, "dpkg-source -x", |_| {})?;
+        std::fs::write(base.join(".complete"), "")?;
+        Ok(tree)
+    }
+
+    /// The candidate version of a binary package in the private lists.
+    pub fn binary_version(&self, pkg: &str) -> Result<String> {
+        let mut c = self.command("apt-cache");
+        c.args(["show", "--no-all-versions", pkg]);
+        let out = c.output().context("running apt-cache show")?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("Version: "))
+            .map(str::to_string)
+            .with_context(|| format!("Debian's lists have no package {pkg}; pass --kernel-tree DIR or --kernel IMAGE instead"))
+    }
+
+    /// Downloads a binary package's .deb into the private cache.
+    pub fn download_deb(&self, pkg: &str) -> Result<PathBuf> {
+        self.update()?;
+        let dir = cache::dir("debs")?;
+        let mut c = self.command("apt-get");
+        c.args(["download", pkg]).current_dir(&dir);
+        ui::run_logged(c, &dir.join("download.log"), &format!("apt-get download {pkg}"), |_| {})?;
+        newest_deb(&dir, pkg)
+    }
+}
+
+fn newest_deb(dir: &Path, pkg: &str) -> Result<PathBuf> {
+    let mut debs: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{pkg}_")) && n.ends_with(".deb")))
+        .collect();
+    debs.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    debs.pop().with_context(|| format!("apt-get download {pkg} left no .deb in {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirror_from_deb822_skips_security() {
+        let sec = "Types: deb\nURIs: http://sec.example/debian-security\nSuites: bookworm-security\nComponents: main\n";
+        let main = "Types: deb\n# comment\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n";
+        let files = vec![(PathBuf::from("/x/a.sources"), sec.to_string()), (PathBuf::from("/x/b.sources"), main.to_string())];
+        assert_eq!(machine_mirror(&files), Some(("http://mirror.example/debian".into(), "bookworm".into())));
+    }
+
+    #[test]
+    fn mirror_from_one_line_format() {
+        let list = "# x\ndeb [arch=amd64] http://m.example/debian bookworm main\n";
+        let files = vec![(PathBuf::from("/etc/apt/sources.list"), list.to_string())];
+        assert_eq!(machine_mirror(&files), Some(("http://m.example/debian".into(), "bookworm".into())));
+        assert_eq!(machine_mirror(&[]), None);
+    }
+}

@@ -1,0 +1,348 @@
+//! The guest kernel: built from a kernel tree (tinyconfig plus
+//! `kselftest/config`, every option verified after olddefconfig), or a
+//! prebuilt image with its modules. Also exports the tree's uapi headers so
+//! the selftest is built against the kernel it runs on.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::fetch::{Apt, DEFAULT_KERNEL_PACKAGE};
+use crate::{cache, ui};
+
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct KernelSource {
+    /// A Linux source tree to build the guest kernel from (default: Debian's linux-source-6.1). Never modified.
+    #[arg(long, value_name = "DIR", conflicts_with = "kernel")]
+    pub kernel_tree: Option<PathBuf>,
+    /// A prebuilt kernel image (bzImage) instead of building one.
+    #[arg(long, value_name = "IMAGE")]
+    pub kernel: Option<PathBuf>,
+    /// With --kernel: its modules directory (/lib/modules/RELEASE); the drivers the guest needs are packed into the initramfs.
+    #[arg(long, value_name = "DIR", requires = "kernel")]
+    pub modules: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Kernel {
+    pub image: PathBuf,
+    /// Exported uapi headers (`.../include`), when built from a tree.
+    pub uapi: Option<PathBuf>,
+    /// Modules to pack, in load order, when the kernel is modular.
+    #[serde(default)]
+    pub modules: Vec<PathBuf>,
+    pub release: String,
+    /// Where it came from, for the report.
+    pub source: String,
+    pub build_s: f64,
+    #[serde(skip)]
+    pub cached: bool,
+}
+
+/// The options the guest needs, from the selftest's `config` file.
+pub fn fragment_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../kselftest/config")
+}
+
+/// `CONFIG_X=y` lines of a fragment that are missing from a `.config`.
+pub fn missing_options(fragment: &str, dotconfig: &str) -> Vec<String> {
+    let have: std::collections::HashSet<&str> = dotconfig.lines().map(str::trim).collect();
+    fragment
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("CONFIG_"))
+        .filter(|l| !have.contains(l))
+        .map(str::to_string)
+        .collect()
+}
+
+pub fn check_tree(path: &Path) -> Result<PathBuf> {
+    if !path.is_dir() {
+        bail!("kernel tree {} is not a directory; pass --kernel-tree DIR with a Linux source tree", path.display());
+    }
+    let root = path.canonicalize()?;
+    if !(root.join("Kconfig").is_file() && root.join("Makefile").is_file() && root.join("arch/x86").is_dir() && root.join("kernel").is_dir()) {
+        let hint = if root.join("VERSION").is_file() && root.join("util/aio-posix.c").is_file() {
+            " (it looks like a QEMU tree: pass that with --qemu-tree)"
+        } else {
+            ""
+        };
+        bail!("{} is not a Linux source tree with arch/x86: expected Kconfig, Makefile, kernel/ and arch/x86/{hint}", root.display());
+    }
+    Ok(root)
+}
+
+impl KernelSource {
+    pub fn resolve(&self) -> Result<Kernel> {
+        if let Some(image) = &self.kernel {
+            return prebuilt(image, self.modules.as_deref());
+        }
+        let (tree, source) = match &self.kernel_tree {
+            Some(t) => {
+                let root = check_tree(t)?;
+                let s = format!("tree {}", root.display());
+                (root, s)
+            }
+            None => debian_tree()?,
+        };
+        build(&tree, &source)
+    }
+}
+
+/// Debian's kernel source package, fetched and unpacked into the cache.
+fn debian_tree() -> Result<(PathBuf, String)> {
+    ui::stage(&format!("kernel source: Debian {DEFAULT_KERNEL_PACKAGE}"));
+    let apt = Apt::new()?;
+    apt.update()?;
+    let version = apt.binary_version(DEFAULT_KERNEL_PACKAGE)?;
+    let base = cache::dir("sources")?.join(format!("{DEFAULT_KERNEL_PACKAGE}_{version}"));
+    let tree = base.join(DEFAULT_KERNEL_PACKAGE);
+    let source = format!("Debian {DEFAULT_KERNEL_PACKAGE} {version}");
+    if base.join(".complete").is_file() {
+        return Ok((tree, source));
+    }
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base)?;
+    ui::info(&format!("downloading {DEFAULT_KERNEL_PACKAGE} {version}"));
+    let deb = apt.download_deb(DEFAULT_KERNEL_PACKAGE)?;
+    let log = base.join("unpack.log");
+    let mut c = Command::new("dpkg-deb");
+    c.arg("-x").arg(&deb).arg(base.join("deb"));
+    ui::run_logged(c, &log, "dpkg-deb -x", |_| {})?;
+    let tarball = base.join(format!("deb/usr/src/{DEFAULT_KERNEL_PACKAGE}.tar.xz"));
+    ui::info("unpacking the kernel source");
+    let mut c = Command::new("tar");
+    c.arg("-xf").arg(&tarball).arg("-C").arg(&base);
+    ui::run_logged(c, &log, "tar -x of the kernel source", |_| {})?;
+    let _ = std::fs::remove_dir_all(base.join("deb"));
+    let _ = std::fs::remove_file(&deb);
+    check_tree(&tree)?;
+    std::fs::write(base.join(".complete"), "")?;
+    Ok((tree, source))
+}
+
+fn make(tree: &Path, build: &Path) -> Command {
+    let mut c = Command::new("make");
+    c.arg("-C").arg(tree).arg(format!("O={}", build.display()));
+    c
+}
+
+/// Builds bzImage and exports headers, cached by the tree's fingerprint and
+/// the fragment.
+pub fn build(tree: &Path, source: &str) -> Result<Kernel> {
+    let fragment_file = fragment_path();
+    let fragment = std::fs::read_to_string(&fragment_file).with_context(|| format!("reading {}", fragment_file.display()))?;
+    let frag_key = cache::key(["tinyconfig", fragment.as_str()]);
+    let work = cache::dir("kernel")?.join(cache::path_key(tree));
+    let _lock = cache::Lock::acquire(&work)?;
+    let fingerprint = cache::tree_fingerprint(tree, &[".git"])?;
+    let out = work.join(format!("out-{fingerprint}-{frag_key}"));
+    if let Ok(mut k) = std::fs::read_to_string(out.join("kernel.json")).map_err(anyhow::Error::from).and_then(|t| Ok(serde_json::from_str::<Kernel>(&t)?)) {
+        if k.image.is_file() {
+            ui::info(&format!("guest kernel {} cached in {}", k.release, out.display()));
+            k.cached = true;
+            return Ok(k);
+        }
+    }
+    let build = work.join(format!("build-{frag_key}"));
+    std::fs::create_dir_all(&build)?;
+    std::fs::create_dir_all(&out)?;
+    let log = work.join("build.log");
+    let _ = std::fs::remove_file(&log);
+    let start = Instant::now();
+
+    ui::info(&format!("configuring: tinyconfig + {}", fragment_file.display()));
+    let mut c = make(tree, &build);
+    c.arg("tinyconfig");
+    ui::run_logged(c, &log, "make tinyconfig", |_| {})?;
+    let dotconfig = build.join(".config");
+    let mut cfg = std::fs::read_to_string(&dotconfig).context("reading .config after tinyconfig")?;
+    cfg.push_str(&fragment);
+    std::fs::write(&dotconfig, cfg)?;
+    let mut c = make(tree, &build);
+    c.arg("olddefconfig");
+    ui::run_logged(c, &log, "make olddefconfig", |_| {})?;
+    let final_cfg = std::fs::read_to_string(&dotconfig)?;
+    let missing = missing_options(&fragment, &final_cfg);
+    if !missing.is_empty() {
+        bail!(
+            "olddefconfig dropped options the guest needs (unmet dependencies, or this kernel lacks them):\n  {}\nsee {} and {}",
+            missing.join("\n  "),
+            fragment_file.display(),
+            dotconfig.display()
+        );
+    }
+
+    let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).to_string();
+    let mut progress = ui::Progress::new("kernel objects compiled");
+    let mut objects = 0u64;
+    let mut c = make(tree, &build);
+    c.args(["-j", &jobs, "bzImage"]);
+    ui::run_logged(c, &log, "kernel build (make bzImage)", |l| {
+        if l.trim_start().starts_with("CC ") {
+            objects += 1;
+            progress.tick(objects);
+        }
+    })?;
+    progress.finish();
+    let headers = out.join("headers");
+    let mut c = make(tree, &build);
+    c.arg(format!("INSTALL_HDR_PATH={}", headers.display())).arg("headers_install");
+    ui::run_logged(c, &log, "make headers_install", |_| {})?;
+    let release_out = make(tree, &build).args(["-s", "kernelrelease"]).output().context("make kernelrelease")?;
+    let release = String::from_utf8_lossy(&release_out.stdout).trim().to_string();
+    let image = out.join("bzImage");
+    std::fs::copy(build.join("arch/x86/boot/bzImage"), &image).context("copying bzImage")?;
+    let k = Kernel {
+        image,
+        uapi: Some(headers.join("include")),
+        modules: vec![],
+        release,
+        source: source.to_string(),
+        build_s: start.elapsed().as_secs_f64(),
+        cached: false,
+    };
+    std::fs::write(out.join("kernel.json"), serde_json::to_string_pretty(&k)?)?;
+    ui::info(&format!("built guest kernel {} in {:.0} s", k.release, k.build_s));
+    Ok(k)
+}
+
+/// The version string a bzImage carries (boot protocol: a pointer at 0x20e,
+/// relative to 0x200), e.g. `6.1.0-42-amd64 (debian-kernel@...) #1 SMP ...`.
+pub fn bzimage_version(image: &[u8]) -> Option<String> {
+    if image.len() < 0x210 || &image[0x202..0x206] != b"HdrS" {
+        return None;
+    }
+    let ptr = u16::from_le_bytes([image[0x20e], image[0x20f]]) as usize + 0x200;
+    let end = image.get(ptr..)?.iter().position(|&b| b == 0)? + ptr;
+    Some(String::from_utf8_lossy(&image[ptr..end]).into_owned())
+}
+
+/// Modules the guest's disks need, by module name.
+pub const GUEST_MODULES: &[&str] = &["ahci", "sd_mod", "nvme", "virtio_pci", "virtio_blk"];
+
+/// Load order for `wanted` from a modules.dep: each module's dependencies
+/// (deepest first) before it, each once. Paths are relative to the dir.
+pub fn module_order(modules_dep: &str, wanted: &[&str]) -> Result<Vec<String>> {
+    let mut deps = std::collections::HashMap::new();
+    let name_of = |path: &str| -> String {
+        let file = path.rsplit('/').next().unwrap_or(path);
+        file.split(".ko").next().unwrap_or(file).replace('-', "_")
+    };
+    for line in modules_dep.lines() {
+        let Some((module, rest)) = line.split_once(':') else { continue };
+        deps.insert(name_of(module), (module.to_string(), rest.split_whitespace().map(str::to_string).collect::<Vec<_>>()));
+    }
+    let mut order: Vec<String> = Vec::new();
+    let mut missing = Vec::new();
+    for w in wanted {
+        let Some((path, its_deps)) = deps.get(&w.replace('-', "_")) else {
+            missing.push(*w);
+            continue;
+        };
+        // modules.dep lists dependencies so that loading them last-to-first works.
+        for d in its_deps.iter().rev().chain(std::iter::once(path)) {
+            if !order.contains(d) {
+                order.push(d.clone());
+            }
+        }
+    }
+    if !missing.is_empty() {
+        // Not in modules.dep means built in (or absent): only an error when
+        // the image does not have them built in, which the guest reports.
+        ui::info(&format!("not modules in this kernel (built in?): {}", missing.join(", ")));
+    }
+    Ok(order)
+}
+
+fn prebuilt(image: &Path, modules: Option<&Path>) -> Result<Kernel> {
+    let bytes = std::fs::read(image).with_context(|| format!("reading kernel image {}", image.display()))?;
+    let version = bzimage_version(&bytes)
+        .with_context(|| format!("{} is not an x86 bzImage (no HdrS boot header); pass a kernel image built for x86_64", image.display()))?;
+    let release = version.split_whitespace().next().unwrap_or("unknown").to_string();
+    let mut list = Vec::new();
+    if let Some(dir) = modules {
+        let dep = dir.join("modules.dep");
+        let text = std::fs::read_to_string(&dep).with_context(|| {
+            format!("{} has no modules.dep: pass the kernel's /lib/modules/RELEASE directory (run depmod there first)", dir.display())
+        })?;
+        if dir.file_name().is_some_and(|n| n.to_string_lossy() != release) {
+            ui::warn(&format!("modules directory {} does not match the image's release {release}", dir.display()));
+        }
+        list = module_order(&text, GUEST_MODULES)?.into_iter().map(|rel| dir.join(rel)).collect();
+    }
+    Ok(Kernel {
+        image: image.canonicalize()?,
+        uapi: None,
+        modules: list,
+        release,
+        source: format!("image {}", image.display()),
+        build_s: 0.0,
+        cached: true,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_options_are_named() {
+        let frag = "# c\nCONFIG_A=y\nCONFIG_B=y\n# CONFIG_C is not set\n";
+        assert_eq!(missing_options(frag, "CONFIG_A=y\n# CONFIG_B is not set\n"), ["CONFIG_B=y"]);
+        assert!(missing_options(frag, "CONFIG_A=y\nCONFIG_B=y\n").is_empty());
+    }
+
+    #[test]
+    fn the_fragment_asks_for_what_the_guest_needs() {
+        let f = std::fs::read_to_string(fragment_path()).unwrap();
+        for opt in ["CONFIG_IO_URING=y", "CONFIG_SATA_AHCI=y", "CONFIG_BLK_DEV_NVME=y", "CONFIG_VIRTIO_BLK=y", "CONFIG_HZ_100=y", "CONFIG_DEVTMPFS=y"] {
+            assert!(f.lines().any(|l| l == opt), "{opt}");
+        }
+    }
+
+    #[test]
+    fn module_order_puts_dependencies_first_once() {
+        let dep = "kernel/drivers/ata/ahci.ko.xz: kernel/drivers/ata/libahci.ko.xz kernel/drivers/ata/libata.ko.xz kernel/drivers/scsi/scsi_mod.ko.xz\n\
+                   kernel/drivers/ata/libahci.ko.xz: kernel/drivers/ata/libata.ko.xz kernel/drivers/scsi/scsi_mod.ko.xz\n\
+                   kernel/drivers/scsi/sd_mod.ko.xz: kernel/drivers/scsi/scsi_mod.ko.xz\n\
+                   kernel/drivers/nvme/host/nvme.ko.xz: kernel/drivers/nvme/host/nvme-core.ko.xz\n";
+        let o = module_order(dep, &["ahci", "sd_mod", "nvme", "virtio_blk"]).unwrap();
+        assert_eq!(
+            o,
+            [
+                "kernel/drivers/scsi/scsi_mod.ko.xz",
+                "kernel/drivers/ata/libata.ko.xz",
+                "kernel/drivers/ata/libahci.ko.xz",
+                "kernel/drivers/ata/ahci.ko.xz",
+                "kernel/drivers/scsi/sd_mod.ko.xz",
+                "kernel/drivers/nvme/host/nvme-core.ko.xz",
+                "kernel/drivers/nvme/host/nvme.ko.xz",
+            ]
+        );
+    }
+
+    #[test]
+    fn bzimage_version_string() {
+        let mut img = vec![0u8; 0x400];
+        img[0x202..0x206].copy_from_slice(b"HdrS");
+        img[0x20e..0x210].copy_from_slice(&0x100u16.to_le_bytes());
+        img[0x300..0x310].copy_from_slice(b"6.1.0-9 (x) #1\0\0");
+        assert_eq!(bzimage_version(&img).as_deref(), Some("6.1.0-9 (x) #1"));
+        assert_eq!(bzimage_version(b"not a kernel"), None);
+    }
+
+    #[test]
+    fn tree_checks_name_the_other_tree_type() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("VERSION"), "10.2.2").unwrap();
+        std::fs::create_dir_all(t.path().join("util")).unwrap();
+        std::fs::write(t.path().join("util/aio-posix.c"), "").unwrap();
+        let e = check_tree(t.path()).unwrap_err().to_string();
+        assert!(e.contains("looks like a QEMU tree"), "{e}");
+        assert!(check_tree(&t.path().join("nope")).unwrap_err().to_string().contains("not a directory"));
+    }
+}

@@ -1,0 +1,144 @@
+//! Reads the selftest's KTAP from a guest console log. Kernel messages may
+//! sit between (or inside) our lines; what matters is that the header, the
+//! plan, every result and its machine-readable record are there and agree.
+//! Anything missing or malformed is an error naming the log file.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+pub const JSON_MARK: &str = "# uring-idle-json: ";
+
+/// Statistics as the selftest prints them (µs).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub n: u64,
+    pub min_us: f64,
+    pub mean_us: f64,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+    pub total_ms: f64,
+}
+
+/// One test's record (kselftest::ktap::Record's schema).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub test: String,
+    pub device: String,
+    pub path: String,
+    pub transport: String,
+    pub mode: String,
+    pub ok: bool,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub stats: Option<Stats>,
+    #[serde(default)]
+    pub samples_us: Vec<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TestResult {
+    pub ok: bool,
+    pub number: usize,
+    pub name: String,
+    pub skip: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Parsed {
+    pub kernel_release: Option<String>,
+    pub uapi: Option<String>,
+    pub plan: usize,
+    pub results: Vec<TestResult>,
+    pub records: Vec<Record>,
+}
+
+fn result_line(l: &str) -> Option<TestResult> {
+    let (ok, rest) = if let Some(r) = l.strip_prefix("ok ") {
+        (true, r)
+    } else {
+        (false, l.strip_prefix("not ok ")?)
+    };
+    let (head, directive) = rest.split_once(" # ").unwrap_or((rest, ""));
+    let (num, name) = head.split_once(' ').unwrap_or((head, ""));
+    Some(TestResult { ok, number: num.parse().ok()?, name: name.trim().to_string(), skip: directive.starts_with("SKIP") })
+}
+
+/// Parses console text; `log` names the file in errors.
+pub fn parse(text: &str, log: &Path) -> Result<Parsed> {
+    let where_ = || format!("console log {}", log.display());
+    // Serial consoles end lines with CR LF.
+    let mut lines = text.lines().map(|l| l.trim_end_matches('\r')).skip_while(|l| !l.contains("KTAP version 1"));
+    if lines.next().is_none() {
+        let last: Vec<&str> = text.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
+        bail!(
+            "no KTAP output: the selftest never started in the guest ({}); last lines:\n{}",
+            where_(),
+            last.join("\n")
+        );
+    }
+    let mut p = Parsed { kernel_release: None, uapi: None, plan: 0, results: vec![], records: vec![] };
+    let mut plan = None;
+    for l in lines {
+        if let Some(at) = l.find("Bail out!") {
+            bail!("the selftest bailed out: {} ({})", l[at + "Bail out!".len()..].trim(), where_());
+        }
+        if let Some(at) = l.find(JSON_MARK) {
+            let json = &l[at + JSON_MARK.len()..];
+            let rec: Record = serde_json::from_str(json)
+                .with_context(|| format!("malformed machine-readable line in {}: {}", where_(), truncate(l, 160)))?;
+            p.records.push(rec);
+        } else if let Some(r) = result_line(l) {
+            p.results.push(r);
+        } else if let Some(n) = l.strip_prefix("1..") {
+            let n = n.split_whitespace().next().unwrap_or("");
+            plan = Some(n.parse::<usize>().with_context(|| format!("malformed KTAP plan {l:?} in {}", where_()))?);
+        } else if let Some(k) = l.strip_prefix("# kernel: ") {
+            p.kernel_release = Some(k.trim().to_string());
+        } else if let Some(u) = l.strip_prefix("# uapi: ") {
+            p.uapi = Some(u.trim().to_string());
+        }
+    }
+    let Some(plan) = plan else { bail!("KTAP output has no plan line (1..N) in {}", where_()) };
+    p.plan = plan;
+    if p.results.len() != plan {
+        bail!(
+            "the KTAP plan announces {plan} tests but {} results were printed (did the guest die mid-run?) in {}",
+            p.results.len(),
+            where_()
+        );
+    }
+    for (i, r) in p.results.iter().enumerate() {
+        if r.number != i + 1 {
+            bail!("KTAP test numbers out of order: expected {}, found {} ({}) in {}", i + 1, r.number, r.name, where_());
+        }
+        if !r.skip && !p.records.iter().any(|rec| rec.test == r.name) {
+            bail!("test {} has no machine-readable record in {}", r.name, where_());
+        }
+    }
+    for rec in &p.records {
+        if let Some(s) = &rec.stats {
+            if s.n as usize != rec.samples_us.len() {
+                bail!("record {} says n={} but carries {} samples ({})", rec.test, s.n, rec.samples_us.len(), where_());
+            }
+        }
+    }
+    Ok(p)
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.len() <= n {
+        s.to_string()
+    } else {
+        format!("{}...", &s[..s.floor_char_boundary(n)])
+    }
+}
+
+pub fn parse_file(path: &Path) -> Result<Parsed> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading console log {}", path.display()))?;
+    parse(&text, path)
+}

@@ -1,0 +1,264 @@
+//! The fix as a patch series (`patches/`), and what it does to a tree:
+//! classify, check, apply to a work copy, and remove an existing fix to
+//! make a baseline. The user's tree is only ever read.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::tree::{self, QemuTree, AIO_POSIX};
+
+/// `patches/` of this workspace.
+pub fn patches_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../patches")
+}
+
+/// The QEMU patches in `patches/series` order.
+pub fn series() -> Result<Vec<PathBuf>> {
+    let dir = patches_dir();
+    let series = dir.join("series");
+    let text = std::fs::read_to_string(&series).with_context(|| format!("reading {}", series.display()))?;
+    let list: Vec<PathBuf> =
+        text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(|l| dir.join("qemu").join(l)).collect();
+    if list.is_empty() {
+        bail!("{} lists no patches", series.display());
+    }
+    for p in &list {
+        if !p.is_file() {
+            bail!("{} names {}, which does not exist", series.display(), p.display());
+        }
+    }
+    Ok(list)
+}
+
+/// A key of the series' contents, for build caches.
+pub fn series_key() -> Result<String> {
+    let mut parts = Vec::new();
+    for p in series()? {
+        parts.push(std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?);
+    }
+    Ok(crate::cache::key(parts))
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum State {
+    /// No `aio_add_sqe()`: QEMU before 10.2, never had the bug.
+    Unaffected,
+    /// The notify is in `aio_add_sqe()`.
+    Fixed,
+    /// `aio_add_sqe()` without the notify, and our patch applies.
+    Vulnerable,
+    /// `aio_add_sqe()` without the notify, and our patch does not apply.
+    Conflict { detail: String },
+}
+
+impl State {
+    pub fn name(&self) -> &'static str {
+        match self {
+            State::Unaffected => "unaffected",
+            State::Fixed => "fixed",
+            State::Vulnerable => "vulnerable",
+            State::Conflict { .. } => "conflict",
+        }
+    }
+
+    /// Exit code of `cargo xtask check`.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            State::Unaffected | State::Fixed => 0,
+            State::Vulnerable => 1,
+            State::Conflict { .. } => 2,
+        }
+    }
+}
+
+/// Where the tree stands. Reads `util/aio-posix.c`; the patch check runs on
+/// copies of the files the series touches, in a scratch directory.
+pub fn classify(tree: &QemuTree) -> Result<State> {
+    let src = tree.read_aio_posix()?;
+    let Some(body) = tree::aio_add_sqe_body(&src) else { return Ok(State::Unaffected) };
+    if tree::notify_in_body(&src, body).is_some() {
+        return Ok(State::Fixed);
+    }
+    Ok(match check(&tree.root)? {
+        None => State::Vulnerable,
+        Some(detail) => State::Conflict { detail },
+    })
+}
+
+/// Files a unified diff touches (`+++ b/PATH`).
+pub fn touched_files(patch: &str) -> Vec<String> {
+    patch.lines().filter_map(|l| l.strip_prefix("+++ b/")).map(str::to_string).collect()
+}
+
+/// Hunk headers per file: `(file, old_start, header line)`.
+pub fn hunks(patch: &str) -> Vec<(String, u64, String)> {
+    let mut file = String::new();
+    let mut out = Vec::new();
+    for l in patch.lines() {
+        if let Some(f) = l.strip_prefix("+++ b/") {
+            file = f.to_string();
+        } else if let Some(rest) = l.strip_prefix("@@ -") {
+            let start = rest.split([',', ' ']).next().and_then(|s| s.parse().ok()).unwrap_or(0);
+            out.push((file.clone(), start, l.to_string()));
+        }
+    }
+    out
+}
+
+fn git_shell(dir: &Path) -> Result<Shell> {
+    let sh = Shell::new().context("creating a shell")?;
+    sh.change_dir(dir);
+    // Never let git find a repository above the scratch or work directory.
+    sh.set_var("GIT_CEILING_DIRECTORIES", dir.parent().unwrap_or(dir));
+    Ok(sh)
+}
+
+/// Whether the series applies to the tree at `root`, checked on scratch
+/// copies of the touched files. `Some(detail)` names the failing hunk.
+pub fn check(root: &Path) -> Result<Option<String>> {
+    let scratch = tempfile::Builder::new().prefix("uring-idle-check").tempdir().context("creating a scratch directory")?;
+    for patch in series()? {
+        let text = std::fs::read_to_string(&patch).with_context(|| format!("reading {}", patch.display()))?;
+        for f in touched_files(&text) {
+            let (from, to) = (root.join(&f), scratch.path().join(&f));
+            if to.exists() {
+                continue;
+            }
+            std::fs::create_dir_all(to.parent().unwrap())?;
+            if from.is_file() {
+                std::fs::copy(&from, &to).with_context(|| format!("reading {}", from.display()))?;
+            }
+        }
+        let sh = git_shell(scratch.path())?;
+        let out = cmd!(sh, "git apply --verbose {patch}").env_remove("GIT_DIR").env_remove("GIT_WORK_TREE").quiet().ignore_status().output().context("running git apply")?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            return Ok(Some(describe_failure(&patch, &text, &err)));
+        }
+    }
+    Ok(None)
+}
+
+/// Turns git apply's complaint into a sentence naming the hunk.
+fn describe_failure(patch: &Path, text: &str, stderr: &str) -> String {
+    let name = patch.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // `error: patch failed: util/aio-posix.c:814`
+    let failed = stderr.lines().find_map(|l| l.strip_prefix("error: patch failed: ")).and_then(|r| {
+        let (f, line) = r.rsplit_once(':')?;
+        Some((f.to_string(), line.trim().parse::<u64>().ok()?))
+    });
+    match failed {
+        Some((file, line)) => {
+            let hunk = hunks(text).into_iter().find(|(f, start, _)| *f == file && *start == line);
+            match hunk {
+                Some((_, _, header)) => format!("{name}: hunk `{header}` does not apply to {file}"),
+                None => format!("{name}: a hunk at {file}:{line} does not apply"),
+            }
+        }
+        None => {
+            let first = stderr.lines().find(|l| l.starts_with("error:")).unwrap_or(stderr.trim());
+            format!("{name}: does not apply ({first})")
+        }
+    }
+}
+
+/// Applies the series to a work directory (never the user's tree).
+pub fn apply(work: &Path) -> Result<()> {
+    for patch in series()? {
+        let sh = git_shell(work)?;
+        cmd!(sh, "git apply {patch}")
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_WORK_TREE")
+            .quiet()
+            .run()
+            .with_context(|| format!("applying {} to the work copy {}", patch.display(), work.display()))?;
+    }
+    Ok(())
+}
+
+/// The pre-fix text: `src` with the notify statement in `aio_add_sqe()`
+/// removed, together with the comment block right above it and the blank
+/// line that opens that block. Fails when there is no fix to remove.
+pub fn revert_fix(src: &str) -> Result<String> {
+    let body = tree::aio_add_sqe_body(src).context("no aio_add_sqe() definition: nothing to revert")?;
+    let stmt = tree::notify_in_body(src, body.clone()).context("aio_add_sqe() has no aio_notify(): nothing to revert")?;
+    // Whole lines: from the start of the statement's line to its newline.
+    let mut start = src[..stmt.start].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let end = src[stmt.end..].find('\n').map(|i| stmt.end + i + 1).unwrap_or(src.len());
+    if !src[start..stmt.start].trim().is_empty() || !src[stmt.end..end].trim().is_empty() {
+        bail!("{AIO_POSIX}: the aio_notify() in aio_add_sqe() shares its line with other code; remove it by hand");
+    }
+    // Walk up over the comment block that explains it.
+    let lines_above = |s: usize| src[..s.saturating_sub(1)].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let mut in_comment = false;
+    while start > body.start + 1 {
+        let prev = lines_above(start);
+        let l = src[prev..start].trim();
+        let comment = l.starts_with("/*") || l.starts_with('*') || l.starts_with("//") || l.ends_with("*/");
+        if comment {
+            in_comment = true;
+            start = prev;
+        } else if l.is_empty() && in_comment {
+            start = prev;
+            break;
+        } else {
+            break;
+        }
+    }
+    Ok(format!("{}{}", &src[..start], &src[end..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_lists_our_patch_and_it_touches_only_aio_posix() {
+        let s = series().unwrap();
+        assert_eq!(s.len(), 1);
+        let text = std::fs::read_to_string(&s[0]).unwrap();
+        assert_eq!(touched_files(&text), [AIO_POSIX]);
+        assert!(text.contains("Subject: [PATCH] aio-posix: "));
+        // One statement added, nothing removed.
+        let added: Vec<_> = text.lines().filter(|l| l.starts_with('+') && !l.starts_with("+++")).map(|l| l[1..].trim()).collect();
+        let code: Vec<_> = added.iter().filter(|l| !l.is_empty() && !l.starts_with("/*") && !l.starts_with('*')).collect();
+        assert_eq!(code, [&"aio_notify(ctx);"]);
+        let diff = &text[text.find("diff --git").unwrap()..text.rfind("\n-- \n").unwrap()];
+        assert!(!diff.lines().any(|l| l.starts_with('-') && !l.starts_with("---")), "{diff}");
+    }
+
+    #[test]
+    fn hunk_headers_are_found() {
+        let h = hunks("+++ b/util/aio-posix.c\n@@ -814,5 +814,12 @@ void f()\n");
+        assert_eq!(h, [("util/aio-posix.c".to_string(), 814, "@@ -814,5 +814,12 @@ void f()".to_string())]);
+    }
+
+    #[test]
+    fn failure_text_names_the_hunk() {
+        let text = "+++ b/util/aio-posix.c\n@@ -814,5 +814,12 @@ void aio_add_sqe(x)\n";
+        let d = describe_failure(Path::new("0001-x.patch"), text, "error: patch failed: util/aio-posix.c:814\nerror: util/aio-posix.c: patch does not apply\n");
+        assert_eq!(d, "0001-x.patch: hunk `@@ -814,5 +814,12 @@ void aio_add_sqe(x)` does not apply to util/aio-posix.c");
+        let d = describe_failure(Path::new("p"), text, "error: util/aio-posix.c: No such file or directory\n");
+        assert!(d.contains("No such file"), "{d}");
+    }
+
+    #[test]
+    fn revert_refuses_without_a_fix() {
+        let pre = "void aio_add_sqe(int a)\n{\n    x();\n}\n";
+        assert!(format!("{:#}", revert_fix(pre).unwrap_err()).contains("nothing to revert"));
+        assert!(revert_fix("int y;\n").is_err());
+    }
+
+    #[test]
+    fn revert_removes_statement_comment_and_its_blank_line_only() {
+        let pre = "void aio_add_sqe(int a)\n{\n    x();\n    y();\n}\n";
+        let fixed = "void aio_add_sqe(int a)\n{\n    x();\n    y();\n\n    /*\n     * why\n     */\n    aio_notify(ctx);\n}\n";
+        assert_eq!(revert_fix(fixed).unwrap(), pre);
+        let bare = "void aio_add_sqe(int a)\n{\n    x();\n    y();\n    aio_notify(ctx);\n}\n";
+        assert_eq!(revert_fix(bare).unwrap(), pre);
+        let line_comment = "void aio_add_sqe(int a)\n{\n    x();\n    y();\n    // wake the loop\n    aio_notify(ctx);\n}\n";
+        assert_eq!(revert_fix(line_comment).unwrap(), pre);
+    }
+}

@@ -1,0 +1,243 @@
+//! Building QEMU twice from one work copy: the baseline, then the baseline
+//! plus `patches/` as an incremental rebuild in the same build directory.
+//! Both binaries are kept, keyed by everything that went into them, so
+//! reruns and rounds never rebuild.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use xshell::{cmd, Shell};
+
+use crate::patch::{self, State};
+use crate::tree::{QemuTree, AIO_POSIX};
+use crate::{cache, ui};
+
+pub const CONFIGURE_FLAGS: &[&str] = &[
+    "--target-list=x86_64-softmmu",
+    "--enable-linux-io-uring",
+    "--enable-kvm",
+    "--disable-docs",
+    "--disable-tools",
+    "--disable-user",
+    "--disable-install-blobs",
+];
+
+/// Meson for QEMU trees that need a newer one than the system's.
+const MESON_PIP: &[&str] = &["meson==1.9.0", "pycotap==1.3.1"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BaselineMode {
+    /// `as-is` for a vulnerable tree, `revert-fix` for a fixed one.
+    Auto,
+    /// The tree exactly as given.
+    AsIs,
+    /// The tree with the fix statement (and its comment) removed from aio_add_sqe().
+    RevertFix,
+}
+
+impl BaselineMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            BaselineMode::Auto => "auto",
+            BaselineMode::AsIs => "as-is",
+            BaselineMode::RevertFix => "revert-fix",
+        }
+    }
+
+    /// What `auto` means for a tree in `state`; errors for combinations that
+    /// cannot give a pre-fix baseline.
+    pub fn resolve(self, state: &State) -> Result<BaselineMode> {
+        Ok(match (self, state) {
+            (_, State::Unaffected) => bail!("the tree has no aio_add_sqe(): there is nothing to patch"),
+            (_, State::Conflict { detail }) => bail!("the patch does not apply to this tree: {detail}"),
+            (BaselineMode::Auto | BaselineMode::AsIs, State::Vulnerable) => BaselineMode::AsIs,
+            (BaselineMode::RevertFix, State::Vulnerable) => {
+                bail!("--baseline revert-fix needs a tree with the fix, and this one is vulnerable: use --baseline as-is (or auto)")
+            }
+            (BaselineMode::Auto | BaselineMode::RevertFix, State::Fixed) => BaselineMode::RevertFix,
+            (BaselineMode::AsIs, State::Fixed) => {
+                bail!("--baseline as-is on a tree that already has the fix would compare fixed with fixed: use --baseline revert-fix (or auto)")
+            }
+        })
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Built {
+    pub baseline: PathBuf,
+    pub patched: PathBuf,
+    /// Seconds spent building each, as measured when they were built.
+    pub baseline_build_s: f64,
+    pub patched_build_s: f64,
+    /// True when both came from the cache in this run.
+    #[serde(skip)]
+    pub cached: bool,
+}
+
+/// Builds (or finds) the baseline and patched binaries for `tree`.
+pub fn build_pair(tree: &QemuTree, baseline: BaselineMode) -> Result<Built> {
+    let work = cache::dir("qemu")?.join(cache::path_key(&tree.root));
+    let _lock = cache::Lock::acquire(&work)?;
+    let flags_key = cache::key(CONFIGURE_FLAGS);
+    let fingerprint = cache::tree_fingerprint(&tree.root, &[".git", "build"])?;
+    let bins = work.join("bin").join(format!("{fingerprint}-{}-{}-{flags_key}", patch::series_key()?, baseline.name()));
+    let info_path = bins.join("built.json");
+    if let Ok(text) = std::fs::read_to_string(&info_path) {
+        if let Ok(mut b) = serde_json::from_str::<Built>(&text) {
+            if b.baseline.is_file() && b.patched.is_file() {
+                ui::info(&format!("QEMU binaries cached in {}", bins.display()));
+                b.cached = true;
+                return Ok(b);
+            }
+        }
+    }
+    let src = work.join("src");
+    let build = work.join(format!("build-{flags_key}"));
+    std::fs::create_dir_all(&bins)?;
+    let log = work.join("build.log");
+    let _ = std::fs::remove_file(&log);
+
+    ui::info(&format!("syncing {} into the work copy {}", tree.root.display(), src.display()));
+    sync_tree(&tree.root, &src)?;
+    if baseline == BaselineMode::RevertFix {
+        let f = src.join(AIO_POSIX);
+        let text = std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+        std::fs::write(&f, patch::revert_fix(&text)?).with_context(|| format!("writing {}", f.display()))?;
+        ui::info("baseline: removed the fix from aio_add_sqe() (revert-fix)");
+    }
+    if !build.join("build.ninja").is_file() {
+        configure(&src, &build, &log)?;
+    }
+    let t = Instant::now();
+    ninja(&build, &log, "QEMU baseline")?;
+    let baseline_build_s = t.elapsed().as_secs_f64();
+    let baseline_bin = bins.join("qemu-system-x86_64.baseline");
+    copy_binary(&build, &baseline_bin)?;
+
+    patch::apply(&src).context("applying patches/ to the baseline work copy")?;
+    let t = Instant::now();
+    ninja(&build, &log, "QEMU patched (incremental)")?;
+    let patched_build_s = t.elapsed().as_secs_f64();
+    let patched_bin = bins.join("qemu-system-x86_64.patched");
+    copy_binary(&build, &patched_bin)?;
+    ui::info(&format!("built baseline in {baseline_build_s:.1} s, patched in {patched_build_s:.1} s"));
+
+    let built = Built { baseline: baseline_bin, patched: patched_bin, baseline_build_s, patched_build_s, cached: false };
+    std::fs::write(&info_path, serde_json::to_string_pretty(&built)?)?;
+    Ok(built)
+}
+
+/// Mirrors the user's tree into the work copy: only changed files are
+/// copied, so ninja rebuilds only what changed (and a previous run's
+/// patched files are put back).
+fn sync_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    let sh = Shell::new()?;
+    let (from, to) = (format!("{}/", from.display()), format!("{}/", to.display()));
+    cmd!(sh, "rsync -a --delete --exclude=/.git --exclude=/build {from} {to}")
+        .quiet()
+        .run()
+        .context("rsync of the QEMU tree into the work copy (is rsync installed? `cargo xtask deps --install`)")?;
+    Ok(())
+}
+
+/// `meson_version: '>=1.5.0'` from the tree's meson.build.
+pub fn required_meson(meson_build: &str) -> Option<(u32, u32)> {
+    let at = meson_build.find("meson_version")?;
+    let rest = &meson_build[at..];
+    let ver = rest.split(['\'', '"']).nth(1)?.trim_start_matches(">=").trim();
+    let mut it = ver.split('.').map(|x| x.parse::<u32>().ok());
+    Some((it.next()??, it.next().flatten().unwrap_or(0)))
+}
+
+fn system_meson() -> Option<(u32, u32)> {
+    let out = Command::new("python3").args(["-c", "import mesonbuild.coredata as c; print(c.version)"]).output().ok()?;
+    let v = String::from_utf8_lossy(&out.stdout);
+    let mut it = v.trim().split('.').map(|x| x.parse::<u32>().ok());
+    Some((it.next()??, it.next()??))
+}
+
+/// The python QEMU's configure should use: the system's when its meson is
+/// new enough, else a private venv with meson from PyPI.
+fn python_for(src: &Path) -> Result<PathBuf> {
+    let Some(need) = std::fs::read_to_string(src.join("meson.build")).ok().and_then(|t| required_meson(&t)) else {
+        // No stated requirement: configure brings its own checks.
+        return Ok(PathBuf::from("python3"));
+    };
+    if system_meson().is_some_and(|have| have >= need) {
+        return Ok(PathBuf::from("python3"));
+    }
+    let venv = cache::dir("venv")?.join(format!("meson-{}", cache::key(MESON_PIP)));
+    let py = venv.join("bin/python3");
+    if py.is_file() && venv.join(".complete").is_file() {
+        return Ok(py);
+    }
+    ui::info(&format!("no system meson >= {}.{}: installing {} into {}", need.0, need.1, MESON_PIP.join(" "), venv.display()));
+    let _ = std::fs::remove_dir_all(&venv);
+    let sh = Shell::new()?;
+    cmd!(sh, "python3 -m venv {venv}").quiet().run().context("python3 -m venv (install python3-venv)")?;
+    cmd!(sh, "{py} -m pip install --quiet {MESON_PIP...}").quiet().run().context("pip install meson into the private venv")?;
+    std::fs::write(venv.join(".complete"), "")?;
+    Ok(py)
+}
+
+fn configure(src: &Path, build: &Path, log: &Path) -> Result<()> {
+    let python = python_for(src)?;
+    std::fs::create_dir_all(build)?;
+    ui::info(&format!("configuring QEMU in {}", build.display()));
+    let mut c = Command::new(src.join("configure"));
+    c.arg(format!("--python={}", python.display())).args(CONFIGURE_FLAGS).current_dir(build);
+    let r = ui::run_logged(c, log, "QEMU configure", |_| {});
+    if r.is_err() {
+        // A half-configured directory must not look configured next time.
+        let _ = std::fs::remove_file(build.join("build.ninja"));
+    }
+    r.map(|_| ())
+}
+
+fn ninja(build: &Path, log: &Path, what: &str) -> Result<Duration> {
+    let mut progress = ui::Progress::new(what);
+    let mut c = Command::new("ninja");
+    c.arg("-C").arg(build).arg("qemu-system-x86_64");
+    let r = ui::run_logged(c, log, what, |l| {
+        if let Some((n, m)) = ui::ninja_progress(l) {
+            progress.update(n, m);
+        }
+    });
+    progress.finish();
+    r
+}
+
+fn copy_binary(build: &Path, to: &Path) -> Result<()> {
+    let from = build.join("qemu-system-x86_64");
+    std::fs::copy(&from, to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meson_requirement_is_read_from_meson_build() {
+        let mb = "project('qemu', ['c'], meson_version: '>=1.5.0',\n  default_options: [])";
+        assert_eq!(required_meson(mb), Some((1, 5)));
+        assert_eq!(required_meson("project('x')"), None);
+    }
+
+    #[test]
+    fn baseline_resolution() {
+        use BaselineMode::*;
+        assert_eq!(Auto.resolve(&State::Vulnerable).unwrap(), AsIs);
+        assert_eq!(Auto.resolve(&State::Fixed).unwrap(), RevertFix);
+        assert_eq!(RevertFix.resolve(&State::Fixed).unwrap(), RevertFix);
+        assert!(format!("{:#}", AsIs.resolve(&State::Fixed).unwrap_err()).contains("use --baseline revert-fix"));
+        assert!(format!("{:#}", RevertFix.resolve(&State::Vulnerable).unwrap_err()).contains("use --baseline as-is"));
+        assert!(Auto.resolve(&State::Unaffected).is_err());
+        assert!(Auto.resolve(&State::Conflict { detail: "hunk".into() }).unwrap_err().to_string().contains("hunk"));
+    }
+}

@@ -1,0 +1,99 @@
+//! Synthetic QEMU-shaped trees in each state the tools must recognise, and
+//! helpers to run the xtask binary against them with a private cache.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
+
+/// aio-posix.c around aio_add_sqe() as QEMU 10.2.0/10.2.1 have it.
+pub const VULNERABLE_AIO: &str = r#"/* Fixture shaped like QEMU's util/aio-posix.c */
+#include "qemu/osdep.h"
+
+void aio_context_setup(AioContext *ctx)
+{
+    ctx->epollfd = -1;
+}
+
+#ifdef CONFIG_LINUX_IO_URING
+void aio_add_sqe(void (*prep_sqe)(struct io_uring_sqe *sqe, void *opaque),
+                 void *opaque, CqeHandler *cqe_handler)
+{
+    AioContext *ctx = qemu_get_current_aio_context();
+    ctx->fdmon_ops->add_sqe(ctx, prep_sqe, opaque, cqe_handler);
+}
+#endif /* CONFIG_LINUX_IO_URING */
+"#;
+
+/// The same with a fix in other words than ours (as upstream or a distro
+/// backport might phrase it).
+pub fn fixed_other_wording() -> String {
+    VULNERABLE_AIO.replace(
+        "cqe_handler);\n}",
+        "cqe_handler);\n\n    /* Kick the event loop so the queued request is submitted promptly. */\n    aio_notify(ctx);\n}",
+    )
+}
+
+/// aio_add_sqe() exists, unfixed, but reshaped so our hunk cannot apply.
+pub fn conflicting() -> String {
+    VULNERABLE_AIO.replace(
+        "    ctx->fdmon_ops->add_sqe(ctx, prep_sqe, opaque, cqe_handler);\n}",
+        "    trace_aio_add_sqe(ctx, opaque);\n    ctx->fdmon_ops->queue_sqe(ctx, prep_sqe, opaque, cqe_handler);\n}",
+    )
+}
+
+pub const PRE_10_2_AIO: &str = "/* QEMU 10.1 */\nvoid aio_context_setup(AioContext *ctx)\n{\n}\n";
+
+/// configure writes a build.ninja whose "QEMU binary" is a copy of
+/// util/aio-posix.c: a build that takes a second and shows exactly which
+/// source the binary was made from.
+const FAKE_CONFIGURE: &str = r#"#!/bin/sh
+src=$(cd "$(dirname "$0")" && pwd)
+if [ -n "$FIXTURE_CONFIGURE_SLEEP" ]; then sleep "$FIXTURE_CONFIGURE_SLEEP"; fi
+printf 'rule copy\n  command = cp $in $out\nbuild qemu-system-x86_64: copy %s/util/aio-posix.c\n' "$src" > build.ninja
+"#;
+
+pub fn qemu_tree(root: &Path, version: &str, aio: &str) -> PathBuf {
+    fs::create_dir_all(root.join("util")).unwrap();
+    fs::create_dir_all(root.join("include/block")).unwrap();
+    fs::write(root.join("VERSION"), format!("{version}\n")).unwrap();
+    fs::write(root.join("include/block/aio.h"), "/* aio.h */\n").unwrap();
+    fs::write(root.join("util/aio-posix.c"), aio).unwrap();
+    fs::write(root.join("configure"), FAKE_CONFIGURE).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(root.join("configure"), fs::Permissions::from_mode(0o755)).unwrap();
+    root.to_path_buf()
+}
+
+pub fn debianize(root: &Path, version: &str) {
+    fs::create_dir_all(root.join("debian")).unwrap();
+    fs::write(root.join("debian/changelog"), format!("qemu (1:{version}) unstable; urgency=medium\n\n  * x\n")).unwrap();
+}
+
+pub fn xtask(args: &[&str], cache: &Path) -> Output {
+    Command::new(XTASK).args(args).env("XDG_CACHE_HOME", cache).output().unwrap()
+}
+
+pub fn out(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Every file's path, mode and bytes, hashed: "the tree is unchanged".
+pub fn tree_hash(root: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::PermissionsExt;
+    let mut h = Sha256::new();
+    for e in walkdir::WalkDir::new(root).sort_by_file_name() {
+        let e = e.unwrap();
+        h.update(e.path().strip_prefix(root).unwrap().as_os_str().as_encoded_bytes());
+        let m = e.metadata().unwrap();
+        h.update(m.permissions().mode().to_le_bytes());
+        if e.file_type().is_file() {
+            h.update(fs::read(e.path()).unwrap());
+        }
+    }
+    format!("{:x}", h.finalize())
+}
