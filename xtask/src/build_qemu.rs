@@ -25,7 +25,12 @@ impl BuildQemu {
         let tree = self.source.resolve()?;
         let state = patch::classify(&tree)?;
         let baseline = self.baseline.resolve(&state)?;
-        ui::stage(&format!("building QEMU {} ({}, baseline {})", tree.describe(), state.name(), baseline.name()));
+        ui::stage(&format!(
+            "building QEMU {} ({}, baseline {})",
+            tree.describe(),
+            state.name(),
+            baseline.name()
+        ));
         let built = qemu::build_pair(&tree, baseline)?;
         println!("baseline: {}", built.baseline.display());
         println!("patched:  {}", built.patched.display());

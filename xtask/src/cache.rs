@@ -9,7 +9,10 @@ use sha2::{Digest, Sha256};
 pub fn root() -> Result<PathBuf> {
     let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
         Some(x) => PathBuf::from(x),
-        None => PathBuf::from(std::env::var_os("HOME").context("neither XDG_CACHE_HOME nor HOME is set")?).join(".cache"),
+        None => PathBuf::from(
+            std::env::var_os("HOME").context("neither XDG_CACHE_HOME nor HOME is set")?,
+        )
+        .join(".cache"),
     };
     Ok(base.join("uring-idle"))
 }
@@ -17,7 +20,8 @@ pub fn root() -> Result<PathBuf> {
 /// `root/sub`, created.
 pub fn dir(sub: &str) -> Result<PathBuf> {
     let d = root()?.join(sub);
-    std::fs::create_dir_all(&d).with_context(|| format!("creating cache directory {}", d.display()))?;
+    std::fs::create_dir_all(&d)
+        .with_context(|| format!("creating cache directory {}", d.display()))?;
     Ok(d)
 }
 
@@ -43,7 +47,18 @@ pub fn hex(bytes: &[u8]) -> String {
 pub fn path_key(path: &Path) -> String {
     let name: String = path
         .file_name()
-        .map(|n| n.to_string_lossy().chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' }).collect())
+        .map(|n| {
+            n.to_string_lossy()
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '.' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
+        })
         .unwrap_or_else(|| "root".into());
     format!("{name}-{}", key([path.as_os_str().as_encoded_bytes()]))
 }
@@ -53,17 +68,25 @@ pub fn path_key(path: &Path) -> String {
 /// build directories excluded.
 pub fn tree_fingerprint(root: &Path, exclude_top: &[&str]) -> Result<String> {
     let mut h = Sha256::new();
-    let walker = walkdir::WalkDir::new(root).sort_by_file_name().into_iter().filter_entry(|e| {
-        e.depth() != 1 || !exclude_top.iter().any(|x| e.file_name() == *x)
-    });
+    let walker = walkdir::WalkDir::new(root)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.depth() != 1 || !exclude_top.iter().any(|x| e.file_name() == *x));
     for entry in walker {
         let entry = entry.with_context(|| format!("walking {}", root.display()))?;
         if entry.file_type().is_dir() {
             continue;
         }
-        let meta = entry.metadata().with_context(|| format!("stat {}", entry.path().display()))?;
+        let meta = entry
+            .metadata()
+            .with_context(|| format!("stat {}", entry.path().display()))?;
         let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
-        let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         h.update(rel.as_os_str().as_encoded_bytes());
         h.update([0]);
         h.update(meta.len().to_le_bytes());
@@ -108,13 +131,21 @@ impl Lock {
         use std::os::unix::io::AsRawFd;
         std::fs::create_dir_all(dir)?;
         let path = dir.join(".lock");
-        let f = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let f =
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         // SAFETY: flock on an fd we own.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            crate::ui::info(&format!("waiting for another uring-idle run to release {}", dir.display()));
+            crate::ui::info(&format!(
+                "waiting for another uring-idle run to release {}",
+                dir.display()
+            ));
             // SAFETY: as above, blocking this time.
             if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-                anyhow::bail!("locking {}: {}", path.display(), std::io::Error::last_os_error());
+                anyhow::bail!(
+                    "locking {}: {}",
+                    path.display(),
+                    std::io::Error::last_os_error()
+                );
             }
         }
         Ok(Lock { _file: f })

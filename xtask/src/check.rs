@@ -17,10 +17,19 @@ pub fn line(tree: &crate::tree::QemuTree, state: &State) -> String {
     let what = match state {
         State::Unaffected => "no aio_add_sqe() (QEMU before 10.2): never had the stall".to_string(),
         State::Fixed => "aio_add_sqe() notifies the AioContext: the fix is present".to_string(),
-        State::Vulnerable => "aio_add_sqe() without aio_notify(): needs the fix, and patches/ applies".to_string(),
-        State::Conflict { detail } => format!("aio_add_sqe() without aio_notify(), and the patch does not apply: {detail}"),
+        State::Vulnerable => {
+            "aio_add_sqe() without aio_notify(): needs the fix, and patches/ applies".to_string()
+        }
+        State::Conflict { detail } => {
+            format!("aio_add_sqe() without aio_notify(), and the patch does not apply: {detail}")
+        }
     };
-    format!("{}: QEMU {} at {}: {what}", state.name(), tree.describe(), tree.root.display())
+    format!(
+        "{}: QEMU {} at {}: {what}",
+        state.name(),
+        tree.describe(),
+        tree.root.display()
+    )
 }
 
 impl Check {

@@ -30,15 +30,26 @@ pub const PIPELINE: &[(&str, &str)] = &[
     ("bison", "kernel and QEMU builds"),
     ("bc", "kernel build"),
     ("libelf-dev", "kernel build (objtool)"),
-    ("qemu-system-data", "qboot firmware and option ROMs (the +ds QEMU source ships none)"),
+    (
+        "qemu-system-data",
+        "qboot firmware and option ROMs (the +ds QEMU source ships none)",
+    ),
 ];
 
 /// Only the test suite needs these.
-pub const TESTS: &[(&str, &str)] = &[("qemu-system-x86", "the unaffected reference: Debian 12's QEMU 7.2"), ("file", "checking the selftest is static")];
+pub const TESTS: &[(&str, &str)] = &[
+    (
+        "qemu-system-x86",
+        "the unaffected reference: Debian 12's QEMU 7.2",
+    ),
+    ("file", "checking the selftest is static"),
+];
 
 pub fn which(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(tool)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
 }
 
 /// Packages from `wanted` that dpkg does not list as installed.
@@ -57,13 +68,20 @@ pub fn missing(wanted: &[(&str, &str)]) -> Result<Vec<String>> {
     let listed = String::from_utf8_lossy(&out.stdout);
     Ok(wanted
         .iter()
-        .filter(|(p, _)| !listed.lines().any(|l| l.split_whitespace().next() == Some(p) && l.contains(" ii")))
+        .filter(|(p, _)| {
+            !listed
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(p) && l.contains(" ii"))
+        })
         .map(|(p, _)| p.to_string())
         .collect())
 }
 
 pub fn install_command(pkgs: &[String]) -> String {
-    format!("apt-get update && apt-get install -y --no-install-recommends {}", pkgs.join(" "))
+    format!(
+        "apt-get update && apt-get install -y --no-install-recommends {}",
+        pkgs.join(" ")
+    )
 }
 
 fn is_root() -> bool {
@@ -77,7 +95,10 @@ pub fn install(pkgs: &[String]) -> Result<()> {
         return Ok(());
     }
     if !is_root() {
-        bail!("installing packages needs root; run as root: {}", install_command(pkgs));
+        bail!(
+            "installing packages needs root; run as root: {}",
+            install_command(pkgs)
+        );
     }
     ui::stage(&format!("installing {}", pkgs.join(" ")));
     let log = std::env::temp_dir().join("uring-idle-apt.log");
@@ -85,7 +106,9 @@ pub fn install(pkgs: &[String]) -> Result<()> {
     c.arg("update");
     ui::run_logged(c, &log, "apt-get update", |_| {})?;
     let mut c = Command::new("apt-get");
-    c.args(["install", "-y", "--no-install-recommends"]).args(pkgs).env("DEBIAN_FRONTEND", "noninteractive");
+    c.args(["install", "-y", "--no-install-recommends"])
+        .args(pkgs)
+        .env("DEBIAN_FRONTEND", "noninteractive");
     ui::run_logged(c, &log, "apt-get install", |_| {})?;
     Ok(())
 }
@@ -100,7 +123,11 @@ pub fn ensure(wanted: &[(&str, &str)], allow_install: bool) -> Result<()> {
     if allow_install && is_root() {
         return install(&miss);
     }
-    let why: Vec<String> = wanted.iter().filter(|(p, _)| miss.iter().any(|m| m == p)).map(|(p, w)| format!("  {p}: {w}")).collect();
+    let why: Vec<String> = wanted
+        .iter()
+        .filter(|(p, _)| miss.iter().any(|m| m == p))
+        .map(|(p, w)| format!("  {p}: {w}"))
+        .collect();
     bail!("missing Debian packages:\n{}\ninstall them with: {}\n(or run `cargo xtask deps --install` as root)", why.join("\n"), install_command(&miss))
 }
 
@@ -144,10 +171,20 @@ mod tests {
         if which("dpkg-query").is_none() {
             return;
         }
-        let m = missing(&[("uring-idle-no-such-package", "test"), ("dpkg", "always there")]).unwrap();
+        let m = missing(&[
+            ("uring-idle-no-such-package", "test"),
+            ("dpkg", "always there"),
+        ])
+        .unwrap();
         assert_eq!(m, ["uring-idle-no-such-package"]);
-        let e = format!("{:#}", ensure(&[("uring-idle-no-such-package", "a test")], false).unwrap_err());
+        let e = format!(
+            "{:#}",
+            ensure(&[("uring-idle-no-such-package", "a test")], false).unwrap_err()
+        );
         assert!(e.contains("uring-idle-no-such-package: a test"), "{e}");
-        assert!(e.contains("apt-get install -y --no-install-recommends uring-idle-no-such-package"), "{e}");
+        assert!(
+            e.contains("apt-get install -y --no-install-recommends uring-idle-no-such-package"),
+            "{e}"
+        );
     }
 }

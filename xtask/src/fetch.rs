@@ -24,19 +24,30 @@ pub fn machine_mirror(sources_d: &[(PathBuf, String)]) -> Option<(String, String
         if is_deb822 {
             for stanza in text.split("\n\n") {
                 let field = |k: &str| {
-                    stanza.lines().find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix(':'))).map(|v| v.trim().to_string())
+                    stanza
+                        .lines()
+                        .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix(':')))
+                        .map(|v| v.trim().to_string())
                 };
-                let (Some(uris), Some(suites)) = (field("URIs"), field("Suites")) else { continue };
+                let (Some(uris), Some(suites)) = (field("URIs"), field("Suites")) else {
+                    continue;
+                };
                 let types = field("Types").unwrap_or_default();
                 let uri = uris.split_whitespace().next().unwrap_or_default();
                 let suite = suites.split_whitespace().next().unwrap_or_default();
-                if types.split_whitespace().any(|t| t == "deb") && !suite.contains("security") && !uri.is_empty() {
+                if types.split_whitespace().any(|t| t == "deb")
+                    && !suite.contains("security")
+                    && !uri.is_empty()
+                {
                     return Some((uri.to_string(), suite.to_string()));
                 }
             }
         } else {
             for l in text.lines().map(str::trim) {
-                let words: Vec<&str> = l.split_whitespace().filter(|w| !w.starts_with('[')).collect();
+                let words: Vec<&str> = l
+                    .split_whitespace()
+                    .filter(|w| !w.starts_with('['))
+                    .collect();
                 if words.len() >= 3 && words[0] == "deb" && !words[2].contains("security") {
                     return Some((words[1].to_string(), words[2].to_string()));
                 }
@@ -53,7 +64,10 @@ fn read_machine_sources() -> Vec<(PathBuf, String)> {
         more.sort();
         files.extend(more);
     }
-    files.into_iter().filter_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t))).collect()
+    files
+        .into_iter()
+        .filter_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t)))
+        .collect()
 }
 
 /// apt with every state path under `cache/apt`.
@@ -95,7 +109,10 @@ impl Apt {
         let d = &self.dir;
         for opt in [
             format!("Dir::Etc::SourceList={}", d.join("sources.list").display()),
-            format!("Dir::Etc::SourceParts={}", d.join("sources.list.d").display()),
+            format!(
+                "Dir::Etc::SourceParts={}",
+                d.join("sources.list.d").display()
+            ),
             format!("Dir::State::Lists={}", d.join("lists").display()),
             format!("Dir::Cache={}", d.join("cache").display()),
             // An empty dpkg status: what this machine has installed must not
@@ -122,7 +139,12 @@ impl Apt {
         ui::info("refreshing the private apt lists");
         let mut c = self.command("apt-get");
         c.arg("update");
-        ui::run_logged(c, &self.dir.join("apt.log"), "apt-get update (private lists)", |_| {})?;
+        ui::run_logged(
+            c,
+            &self.dir.join("apt.log"),
+            "apt-get update (private lists)",
+            |_| {},
+        )?;
         std::fs::write(&stamp, "")?;
         Ok(())
     }
@@ -131,8 +153,15 @@ impl Apt {
     pub fn source_versions(&self, pkg: &str) -> Vec<String> {
         let mut c = self.command("apt-cache");
         c.args(["showsrc", pkg]);
-        let out = c.output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-        let mut v: Vec<String> = out.lines().filter_map(|l| l.strip_prefix("Version: ")).map(str::to_string).collect();
+        let out = c
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let mut v: Vec<String> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("Version: "))
+            .map(str::to_string)
+            .collect();
         v.dedup();
         v
     }
@@ -150,7 +179,11 @@ impl Apt {
             let known = self.source_versions(pkg);
             bail!(
                 "Debian has no source package {pkg}={version}; versions the archive offers: {}",
-                if known.is_empty() { "none".into() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
             );
         }
         let _ = std::fs::remove_dir_all(&base);
@@ -158,7 +191,8 @@ impl Apt {
         ui::info(&format!("downloading source package {pkg}={version}"));
         let log = base.join("fetch.log");
         let mut c = self.command("apt-get");
-        c.args(["source", "--download-only", &format!("{pkg}={version}")]).current_dir(&base);
+        c.args(["source", "--download-only", &format!("{pkg}={version}")])
+            .current_dir(&base);
         ui::run_logged(c, &log, &format!("downloading {pkg}={version}"), |_| {})?;
         let dsc = std::fs::read_dir(&base)?
             .filter_map(|e| e.ok())
@@ -191,7 +225,12 @@ impl Apt {
         let dir = cache::dir("debs")?;
         let mut c = self.command("apt-get");
         c.args(["download", pkg]).current_dir(&dir);
-        ui::run_logged(c, &dir.join("download.log"), &format!("apt-get download {pkg}"), |_| {})?;
+        ui::run_logged(
+            c,
+            &dir.join("download.log"),
+            &format!("apt-get download {pkg}"),
+            |_| {},
+        )?;
         newest_deb(&dir, pkg)
     }
 }
@@ -200,10 +239,15 @@ fn newest_deb(dir: &Path, pkg: &str) -> Result<PathBuf> {
     let mut debs: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{pkg}_")) && n.ends_with(".deb")))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{pkg}_")) && n.ends_with(".deb"))
+        })
         .collect();
     debs.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
-    debs.pop().with_context(|| format!("apt-get download {pkg} left no .deb in {}", dir.display()))
+    debs.pop()
+        .with_context(|| format!("apt-get download {pkg} left no .deb in {}", dir.display()))
 }
 
 #[cfg(test)]
@@ -214,15 +258,24 @@ mod tests {
     fn mirror_from_deb822_skips_security() {
         let sec = "Types: deb\nURIs: http://sec.example/debian-security\nSuites: bookworm-security\nComponents: main\n";
         let main = "Types: deb\n# comment\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n";
-        let files = vec![(PathBuf::from("/x/a.sources"), sec.to_string()), (PathBuf::from("/x/b.sources"), main.to_string())];
-        assert_eq!(machine_mirror(&files), Some(("http://mirror.example/debian".into(), "bookworm".into())));
+        let files = vec![
+            (PathBuf::from("/x/a.sources"), sec.to_string()),
+            (PathBuf::from("/x/b.sources"), main.to_string()),
+        ];
+        assert_eq!(
+            machine_mirror(&files),
+            Some(("http://mirror.example/debian".into(), "bookworm".into()))
+        );
     }
 
     #[test]
     fn mirror_from_one_line_format() {
         let list = "# x\ndeb [arch=amd64] http://m.example/debian bookworm main\n";
         let files = vec![(PathBuf::from("/etc/apt/sources.list"), list.to_string())];
-        assert_eq!(machine_mirror(&files), Some(("http://m.example/debian".into(), "bookworm".into())));
+        assert_eq!(
+            machine_mirror(&files),
+            Some(("http://m.example/debian".into(), "bookworm".into()))
+        );
         assert_eq!(machine_mirror(&[]), None);
     }
 }

@@ -65,8 +65,9 @@ pub struct Boot {
 pub enum Exit {
     /// isa-debug-exit carried the selftest's kselftest code.
     Reported(i32),
-    /// Nothing on the console before the first-output deadline.
-    Silent,
+    /// Nothing on the console before the first-output deadline, or QEMU
+    /// died before printing anything; says which.
+    Silent(String),
 }
 
 #[derive(Debug)]
@@ -79,7 +80,11 @@ pub struct Run {
 }
 
 pub fn kvm_usable() -> bool {
-    std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
 }
 
 /// The QEMU argument list.
@@ -88,7 +93,12 @@ pub fn args(b: &Boot, accel: Accel, disks: &[PathBuf]) -> Vec<String> {
         "-machine".into(),
         format!("q35,accel={}", accel.name()),
         "-cpu".into(),
-        if accel == Accel::Kvm { "host" } else { "qemu64" }.into(),
+        if accel == Accel::Kvm {
+            "host"
+        } else {
+            "qemu64"
+        }
+        .into(),
         "-m".into(),
         "256M".into(),
         "-smp".into(),
@@ -117,7 +127,10 @@ pub fn args(b: &Boot, accel: Accel, disks: &[PathBuf]) -> Vec<String> {
     ];
     for (i, ((_, dev), img)) in DISKS.iter().zip(disks).enumerate() {
         a.push("-drive".into());
-        a.push(format!("file={},if=none,id=d{i},format=raw,aio=io_uring,cache=none", img.display()));
+        a.push(format!(
+            "file={},if=none,id=d{i},format=raw,aio=io_uring,cache=none",
+            img.display()
+        ));
         a.push("-device".into());
         a.push(format!("{dev},drive=d{i}"));
     }
@@ -128,7 +141,10 @@ pub fn args(b: &Boot, accel: Accel, disks: &[PathBuf]) -> Vec<String> {
 pub fn decode_status(status: Option<i32>) -> Result<i32, String> {
     match status {
         Some(s) if s % 2 == 1 => Ok(s >> 1),
-        Some(0) => Err("the guest powered off without reporting a result (did /init die? see the console log)".into()),
+        Some(0) => Err(
+            "the guest powered off without reporting a result (did /init die? see the console log)"
+                .into(),
+        ),
         Some(s) => Err(format!("QEMU exited with status {s}")),
         None => Err("QEMU was killed by a signal".into()),
     }
@@ -146,13 +162,15 @@ pub fn boot(b: &Boot, accel: Accel, first_output: Option<Duration>, label: &str)
     for (name, _) in DISKS {
         let p = b.dir.join(format!("{name}.img"));
         // Fresh sparse images each boot: the write check leaves a pattern.
-        let f = std::fs::File::create(&p).with_context(|| format!("creating disk image {}", p.display()))?;
+        let f = std::fs::File::create(&p)
+            .with_context(|| format!("creating disk image {}", p.display()))?;
         f.set_len(DISK_BYTES)?;
         disks.push(p);
     }
     let console = b.dir.join(format!("console-{label}.log"));
     let stderr_path = b.dir.join(format!("qemu-{label}.stderr"));
-    let mut log = std::fs::File::create(&console).with_context(|| format!("creating {}", console.display()))?;
+    let mut log = std::fs::File::create(&console)
+        .with_context(|| format!("creating {}", console.display()))?;
     let args = args(b, accel, &disks);
     writeln!(log, "# {} {}", b.qemu.display(), args.join(" "))?;
     let start = Instant::now();
@@ -168,7 +186,9 @@ pub fn boot(b: &Boot, accel: Accel, first_output: Option<Duration>, label: &str)
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stdout).split(b'\n') {
             let Ok(line) = line else { break };
-            let text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
+            let text = String::from_utf8_lossy(&line)
+                .trim_end_matches('\r')
+                .to_string();
             if tx.send(Event::Line(text)).is_err() {
                 break;
             }
@@ -196,7 +216,10 @@ pub fn boot(b: &Boot, accel: Accel, first_output: Option<Duration>, label: &str)
                     to_ktap = Some(start.elapsed());
                 }
                 if l.starts_with("ok ") || l.starts_with("not ok ") || l.starts_with("Bail out!") {
-                    ui::info(&format!("[{label}] {}", l.split(" # ").next().unwrap_or(&l)));
+                    ui::info(&format!(
+                        "[{label}] {}",
+                        l.split(" # ").next().unwrap_or(&l)
+                    ));
                 }
             }
             Ok(Event::Eof) => break,
@@ -204,7 +227,13 @@ pub fn boot(b: &Boot, accel: Accel, first_output: Option<Duration>, label: &str)
                 kill(&mut child);
                 let _ = reader.join();
                 if !seen_output && first_output.is_some() {
-                    return Ok(Run { exit: Exit::Silent, console, elapsed: start.elapsed(), to_ktap });
+                    let why = format!("printed nothing in {} s", limit.as_secs());
+                    return Ok(Run {
+                        exit: Exit::Silent(why),
+                        console,
+                        elapsed: start.elapsed(),
+                        to_ktap,
+                    });
                 }
                 bail!(
                     "the guest ({label}, {}) did not finish within {:?}; console log {}\n--- last console lines ---\n{}\n--- QEMU stderr ---\n{}",
@@ -221,6 +250,18 @@ pub fn boot(b: &Boot, accel: Accel, first_output: Option<Duration>, label: &str)
     let _ = reader.join();
     log.flush()?;
     let elapsed = start.elapsed();
+    if !seen_output && first_output.is_some() {
+        let why = format!(
+            "QEMU exited ({status}) before printing anything: {}",
+            ui::tail(&stderr_path, 2).replace('\n', " / ")
+        );
+        return Ok(Run {
+            exit: Exit::Silent(why),
+            console,
+            elapsed,
+            to_ktap,
+        });
+    }
     match decode_status(status.code()) {
         Ok(code) => Ok(Run { exit: Exit::Reported(code), console, elapsed, to_ktap }),
         Err(why) => bail!(
@@ -241,8 +282,10 @@ pub struct AccelPicker {
     decided: Option<Accel>,
 }
 
-/// A working KVM guest prints its banner in well under a second.
-pub const KVM_FIRST_OUTPUT: Duration = Duration::from_secs(5);
+/// A working KVM guest prints its banner (loglevel=6 keeps it) well under a
+/// second after start; 3 s leaves room for a loaded host and bounds what
+/// the probe costs on hosts where KVM cannot boot a guest.
+pub const KVM_FIRST_OUTPUT: Duration = Duration::from_secs(3);
 
 impl AccelPicker {
     pub fn new(choice: AccelChoice) -> Result<AccelPicker> {
@@ -268,20 +311,25 @@ impl AccelPicker {
     /// Boots with the chosen accelerator, deciding on the first boot.
     pub fn boot(&mut self, b: &Boot, label: &str) -> Result<(Run, Accel)> {
         if let Some(a) = self.decided {
-            let first = if self.choice == AccelChoice::Kvm { Some(b.deadline) } else { None };
+            let first = if self.choice == AccelChoice::Kvm {
+                Some(b.deadline)
+            } else {
+                None
+            };
             let run = boot(b, a, first, label)?;
-            if let Exit::Silent = run.exit {
-                bail!("the guest printed nothing under {} (console log {})", a.name(), run.console.display());
+            if let Exit::Silent(why) = &run.exit {
+                bail!(
+                    "the guest under {}: {why} (console log {})",
+                    a.name(),
+                    run.console.display()
+                );
             }
             return Ok((run, a));
         }
         let run = boot(b, Accel::Kvm, Some(KVM_FIRST_OUTPUT), label)?;
         match run.exit {
-            Exit::Silent => {
-                ui::warn(&format!(
-                    "the KVM guest printed nothing in {} s (nested or restricted KVM, e.g. kvm-pvm): falling back to TCG",
-                    KVM_FIRST_OUTPUT.as_secs()
-                ));
+            Exit::Silent(why) => {
+                ui::warn(&format!("the KVM guest {why} (nested or restricted KVM, e.g. kvm-pvm): falling back to TCG"));
                 self.decided = Some(Accel::Tcg);
                 let run = boot(b, Accel::Tcg, None, label)?;
                 Ok((run, Accel::Tcg))
@@ -310,7 +358,9 @@ mod tests {
         assert_eq!(decode_status(Some(1)), Ok(0));
         assert_eq!(decode_status(Some(3)), Ok(1));
         assert_eq!(decode_status(Some(9)), Ok(4));
-        assert!(decode_status(Some(0)).unwrap_err().contains("without reporting"));
+        assert!(decode_status(Some(0))
+            .unwrap_err()
+            .contains("without reporting"));
         assert!(decode_status(Some(2)).is_err());
         assert!(decode_status(None).is_err());
     }
@@ -328,7 +378,11 @@ mod tests {
         let disks: Vec<PathBuf> = (0..3).map(|i| PathBuf::from(format!("/d{i}"))).collect();
         let a = args(&b, Accel::Tcg, &disks).join(" ");
         assert_eq!(a.matches("aio=io_uring,cache=none").count(), 3);
-        assert!(a.contains("ide-hd,bus=ide.0,drive=d0") && a.contains("virtio-blk-pci,drive=d1") && a.contains("nvme,serial=uringidle,drive=d2"));
+        assert!(
+            a.contains("ide-hd,bus=ide.0,drive=d0")
+                && a.contains("virtio-blk-pci,drive=d1")
+                && a.contains("nvme,serial=uringidle,drive=d2")
+        );
         assert!(a.contains("q35,accel=tcg") && a.contains(QBOOT) && a.contains("isa-debug-exit"));
         assert!(a.contains("uring_idle.expect=3"));
     }

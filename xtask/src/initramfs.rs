@@ -23,10 +23,19 @@ enum Item {
 
 /// The archive's bytes for `init` and `modules` (load order kept).
 pub fn archive(init: &[u8], modules: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
-    let mut items: Vec<(String, Item)> = ["dev", "proc", "sys", "etc", "etc/uring-idle", "lib", "lib/modules", MODULE_DIR]
-        .iter()
-        .map(|d| (d.to_string(), Item::Dir))
-        .collect();
+    let mut items: Vec<(String, Item)> = [
+        "dev",
+        "proc",
+        "sys",
+        "etc",
+        "etc/uring-idle",
+        "lib",
+        "lib/modules",
+        MODULE_DIR,
+    ]
+    .iter()
+    .map(|d| (d.to_string(), Item::Dir))
+    .collect();
     // The kernel opens /dev/console for PID 1 before anything is mounted.
     items.push(("dev/console".into(), Item::CharDev(5, 1)));
     items.push(("init".into(), Item::File(init.to_vec(), 0o755)));
@@ -41,16 +50,28 @@ pub fn archive(init: &[u8], modules: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
     }
     let mut out = Vec::new();
     for (ino, (name, item)) in items.into_iter().enumerate() {
-        let b = Builder::new(&name).ino(ino as u32 + 1).uid(0).gid(0).mtime(0);
+        let b = Builder::new(&name)
+            .ino(ino as u32 + 1)
+            .uid(0)
+            .gid(0)
+            .mtime(0);
         match item {
             Item::Dir => {
                 b.mode(0o040_755).nlink(2).write(&mut out, 0).finish()?;
             }
             Item::CharDev(major, minor) => {
-                b.mode(0o020_600).nlink(1).rdev_major(major).rdev_minor(minor).write(&mut out, 0).finish()?;
+                b.mode(0o020_600)
+                    .nlink(1)
+                    .rdev_major(major)
+                    .rdev_minor(minor)
+                    .write(&mut out, 0)
+                    .finish()?;
             }
             Item::File(data, perm) => {
-                let mut w = b.mode(0o100_000 | perm).nlink(1).write(&mut out, data.len() as u32);
+                let mut w = b
+                    .mode(0o100_000 | perm)
+                    .nlink(1)
+                    .write(&mut out, data.len() as u32);
                 w.write_all(&data)?;
                 w.finish()?;
             }
@@ -66,7 +87,10 @@ pub fn pack(init: &Path, modules: &[PathBuf]) -> Result<PathBuf> {
     let mut mods = Vec::new();
     for m in modules {
         let bytes = std::fs::read(m).with_context(|| format!("reading module {}", m.display()))?;
-        let name = m.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = m
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         mods.push((name, bytes));
     }
     let bytes = archive(&init_bytes, &mods)?;
@@ -92,7 +116,12 @@ mod tests {
                 return out;
             }
             let e = r.entry();
-            let (name, mode, maj, min) = (e.name().to_string(), e.mode(), e.rdev_major(), e.rdev_minor());
+            let (name, mode, maj, min) = (
+                e.name().to_string(),
+                e.mode(),
+                e.rdev_major(),
+                e.rdev_minor(),
+            );
             let mut data = Vec::new();
             std::io::Read::read_to_end(&mut r, &mut data).unwrap();
             out.push((name, mode, maj, min, data));
@@ -102,18 +131,35 @@ mod tests {
 
     #[test]
     fn same_inputs_same_bytes_and_the_expected_tree() {
-        let mods = vec![("libata.ko.xz".to_string(), b"L".to_vec()), ("ahci.ko.xz".to_string(), b"A".to_vec())];
+        let mods = vec![
+            ("libata.ko.xz".to_string(), b"L".to_vec()),
+            ("ahci.ko.xz".to_string(), b"A".to_vec()),
+        ];
         let a = archive(b"\x7fELF-init", &mods).unwrap();
         assert_eq!(a, archive(b"\x7fELF-init", &mods).unwrap());
         assert_ne!(a, archive(b"\x7fELF-other", &mods).unwrap());
         let e = entries(&a);
-        let find = |n: &str| e.iter().find(|x| x.0 == n).unwrap_or_else(|| panic!("{n} missing"));
+        let find = |n: &str| {
+            e.iter()
+                .find(|x| x.0 == n)
+                .unwrap_or_else(|| panic!("{n} missing"))
+        };
         assert_eq!(find("init").1, 0o100_755);
         assert_eq!(find("init").4, b"\x7fELF-init");
-        assert_eq!((find("dev/console").1, find("dev/console").2, find("dev/console").3), (0o020_600, 5, 1));
+        assert_eq!(
+            (
+                find("dev/console").1,
+                find("dev/console").2,
+                find("dev/console").3
+            ),
+            (0o020_600, 5, 1)
+        );
         assert_eq!(find("proc").1, 0o040_755);
         // The list keeps load order: dependencies first.
-        assert_eq!(find(MODULE_LIST).4, b"/lib/modules/uring-idle/libata.ko.xz\n/lib/modules/uring-idle/ahci.ko.xz\n");
+        assert_eq!(
+            find(MODULE_LIST).4,
+            b"/lib/modules/uring-idle/libata.ko.xz\n/lib/modules/uring-idle/ahci.ko.xz\n"
+        );
         assert_eq!(find("lib/modules/uring-idle/ahci.ko.xz").4, b"A");
     }
 

@@ -61,10 +61,17 @@ pub fn missing_options(fragment: &str, dotconfig: &str) -> Vec<String> {
 
 pub fn check_tree(path: &Path) -> Result<PathBuf> {
     if !path.is_dir() {
-        bail!("kernel tree {} is not a directory; pass --kernel-tree DIR with a Linux source tree", path.display());
+        bail!(
+            "kernel tree {} is not a directory; pass --kernel-tree DIR with a Linux source tree",
+            path.display()
+        );
     }
     let root = path.canonicalize()?;
-    if !(root.join("Kconfig").is_file() && root.join("Makefile").is_file() && root.join("arch/x86").is_dir() && root.join("kernel").is_dir()) {
+    if !(root.join("Kconfig").is_file()
+        && root.join("Makefile").is_file()
+        && root.join("arch/x86").is_dir()
+        && root.join("kernel").is_dir())
+    {
         let hint = if root.join("VERSION").is_file() && root.join("util/aio-posix.c").is_file() {
             " (it looks like a QEMU tree: pass that with --qemu-tree)"
         } else {
@@ -134,15 +141,23 @@ fn make(tree: &Path, build: &Path) -> Command {
 /// the fragment.
 pub fn build(tree: &Path, source: &str) -> Result<Kernel> {
     let fragment_file = fragment_path();
-    let fragment = std::fs::read_to_string(&fragment_file).with_context(|| format!("reading {}", fragment_file.display()))?;
+    let fragment = std::fs::read_to_string(&fragment_file)
+        .with_context(|| format!("reading {}", fragment_file.display()))?;
     let frag_key = cache::key(["tinyconfig", fragment.as_str()]);
     let work = cache::dir("kernel")?.join(cache::path_key(tree));
     let _lock = cache::Lock::acquire(&work)?;
     let fingerprint = cache::tree_fingerprint(tree, &[".git"])?;
     let out = work.join(format!("out-{fingerprint}-{frag_key}"));
-    if let Ok(mut k) = std::fs::read_to_string(out.join("kernel.json")).map_err(anyhow::Error::from).and_then(|t| Ok(serde_json::from_str::<Kernel>(&t)?)) {
+    if let Ok(mut k) = std::fs::read_to_string(out.join("kernel.json"))
+        .map_err(anyhow::Error::from)
+        .and_then(|t| Ok(serde_json::from_str::<Kernel>(&t)?))
+    {
         if k.image.is_file() {
-            ui::info(&format!("guest kernel {} cached in {}", k.release, out.display()));
+            ui::info(&format!(
+                "guest kernel {} cached in {}",
+                k.release,
+                out.display()
+            ));
             k.cached = true;
             return Ok(k);
         }
@@ -154,12 +169,16 @@ pub fn build(tree: &Path, source: &str) -> Result<Kernel> {
     let _ = std::fs::remove_file(&log);
     let start = Instant::now();
 
-    ui::info(&format!("configuring: tinyconfig + {}", fragment_file.display()));
+    ui::info(&format!(
+        "configuring: tinyconfig + {}",
+        fragment_file.display()
+    ));
     let mut c = make(tree, &build);
     c.arg("tinyconfig");
     ui::run_logged(c, &log, "make tinyconfig", |_| {})?;
     let dotconfig = build.join(".config");
-    let mut cfg = std::fs::read_to_string(&dotconfig).context("reading .config after tinyconfig")?;
+    let mut cfg =
+        std::fs::read_to_string(&dotconfig).context("reading .config after tinyconfig")?;
     cfg.push_str(&fragment);
     std::fs::write(&dotconfig, cfg)?;
     let mut c = make(tree, &build);
@@ -176,7 +195,10 @@ pub fn build(tree: &Path, source: &str) -> Result<Kernel> {
         );
     }
 
-    let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).to_string();
+    let jobs = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .to_string();
     let mut progress = ui::Progress::new("kernel objects compiled");
     let mut objects = 0u64;
     let mut c = make(tree, &build);
@@ -190,10 +212,16 @@ pub fn build(tree: &Path, source: &str) -> Result<Kernel> {
     progress.finish();
     let headers = out.join("headers");
     let mut c = make(tree, &build);
-    c.arg(format!("INSTALL_HDR_PATH={}", headers.display())).arg("headers_install");
+    c.arg(format!("INSTALL_HDR_PATH={}", headers.display()))
+        .arg("headers_install");
     ui::run_logged(c, &log, "make headers_install", |_| {})?;
-    let release_out = make(tree, &build).args(["-s", "kernelrelease"]).output().context("make kernelrelease")?;
-    let release = String::from_utf8_lossy(&release_out.stdout).trim().to_string();
+    let release_out = make(tree, &build)
+        .args(["-s", "kernelrelease"])
+        .output()
+        .context("make kernelrelease")?;
+    let release = String::from_utf8_lossy(&release_out.stdout)
+        .trim()
+        .to_string();
     let image = out.join("bzImage");
     std::fs::copy(build.join("arch/x86/boot/bzImage"), &image).context("copying bzImage")?;
     let k = Kernel {
@@ -206,7 +234,10 @@ pub fn build(tree: &Path, source: &str) -> Result<Kernel> {
         cached: false,
     };
     std::fs::write(out.join("kernel.json"), serde_json::to_string_pretty(&k)?)?;
-    ui::info(&format!("built guest kernel {} in {:.0} s", k.release, k.build_s));
+    ui::info(&format!(
+        "built guest kernel {} in {:.0} s",
+        k.release, k.build_s
+    ));
     Ok(k)
 }
 
@@ -233,8 +264,18 @@ pub fn module_order(modules_dep: &str, wanted: &[&str]) -> Result<Vec<String>> {
         file.split(".ko").next().unwrap_or(file).replace('-', "_")
     };
     for line in modules_dep.lines() {
-        let Some((module, rest)) = line.split_once(':') else { continue };
-        deps.insert(name_of(module), (module.to_string(), rest.split_whitespace().map(str::to_string).collect::<Vec<_>>()));
+        let Some((module, rest)) = line.split_once(':') else {
+            continue;
+        };
+        deps.insert(
+            name_of(module),
+            (
+                module.to_string(),
+                rest.split_whitespace()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>(),
+            ),
+        );
     }
     let mut order: Vec<String> = Vec::new();
     let mut missing = Vec::new();
@@ -253,26 +294,47 @@ pub fn module_order(modules_dep: &str, wanted: &[&str]) -> Result<Vec<String>> {
     if !missing.is_empty() {
         // Not in modules.dep means built in (or absent): only an error when
         // the image does not have them built in, which the guest reports.
-        ui::info(&format!("not modules in this kernel (built in?): {}", missing.join(", ")));
+        ui::info(&format!(
+            "not modules in this kernel (built in?): {}",
+            missing.join(", ")
+        ));
     }
     Ok(order)
 }
 
 fn prebuilt(image: &Path, modules: Option<&Path>) -> Result<Kernel> {
-    let bytes = std::fs::read(image).with_context(|| format!("reading kernel image {}", image.display()))?;
-    let version = bzimage_version(&bytes)
-        .with_context(|| format!("{} is not an x86 bzImage (no HdrS boot header); pass a kernel image built for x86_64", image.display()))?;
-    let release = version.split_whitespace().next().unwrap_or("unknown").to_string();
+    let bytes = std::fs::read(image)
+        .with_context(|| format!("reading kernel image {}", image.display()))?;
+    let version = bzimage_version(&bytes).with_context(|| {
+        format!(
+            "{} is not an x86 bzImage (no HdrS boot header); pass a kernel image built for x86_64",
+            image.display()
+        )
+    })?;
+    let release = version
+        .split_whitespace()
+        .next()
+        .unwrap_or("unknown")
+        .to_string();
     let mut list = Vec::new();
     if let Some(dir) = modules {
         let dep = dir.join("modules.dep");
         let text = std::fs::read_to_string(&dep).with_context(|| {
             format!("{} has no modules.dep: pass the kernel's /lib/modules/RELEASE directory (run depmod there first)", dir.display())
         })?;
-        if dir.file_name().is_some_and(|n| n.to_string_lossy() != release) {
-            ui::warn(&format!("modules directory {} does not match the image's release {release}", dir.display()));
+        if dir
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy() != release)
+        {
+            ui::warn(&format!(
+                "modules directory {} does not match the image's release {release}",
+                dir.display()
+            ));
         }
-        list = module_order(&text, GUEST_MODULES)?.into_iter().map(|rel| dir.join(rel)).collect();
+        list = module_order(&text, GUEST_MODULES)?
+            .into_iter()
+            .map(|rel| dir.join(rel))
+            .collect();
     }
     Ok(Kernel {
         image: image.canonicalize()?,
@@ -292,14 +354,24 @@ mod tests {
     #[test]
     fn dropped_options_are_named() {
         let frag = "# c\nCONFIG_A=y\nCONFIG_B=y\n# CONFIG_C is not set\n";
-        assert_eq!(missing_options(frag, "CONFIG_A=y\n# CONFIG_B is not set\n"), ["CONFIG_B=y"]);
+        assert_eq!(
+            missing_options(frag, "CONFIG_A=y\n# CONFIG_B is not set\n"),
+            ["CONFIG_B=y"]
+        );
         assert!(missing_options(frag, "CONFIG_A=y\nCONFIG_B=y\n").is_empty());
     }
 
     #[test]
     fn the_fragment_asks_for_what_the_guest_needs() {
         let f = std::fs::read_to_string(fragment_path()).unwrap();
-        for opt in ["CONFIG_IO_URING=y", "CONFIG_SATA_AHCI=y", "CONFIG_BLK_DEV_NVME=y", "CONFIG_VIRTIO_BLK=y", "CONFIG_HZ_100=y", "CONFIG_DEVTMPFS=y"] {
+        for opt in [
+            "CONFIG_IO_URING=y",
+            "CONFIG_SATA_AHCI=y",
+            "CONFIG_BLK_DEV_NVME=y",
+            "CONFIG_VIRTIO_BLK=y",
+            "CONFIG_HZ_100=y",
+            "CONFIG_DEVTMPFS=y",
+        ] {
             assert!(f.lines().any(|l| l == opt), "{opt}");
         }
     }
@@ -343,6 +415,9 @@ mod tests {
         std::fs::write(t.path().join("util/aio-posix.c"), "").unwrap();
         let e = check_tree(t.path()).unwrap_err().to_string();
         assert!(e.contains("looks like a QEMU tree"), "{e}");
-        assert!(check_tree(&t.path().join("nope")).unwrap_err().to_string().contains("not a directory"));
+        assert!(check_tree(&t.path().join("nope"))
+            .unwrap_err()
+            .to_string()
+            .contains("not a directory"));
     }
 }

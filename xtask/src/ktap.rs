@@ -65,45 +65,80 @@ fn result_line(l: &str) -> Option<TestResult> {
     };
     let (head, directive) = rest.split_once(" # ").unwrap_or((rest, ""));
     let (num, name) = head.split_once(' ').unwrap_or((head, ""));
-    Some(TestResult { ok, number: num.parse().ok()?, name: name.trim().to_string(), skip: directive.starts_with("SKIP") })
+    Some(TestResult {
+        ok,
+        number: num.parse().ok()?,
+        name: name.trim().to_string(),
+        skip: directive.starts_with("SKIP"),
+    })
 }
 
 /// Parses console text; `log` names the file in errors.
 pub fn parse(text: &str, log: &Path) -> Result<Parsed> {
     let where_ = || format!("console log {}", log.display());
     // Serial consoles end lines with CR LF.
-    let mut lines = text.lines().map(|l| l.trim_end_matches('\r')).skip_while(|l| !l.contains("KTAP version 1"));
+    let mut lines = text
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .skip_while(|l| !l.contains("KTAP version 1"));
     if lines.next().is_none() {
-        let last: Vec<&str> = text.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
+        let last: Vec<&str> = text
+            .lines()
+            .rev()
+            .take(10)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         bail!(
             "no KTAP output: the selftest never started in the guest ({}); last lines:\n{}",
             where_(),
             last.join("\n")
         );
     }
-    let mut p = Parsed { kernel_release: None, uapi: None, plan: 0, results: vec![], records: vec![] };
+    let mut p = Parsed {
+        kernel_release: None,
+        uapi: None,
+        plan: 0,
+        results: vec![],
+        records: vec![],
+    };
     let mut plan = None;
     for l in lines {
         if let Some(at) = l.find("Bail out!") {
-            bail!("the selftest bailed out: {} ({})", l[at + "Bail out!".len()..].trim(), where_());
+            bail!(
+                "the selftest bailed out: {} ({})",
+                l[at + "Bail out!".len()..].trim(),
+                where_()
+            );
         }
         if let Some(at) = l.find(JSON_MARK) {
             let json = &l[at + JSON_MARK.len()..];
-            let rec: Record = serde_json::from_str(json)
-                .with_context(|| format!("malformed machine-readable line in {}: {}", where_(), truncate(l, 160)))?;
+            let rec: Record = serde_json::from_str(json).with_context(|| {
+                format!(
+                    "malformed machine-readable line in {}: {}",
+                    where_(),
+                    truncate(l, 160)
+                )
+            })?;
             p.records.push(rec);
         } else if let Some(r) = result_line(l) {
             p.results.push(r);
         } else if let Some(n) = l.strip_prefix("1..") {
             let n = n.split_whitespace().next().unwrap_or("");
-            plan = Some(n.parse::<usize>().with_context(|| format!("malformed KTAP plan {l:?} in {}", where_()))?);
+            plan = Some(
+                n.parse::<usize>()
+                    .with_context(|| format!("malformed KTAP plan {l:?} in {}", where_()))?,
+            );
         } else if let Some(k) = l.strip_prefix("# kernel: ") {
             p.kernel_release = Some(k.trim().to_string());
         } else if let Some(u) = l.strip_prefix("# uapi: ") {
             p.uapi = Some(u.trim().to_string());
         }
     }
-    let Some(plan) = plan else { bail!("KTAP output has no plan line (1..N) in {}", where_()) };
+    let Some(plan) = plan else {
+        bail!("KTAP output has no plan line (1..N) in {}", where_())
+    };
     p.plan = plan;
     if p.results.len() != plan {
         bail!(
@@ -114,16 +149,32 @@ pub fn parse(text: &str, log: &Path) -> Result<Parsed> {
     }
     for (i, r) in p.results.iter().enumerate() {
         if r.number != i + 1 {
-            bail!("KTAP test numbers out of order: expected {}, found {} ({}) in {}", i + 1, r.number, r.name, where_());
+            bail!(
+                "KTAP test numbers out of order: expected {}, found {} ({}) in {}",
+                i + 1,
+                r.number,
+                r.name,
+                where_()
+            );
         }
         if !r.skip && !p.records.iter().any(|rec| rec.test == r.name) {
-            bail!("test {} has no machine-readable record in {}", r.name, where_());
+            bail!(
+                "test {} has no machine-readable record in {}",
+                r.name,
+                where_()
+            );
         }
     }
     for rec in &p.records {
         if let Some(s) = &rec.stats {
             if s.n as usize != rec.samples_us.len() {
-                bail!("record {} says n={} but carries {} samples ({})", rec.test, s.n, rec.samples_us.len(), where_());
+                bail!(
+                    "record {} says n={} but carries {} samples ({})",
+                    rec.test,
+                    s.n,
+                    rec.samples_us.len(),
+                    where_()
+                );
             }
         }
     }
@@ -139,6 +190,7 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 pub fn parse_file(path: &Path) -> Result<Parsed> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading console log {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading console log {}", path.display()))?;
     parse(&text, path)
 }

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 mod build_qemu;
 mod cache;
 mod check;
+mod ci;
 mod deps;
 mod fetch;
 mod guest;
@@ -22,7 +23,10 @@ mod tree;
 mod ui;
 
 #[derive(Parser, Debug)]
-#[command(name = "cargo xtask", about = "Verify QEMU's fix for the io_uring submission stall on AHCI disks")]
+#[command(
+    name = "cargo xtask",
+    about = "Verify QEMU's fix for the io_uring submission stall on AHCI disks"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -36,6 +40,8 @@ enum Cmd {
     Check(check::Check),
     /// Build (or find in the cache) the baseline and patched QEMU binaries and print their paths.
     BuildQemu(build_qemu::BuildQemu),
+    /// Run every check the project has: formatting, clippy, unit, integration and end-to-end tests.
+    Ci(ci::Ci),
     /// Check, and with --install install, the Debian packages the pipeline and tests need.
     Deps(deps::Deps),
 }
@@ -46,6 +52,7 @@ fn main() -> std::process::ExitCode {
         Cmd::PatchAndTest(p) => p.run(),
         Cmd::Check(c) => c.run(),
         Cmd::Deps(d) => d.run(),
+        Cmd::Ci(c) => c.run(),
         Cmd::BuildQemu(b) => b.run(),
     };
     match result {

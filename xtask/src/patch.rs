@@ -18,15 +18,24 @@ pub fn patches_dir() -> PathBuf {
 pub fn series() -> Result<Vec<PathBuf>> {
     let dir = patches_dir();
     let series = dir.join("series");
-    let text = std::fs::read_to_string(&series).with_context(|| format!("reading {}", series.display()))?;
-    let list: Vec<PathBuf> =
-        text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(|l| dir.join("qemu").join(l)).collect();
+    let text = std::fs::read_to_string(&series)
+        .with_context(|| format!("reading {}", series.display()))?;
+    let list: Vec<PathBuf> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| dir.join("qemu").join(l))
+        .collect();
     if list.is_empty() {
         bail!("{} lists no patches", series.display());
     }
     for p in &list {
         if !p.is_file() {
-            bail!("{} names {}, which does not exist", series.display(), p.display());
+            bail!(
+                "{} names {}, which does not exist",
+                series.display(),
+                p.display()
+            );
         }
     }
     Ok(list)
@@ -77,7 +86,9 @@ impl State {
 /// copies of the files the series touches, in a scratch directory.
 pub fn classify(tree: &QemuTree) -> Result<State> {
     let src = tree.read_aio_posix()?;
-    let Some(body) = tree::aio_add_sqe_body(&src) else { return Ok(State::Unaffected) };
+    let Some(body) = tree::aio_add_sqe_body(&src) else {
+        return Ok(State::Unaffected);
+    };
     if tree::notify_in_body(&src, body).is_some() {
         return Ok(State::Fixed);
     }
@@ -89,7 +100,11 @@ pub fn classify(tree: &QemuTree) -> Result<State> {
 
 /// Files a unified diff touches (`+++ b/PATH`).
 pub fn touched_files(patch: &str) -> Vec<String> {
-    patch.lines().filter_map(|l| l.strip_prefix("+++ b/")).map(str::to_string).collect()
+    patch
+        .lines()
+        .filter_map(|l| l.strip_prefix("+++ b/"))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Hunk headers per file: `(file, old_start, header line)`.
@@ -100,7 +115,11 @@ pub fn hunks(patch: &str) -> Vec<(String, u64, String)> {
         if let Some(f) = l.strip_prefix("+++ b/") {
             file = f.to_string();
         } else if let Some(rest) = l.strip_prefix("@@ -") {
-            let start = rest.split([',', ' ']).next().and_then(|s| s.parse().ok()).unwrap_or(0);
+            let start = rest
+                .split([',', ' '])
+                .next()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
             out.push((file.clone(), start, l.to_string()));
         }
     }
@@ -118,9 +137,13 @@ fn git_shell(dir: &Path) -> Result<Shell> {
 /// Whether the series applies to the tree at `root`, checked on scratch
 /// copies of the touched files. `Some(detail)` names the failing hunk.
 pub fn check(root: &Path) -> Result<Option<String>> {
-    let scratch = tempfile::Builder::new().prefix("uring-idle-check").tempdir().context("creating a scratch directory")?;
+    let scratch = tempfile::Builder::new()
+        .prefix("uring-idle-check")
+        .tempdir()
+        .context("creating a scratch directory")?;
     for patch in series()? {
-        let text = std::fs::read_to_string(&patch).with_context(|| format!("reading {}", patch.display()))?;
+        let text = std::fs::read_to_string(&patch)
+            .with_context(|| format!("reading {}", patch.display()))?;
         for f in touched_files(&text) {
             let (from, to) = (root.join(&f), scratch.path().join(&f));
             if to.exists() {
@@ -132,7 +155,13 @@ pub fn check(root: &Path) -> Result<Option<String>> {
             }
         }
         let sh = git_shell(scratch.path())?;
-        let out = cmd!(sh, "git apply --verbose {patch}").env_remove("GIT_DIR").env_remove("GIT_WORK_TREE").quiet().ignore_status().output().context("running git apply")?;
+        let out = cmd!(sh, "git apply --verbose {patch}")
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_WORK_TREE")
+            .quiet()
+            .ignore_status()
+            .output()
+            .context("running git apply")?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             return Ok(Some(describe_failure(&patch, &text, &err)));
@@ -143,22 +172,33 @@ pub fn check(root: &Path) -> Result<Option<String>> {
 
 /// Turns git apply's complaint into a sentence naming the hunk.
 fn describe_failure(patch: &Path, text: &str, stderr: &str) -> String {
-    let name = patch.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = patch
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     // `error: patch failed: util/aio-posix.c:814`
-    let failed = stderr.lines().find_map(|l| l.strip_prefix("error: patch failed: ")).and_then(|r| {
-        let (f, line) = r.rsplit_once(':')?;
-        Some((f.to_string(), line.trim().parse::<u64>().ok()?))
-    });
+    let failed = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("error: patch failed: "))
+        .and_then(|r| {
+            let (f, line) = r.rsplit_once(':')?;
+            Some((f.to_string(), line.trim().parse::<u64>().ok()?))
+        });
     match failed {
         Some((file, line)) => {
-            let hunk = hunks(text).into_iter().find(|(f, start, _)| *f == file && *start == line);
+            let hunk = hunks(text)
+                .into_iter()
+                .find(|(f, start, _)| *f == file && *start == line);
             match hunk {
                 Some((_, _, header)) => format!("{name}: hunk `{header}` does not apply to {file}"),
                 None => format!("{name}: a hunk at {file}:{line} does not apply"),
             }
         }
         None => {
-            let first = stderr.lines().find(|l| l.starts_with("error:")).unwrap_or(stderr.trim());
+            let first = stderr
+                .lines()
+                .find(|l| l.starts_with("error:"))
+                .unwrap_or(stderr.trim());
             format!("{name}: does not apply ({first})")
         }
     }
@@ -173,7 +213,13 @@ pub fn apply(work: &Path) -> Result<()> {
             .env_remove("GIT_WORK_TREE")
             .quiet()
             .run()
-            .with_context(|| format!("applying {} to the work copy {}", patch.display(), work.display()))?;
+            .with_context(|| {
+                format!(
+                    "applying {} to the work copy {}",
+                    patch.display(),
+                    work.display()
+                )
+            })?;
     }
     Ok(())
 }
@@ -182,21 +228,32 @@ pub fn apply(work: &Path) -> Result<()> {
 /// removed, together with the comment block right above it and the blank
 /// line that opens that block. Fails when there is no fix to remove.
 pub fn revert_fix(src: &str) -> Result<String> {
-    let body = tree::aio_add_sqe_body(src).context("no aio_add_sqe() definition: nothing to revert")?;
-    let stmt = tree::notify_in_body(src, body.clone()).context("aio_add_sqe() has no aio_notify(): nothing to revert")?;
+    let body =
+        tree::aio_add_sqe_body(src).context("no aio_add_sqe() definition: nothing to revert")?;
+    let stmt = tree::notify_in_body(src, body.clone())
+        .context("aio_add_sqe() has no aio_notify(): nothing to revert")?;
     // Whole lines: from the start of the statement's line to its newline.
     let mut start = src[..stmt.start].rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let end = src[stmt.end..].find('\n').map(|i| stmt.end + i + 1).unwrap_or(src.len());
+    let end = src[stmt.end..]
+        .find('\n')
+        .map(|i| stmt.end + i + 1)
+        .unwrap_or(src.len());
     if !src[start..stmt.start].trim().is_empty() || !src[stmt.end..end].trim().is_empty() {
         bail!("{AIO_POSIX}: the aio_notify() in aio_add_sqe() shares its line with other code; remove it by hand");
     }
     // Walk up over the comment block that explains it.
-    let lines_above = |s: usize| src[..s.saturating_sub(1)].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let lines_above = |s: usize| {
+        src[..s.saturating_sub(1)]
+            .rfind('\n')
+            .map(|i| i + 1)
+            .unwrap_or(0)
+    };
     let mut in_comment = false;
     while start > body.start + 1 {
         let prev = lines_above(start);
         let l = src[prev..start].trim();
-        let comment = l.starts_with("/*") || l.starts_with('*') || l.starts_with("//") || l.ends_with("*/");
+        let comment =
+            l.starts_with("/*") || l.starts_with('*') || l.starts_with("//") || l.ends_with("*/");
         if comment {
             in_comment = true;
             start = prev;
@@ -222,17 +279,36 @@ mod tests {
         assert_eq!(touched_files(&text), [AIO_POSIX]);
         assert!(text.contains("Subject: [PATCH] aio-posix: "));
         // One statement added, nothing removed.
-        let added: Vec<_> = text.lines().filter(|l| l.starts_with('+') && !l.starts_with("+++")).map(|l| l[1..].trim()).collect();
-        let code: Vec<_> = added.iter().filter(|l| !l.is_empty() && !l.starts_with("/*") && !l.starts_with('*')).collect();
+        let added: Vec<_> = text
+            .lines()
+            .filter(|l| l.starts_with('+') && !l.starts_with("+++"))
+            .map(|l| l[1..].trim())
+            .collect();
+        let code: Vec<_> = added
+            .iter()
+            .filter(|l| !l.is_empty() && !l.starts_with("/*") && !l.starts_with('*'))
+            .collect();
         assert_eq!(code, [&"aio_notify(ctx);"]);
         let diff = &text[text.find("diff --git").unwrap()..text.rfind("\n-- \n").unwrap()];
-        assert!(!diff.lines().any(|l| l.starts_with('-') && !l.starts_with("---")), "{diff}");
+        assert!(
+            !diff
+                .lines()
+                .any(|l| l.starts_with('-') && !l.starts_with("---")),
+            "{diff}"
+        );
     }
 
     #[test]
     fn hunk_headers_are_found() {
         let h = hunks("+++ b/util/aio-posix.c\n@@ -814,5 +814,12 @@ void f()\n");
-        assert_eq!(h, [("util/aio-posix.c".to_string(), 814, "@@ -814,5 +814,12 @@ void f()".to_string())]);
+        assert_eq!(
+            h,
+            [(
+                "util/aio-posix.c".to_string(),
+                814,
+                "@@ -814,5 +814,12 @@ void f()".to_string()
+            )]
+        );
     }
 
     #[test]
@@ -240,7 +316,11 @@ mod tests {
         let text = "+++ b/util/aio-posix.c\n@@ -814,5 +814,12 @@ void aio_add_sqe(x)\n";
         let d = describe_failure(Path::new("0001-x.patch"), text, "error: patch failed: util/aio-posix.c:814\nerror: util/aio-posix.c: patch does not apply\n");
         assert_eq!(d, "0001-x.patch: hunk `@@ -814,5 +814,12 @@ void aio_add_sqe(x)` does not apply to util/aio-posix.c");
-        let d = describe_failure(Path::new("p"), text, "error: util/aio-posix.c: No such file or directory\n");
+        let d = describe_failure(
+            Path::new("p"),
+            text,
+            "error: util/aio-posix.c: No such file or directory\n",
+        );
         assert!(d.contains("No such file"), "{d}");
     }
 

@@ -63,7 +63,10 @@ struct Timings(Vec<(String, f64)>);
 
 impl Timings {
     fn add(&mut self, stage: &str, since: Instant) {
-        self.0.push((stage.to_string(), (since.elapsed().as_secs_f64() * 100.0).round() / 100.0));
+        self.0.push((
+            stage.to_string(),
+            (since.elapsed().as_secs_f64() * 100.0).round() / 100.0,
+        ));
     }
 }
 
@@ -72,9 +75,16 @@ impl PatchAndTest {
         let total = Instant::now();
         let mut t = Timings(vec![]);
         if let Some(j) = &self.json {
-            let parent = j.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let parent = j
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
             if !parent.is_dir() {
-                bail!("--json {}: directory {} does not exist", j.display(), parent.display());
+                bail!(
+                    "--json {}: directory {} does not exist",
+                    j.display(),
+                    parent.display()
+                );
             }
         }
         let s = Instant::now();
@@ -101,7 +111,15 @@ impl PatchAndTest {
                         line: format!("SKIPPED: QEMU {} has no aio_add_sqe() and never had the stall: nothing to verify", tree.describe()),
                     };
                     println!("{}", v.line);
-                    self.write_json(&v, None, json!({"version": tree.version, "state": state.name()}), json!(null), &[], &t, total)?;
+                    self.write_json(
+                        &v,
+                        None,
+                        json!({"version": tree.version, "state": state.name()}),
+                        json!(null),
+                        &[],
+                        &t,
+                        total,
+                    )?;
                     return Ok(v.kind.exit_code());
                 }
                 let baseline = self.baseline.resolve(&state)?;
@@ -118,10 +136,18 @@ impl PatchAndTest {
         let s = Instant::now();
         ui::stage(&format!(
             "selftest (static, uapi from {})",
-            kernel.uapi.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "the system headers".into())
+            kernel
+                .uapi
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "the system headers".into())
         ));
         let st = selftest::build(kernel.uapi.as_deref())?;
-        ui::info(&format!("selftest {} ({:.1} s)", st.binary.display(), st.build_s));
+        ui::info(&format!(
+            "selftest {} ({:.1} s)",
+            st.binary.display(),
+            st.build_s
+        ));
         t.add("selftest", s);
         let s = Instant::now();
         let initrd = initramfs::pack(&st.binary, &kernel.modules)?;
@@ -130,7 +156,11 @@ impl PatchAndTest {
         let s = Instant::now();
         let binaries: Vec<(&str, PathBuf)> = match (&tree, baseline) {
             (Some(tree), Some(baseline)) => {
-                ui::stage(&format!("QEMU {} (baseline {}, then patched)", tree.describe(), baseline.name()));
+                ui::stage(&format!(
+                    "QEMU {} (baseline {}, then patched)",
+                    tree.describe(),
+                    baseline.name()
+                ));
                 let built = qemu::build_pair(tree, baseline)?;
                 vec![("baseline", built.baseline), ("patched", built.patched)]
             }
@@ -148,7 +178,9 @@ impl PatchAndTest {
         // A hang guard, not a performance bound: boot, then every I/O at its
         // think time plus a full KVM-sized stall.
         let deadline = Duration::from_secs(90)
-            + Duration::from_micros((self.think_us + 600_000) * u64::from(self.iterations) * tests_per_run as u64);
+            + Duration::from_micros(
+                (self.think_us + 600_000) * u64::from(self.iterations) * tests_per_run as u64,
+            );
         let run_dir = cache::dir("runs")?.join(format!("{}-{}", std::process::id(), total_stamp()));
         let mut picker = AccelPicker::new(self.accel)?;
         let mut collected = BTreeMap::new();
@@ -157,7 +189,10 @@ impl PatchAndTest {
         for round in 1..=self.rounds {
             for (variant, qemu_bin) in &binaries {
                 let label = format!("{variant}-r{round}");
-                ui::stage(&format!("guest run {label} ({})", picker.decided().map(Accel::name).unwrap_or("probing kvm")));
+                ui::stage(&format!(
+                    "guest run {label} ({})",
+                    picker.decided().map(Accel::name).unwrap_or("probing kvm")
+                ));
                 let boot = Boot {
                     qemu: qemu_bin.clone(),
                     kernel: kernel.image.clone(),
@@ -173,12 +208,18 @@ impl PatchAndTest {
                     deadline,
                 };
                 let (run, accel) = picker.boot(&boot, &label)?;
-                let Exit::Reported(code) = run.exit else { unreachable!("picker returns reported runs") };
+                let Exit::Reported(code) = run.exit else {
+                    unreachable!("picker returns reported runs")
+                };
                 let parsed = ktap::parse_file(&run.console)?;
                 if code == 4 {
                     bail!("the selftest skipped every test in the guest (no io_uring in the guest kernel?); console log {}", run.console.display());
                 }
-                if let Some(bad) = parsed.records.iter().find(|r| r.mode == "integrity" && !r.ok) {
+                if let Some(bad) = parsed
+                    .records
+                    .iter()
+                    .find(|r| r.mode == "integrity" && !r.ok)
+                {
                     bail!(
                         "data integrity check failed in {label} on {}: {}; console log {}",
                         bad.device,
@@ -186,10 +227,17 @@ impl PatchAndTest {
                         run.console.display()
                     );
                 }
-                let transports: std::collections::BTreeSet<&str> = parsed.records.iter().map(|r| r.transport.as_str()).collect();
+                let transports: std::collections::BTreeSet<&str> = parsed
+                    .records
+                    .iter()
+                    .map(|r| r.transport.as_str())
+                    .collect();
                 for want in ["ahci", "virtio_blk", "nvme"] {
                     if !transports.contains(want) {
-                        bail!("the guest found no {want} disk ({label}); console log {}", run.console.display());
+                        bail!(
+                            "the guest found no {want} disk ({label}); console log {}",
+                            run.console.display()
+                        );
                     }
                 }
                 if let Some(k) = &parsed.kernel_release {
@@ -213,7 +261,11 @@ impl PatchAndTest {
 
         // Report.
         let rows = report::rows(&collected);
-        let verdict = if binaries.len() == 2 { report::verdict_pair(&rows, accel) } else { report::verdict_single(&rows, accel) };
+        let verdict = if binaries.len() == 2 {
+            report::verdict_pair(&rows, accel)
+        } else {
+            report::verdict_single(&rows, accel)
+        };
         println!();
         println!("{}", report::table(&rows));
         println!();
@@ -227,7 +279,15 @@ impl PatchAndTest {
             _ => json!({"binary": self.qemu_binary, "state": "binary", "baseline": null}),
         };
         let kernel_json = json!({"release": kernel_release, "source": kernel.source, "image": kernel.image, "uapi": kernel.uapi});
-        self.write_json(&verdict, Some(accel), qemu_json, kernel_json, &rows, &t, total)?;
+        self.write_json(
+            &verdict,
+            Some(accel),
+            qemu_json,
+            kernel_json,
+            &rows,
+            &t,
+            total,
+        )?;
         if let Some(j) = &self.json {
             // Guest runs go in after the fact so the helper stays small.
             let mut doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(j)?)?;
@@ -248,7 +308,9 @@ impl PatchAndTest {
         t: &Timings,
         total: Instant,
     ) -> Result<()> {
-        let Some(path) = &self.json else { return Ok(()) };
+        let Some(path) = &self.json else {
+            return Ok(());
+        };
         let devices: Vec<serde_json::Value> = rows
             .iter()
             .map(|r| {
@@ -259,8 +321,12 @@ impl PatchAndTest {
                 })
             })
             .collect();
-        let mut timings: serde_json::Map<String, serde_json::Value> = t.0.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-        timings.insert("total".into(), json!((total.elapsed().as_secs_f64() * 100.0).round() / 100.0));
+        let mut timings: serde_json::Map<String, serde_json::Value> =
+            t.0.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        timings.insert(
+            "total".into(),
+            json!((total.elapsed().as_secs_f64() * 100.0).round() / 100.0),
+        );
         let doc = json!({
             "verdict": v.kind, "verdict_line": v.line, "exit_code": v.kind.exit_code(),
             "accel": accel.map(Accel::name), "expected": accel.map(report::expected),
@@ -268,11 +334,15 @@ impl PatchAndTest {
             "params": {"iterations": self.iterations, "rounds": self.rounds, "think_us": self.think_us},
             "timings_s": timings,
         });
-        std::fs::write(path, serde_json::to_string_pretty(&doc)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)
+            .with_context(|| format!("writing {}", path.display()))?;
         Ok(())
     }
 }
 
 fn total_stamp() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

@@ -52,8 +52,12 @@ impl BaselineMode {
     /// cannot give a pre-fix baseline.
     pub fn resolve(self, state: &State) -> Result<BaselineMode> {
         Ok(match (self, state) {
-            (_, State::Unaffected) => bail!("the tree has no aio_add_sqe(): there is nothing to patch"),
-            (_, State::Conflict { detail }) => bail!("the patch does not apply to this tree: {detail}"),
+            (_, State::Unaffected) => {
+                bail!("the tree has no aio_add_sqe(): there is nothing to patch")
+            }
+            (_, State::Conflict { detail }) => {
+                bail!("the patch does not apply to this tree: {detail}")
+            }
             (BaselineMode::Auto | BaselineMode::AsIs, State::Vulnerable) => BaselineMode::AsIs,
             (BaselineMode::RevertFix, State::Vulnerable) => {
                 bail!("--baseline revert-fix needs a tree with the fix, and this one is vulnerable: use --baseline as-is (or auto)")
@@ -84,7 +88,11 @@ pub fn build_pair(tree: &QemuTree, baseline: BaselineMode) -> Result<Built> {
     let _lock = cache::Lock::acquire(&work)?;
     let flags_key = cache::key(CONFIGURE_FLAGS);
     let fingerprint = cache::tree_fingerprint(&tree.root, &[".git", "build"])?;
-    let bins = work.join("bin").join(format!("{fingerprint}-{}-{}-{flags_key}", patch::series_key()?, baseline.name()));
+    let bins = work.join("bin").join(format!(
+        "{fingerprint}-{}-{}-{flags_key}",
+        patch::series_key()?,
+        baseline.name()
+    ));
     let info_path = bins.join("built.json");
     if let Ok(text) = std::fs::read_to_string(&info_path) {
         if let Ok(mut b) = serde_json::from_str::<Built>(&text) {
@@ -101,12 +109,18 @@ pub fn build_pair(tree: &QemuTree, baseline: BaselineMode) -> Result<Built> {
     let log = work.join("build.log");
     let _ = std::fs::remove_file(&log);
 
-    ui::info(&format!("syncing {} into the work copy {}", tree.root.display(), src.display()));
+    ui::info(&format!(
+        "syncing {} into the work copy {}",
+        tree.root.display(),
+        src.display()
+    ));
     sync_tree(&tree.root, &src)?;
     if baseline == BaselineMode::RevertFix {
         let f = src.join(AIO_POSIX);
-        let text = std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
-        std::fs::write(&f, patch::revert_fix(&text)?).with_context(|| format!("writing {}", f.display()))?;
+        let text =
+            std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+        std::fs::write(&f, patch::revert_fix(&text)?)
+            .with_context(|| format!("writing {}", f.display()))?;
         ui::info("baseline: removed the fix from aio_add_sqe() (revert-fix)");
     }
     if !build.join("build.ninja").is_file() {
@@ -124,9 +138,17 @@ pub fn build_pair(tree: &QemuTree, baseline: BaselineMode) -> Result<Built> {
     let patched_build_s = t.elapsed().as_secs_f64();
     let patched_bin = bins.join("qemu-system-x86_64.patched");
     copy_binary(&build, &patched_bin)?;
-    ui::info(&format!("built baseline in {baseline_build_s:.1} s, patched in {patched_build_s:.1} s"));
+    ui::info(&format!(
+        "built baseline in {baseline_build_s:.1} s, patched in {patched_build_s:.1} s"
+    ));
 
-    let built = Built { baseline: baseline_bin, patched: patched_bin, baseline_build_s, patched_build_s, cached: false };
+    let built = Built {
+        baseline: baseline_bin,
+        patched: patched_bin,
+        baseline_build_s,
+        patched_build_s,
+        cached: false,
+    };
     std::fs::write(&info_path, serde_json::to_string_pretty(&built)?)?;
     Ok(built)
 }
@@ -149,13 +171,20 @@ fn sync_tree(from: &Path, to: &Path) -> Result<()> {
 pub fn required_meson(meson_build: &str) -> Option<(u32, u32)> {
     let at = meson_build.find("meson_version")?;
     let rest = &meson_build[at..];
-    let ver = rest.split(['\'', '"']).nth(1)?.trim_start_matches(">=").trim();
+    let ver = rest
+        .split(['\'', '"'])
+        .nth(1)?
+        .trim_start_matches(">=")
+        .trim();
     let mut it = ver.split('.').map(|x| x.parse::<u32>().ok());
     Some((it.next()??, it.next().flatten().unwrap_or(0)))
 }
 
 fn system_meson() -> Option<(u32, u32)> {
-    let out = Command::new("python3").args(["-c", "import mesonbuild.coredata as c; print(c.version)"]).output().ok()?;
+    let out = Command::new("python3")
+        .args(["-c", "import mesonbuild.coredata as c; print(c.version)"])
+        .output()
+        .ok()?;
     let v = String::from_utf8_lossy(&out.stdout);
     let mut it = v.trim().split('.').map(|x| x.parse::<u32>().ok());
     Some((it.next()??, it.next()??))
@@ -164,7 +193,10 @@ fn system_meson() -> Option<(u32, u32)> {
 /// The python QEMU's configure should use: the system's when its meson is
 /// new enough, else a private venv with meson from PyPI.
 fn python_for(src: &Path) -> Result<PathBuf> {
-    let Some(need) = std::fs::read_to_string(src.join("meson.build")).ok().and_then(|t| required_meson(&t)) else {
+    let Some(need) = std::fs::read_to_string(src.join("meson.build"))
+        .ok()
+        .and_then(|t| required_meson(&t))
+    else {
         // No stated requirement: configure brings its own checks.
         return Ok(PathBuf::from("python3"));
     };
@@ -176,11 +208,23 @@ fn python_for(src: &Path) -> Result<PathBuf> {
     if py.is_file() && venv.join(".complete").is_file() {
         return Ok(py);
     }
-    ui::info(&format!("no system meson >= {}.{}: installing {} into {}", need.0, need.1, MESON_PIP.join(" "), venv.display()));
+    ui::info(&format!(
+        "no system meson >= {}.{}: installing {} into {}",
+        need.0,
+        need.1,
+        MESON_PIP.join(" "),
+        venv.display()
+    ));
     let _ = std::fs::remove_dir_all(&venv);
     let sh = Shell::new()?;
-    cmd!(sh, "python3 -m venv {venv}").quiet().run().context("python3 -m venv (install python3-venv)")?;
-    cmd!(sh, "{py} -m pip install --quiet {MESON_PIP...}").quiet().run().context("pip install meson into the private venv")?;
+    cmd!(sh, "python3 -m venv {venv}")
+        .quiet()
+        .run()
+        .context("python3 -m venv (install python3-venv)")?;
+    cmd!(sh, "{py} -m pip install --quiet {MESON_PIP...}")
+        .quiet()
+        .run()
+        .context("pip install meson into the private venv")?;
     std::fs::write(venv.join(".complete"), "")?;
     Ok(py)
 }
@@ -190,7 +234,9 @@ fn configure(src: &Path, build: &Path, log: &Path) -> Result<()> {
     std::fs::create_dir_all(build)?;
     ui::info(&format!("configuring QEMU in {}", build.display()));
     let mut c = Command::new(src.join("configure"));
-    c.arg(format!("--python={}", python.display())).args(CONFIGURE_FLAGS).current_dir(build);
+    c.arg(format!("--python={}", python.display()))
+        .args(CONFIGURE_FLAGS)
+        .current_dir(build);
     let r = ui::run_logged(c, log, "QEMU configure", |_| {});
     if r.is_err() {
         // A half-configured directory must not look configured next time.
@@ -214,7 +260,8 @@ fn ninja(build: &Path, log: &Path, what: &str) -> Result<Duration> {
 
 fn copy_binary(build: &Path, to: &Path) -> Result<()> {
     let from = build.join("qemu-system-x86_64");
-    std::fs::copy(&from, to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    std::fs::copy(&from, to)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
     Ok(())
 }
 
@@ -235,9 +282,19 @@ mod tests {
         assert_eq!(Auto.resolve(&State::Vulnerable).unwrap(), AsIs);
         assert_eq!(Auto.resolve(&State::Fixed).unwrap(), RevertFix);
         assert_eq!(RevertFix.resolve(&State::Fixed).unwrap(), RevertFix);
-        assert!(format!("{:#}", AsIs.resolve(&State::Fixed).unwrap_err()).contains("use --baseline revert-fix"));
-        assert!(format!("{:#}", RevertFix.resolve(&State::Vulnerable).unwrap_err()).contains("use --baseline as-is"));
+        assert!(format!("{:#}", AsIs.resolve(&State::Fixed).unwrap_err())
+            .contains("use --baseline revert-fix"));
+        assert!(
+            format!("{:#}", RevertFix.resolve(&State::Vulnerable).unwrap_err())
+                .contains("use --baseline as-is")
+        );
         assert!(Auto.resolve(&State::Unaffected).is_err());
-        assert!(Auto.resolve(&State::Conflict { detail: "hunk".into() }).unwrap_err().to_string().contains("hunk"));
+        assert!(Auto
+            .resolve(&State::Conflict {
+                detail: "hunk".into()
+            })
+            .unwrap_err()
+            .to_string()
+            .contains("hunk"));
     }
 }

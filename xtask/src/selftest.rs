@@ -21,15 +21,30 @@ pub struct Selftest {
 /// says "statically linked" and the kernel needs no interpreter.
 pub fn build(uapi: Option<&Path>) -> Result<Selftest> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target_dir = cache::dir("selftest")?.join(cache::key([uapi.map(|p| p.display().to_string()).unwrap_or_default()]));
+    let target_dir = cache::dir("selftest")?.join(cache::key([uapi
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()]));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut c = Command::new(cargo);
-    c.args(["build", "--release", "--locked", "-p", "kselftest", "--bin", BIN, "--target", TARGET])
-        .arg("--manifest-path")
-        .arg(workspace.join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .env("RUSTFLAGS", "-C target-feature=+crt-static -C relocation-model=static")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    c.args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "kselftest",
+        "--bin",
+        BIN,
+        "--target",
+        TARGET,
+    ])
+    .arg("--manifest-path")
+    .arg(workspace.join("Cargo.toml"))
+    .env("CARGO_TARGET_DIR", &target_dir)
+    .env(
+        "RUSTFLAGS",
+        "-C target-feature=+crt-static -C relocation-model=static",
+    )
+    .env_remove("CARGO_ENCODED_RUSTFLAGS");
     match uapi {
         Some(dir) => c.env("URING_SYS_UAPI", dir),
         None => c.env_remove("URING_SYS_UAPI"),
@@ -38,13 +53,24 @@ pub fn build(uapi: Option<&Path>) -> Result<Selftest> {
     std::fs::create_dir_all(&target_dir)?;
     let _ = std::fs::remove_file(&log);
     let start = Instant::now();
-    ui::run_logged(c, &log, "building the selftest (cargo build -p kselftest)", |_| {})?;
+    ui::run_logged(
+        c,
+        &log,
+        "building the selftest (cargo build -p kselftest)",
+        |_| {},
+    )?;
     let binary = target_dir.join(TARGET).join("release").join(BIN);
     let bytes = std::fs::read(&binary).with_context(|| format!("reading {}", binary.display()))?;
     if !is_static_exec(&bytes) {
-        bail!("{} is not a static executable (it has a program interpreter); the guest has no libc", binary.display());
+        bail!(
+            "{} is not a static executable (it has a program interpreter); the guest has no libc",
+            binary.display()
+        );
     }
-    Ok(Selftest { binary, build_s: start.elapsed().as_secs_f64() })
+    Ok(Selftest {
+        binary,
+        build_s: start.elapsed().as_secs_f64(),
+    })
 }
 
 /// An ELF64 executable (`ET_EXEC`) with no `PT_INTERP` program header.
@@ -57,7 +83,11 @@ pub fn is_static_exec(elf: &[u8]) -> bool {
     let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]);
     let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap());
     let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap());
-    let (phoff, phentsize, phnum) = (u64_at(0x20) as usize, u16_at(0x36) as usize, u16_at(0x38) as usize);
+    let (phoff, phentsize, phnum) = (
+        u64_at(0x20) as usize,
+        u16_at(0x36) as usize,
+        u16_at(0x38) as usize,
+    );
     if u16_at(0x10) != ET_EXEC || phoff + phentsize * phnum > elf.len() {
         return false;
     }

@@ -47,9 +47,15 @@ mod tests {
     #[test]
     fn qemu_src_forms() {
         assert_eq!(parse_qemu_src("debian").unwrap(), DEFAULT_QEMU_VERSION);
-        assert_eq!(parse_qemu_src("debian=1:10.2.1+ds-1").unwrap(), "1:10.2.1+ds-1");
+        assert_eq!(
+            parse_qemu_src("debian=1:10.2.1+ds-1").unwrap(),
+            "1:10.2.1+ds-1"
+        );
         for bad in ["ubuntu", "debian=", "10.2.2"] {
-            assert!(format!("{:#}", parse_qemu_src(bad).unwrap_err()).contains("debian=VERSION"), "{bad}");
+            assert!(
+                format!("{:#}", parse_qemu_src(bad).unwrap_err()).contains("debian=VERSION"),
+                "{bad}"
+            );
         }
     }
 }

@@ -24,13 +24,24 @@ impl QemuTree {
             bail!("QEMU tree {} does not exist; pass --qemu-tree DIR with a QEMU source tree, or --qemu-src debian", path.display());
         }
         if !path.is_dir() {
-            bail!("QEMU tree {} is not a directory; pass the top of a QEMU source tree", path.display());
+            bail!(
+                "QEMU tree {} is not a directory; pass the top of a QEMU source tree",
+                path.display()
+            );
         }
-        let root = path.canonicalize().with_context(|| format!("resolving {}", path.display()))?;
+        let root = path
+            .canonicalize()
+            .with_context(|| format!("resolving {}", path.display()))?;
         let version_file = root.join("VERSION");
         let has_aio = root.join(AIO_POSIX).is_file();
-        if !version_file.is_file() || !root.join("configure").is_file() || !root.join("include/block/aio.h").is_file() {
-            let hint = if root.join("Makefile").is_file() && root.join("Kconfig").is_file() && root.join("kernel").is_dir() {
+        if !version_file.is_file()
+            || !root.join("configure").is_file()
+            || !root.join("include/block/aio.h").is_file()
+        {
+            let hint = if root.join("Makefile").is_file()
+                && root.join("Kconfig").is_file()
+                && root.join("kernel").is_dir()
+            {
                 " (it looks like a Linux kernel tree: pass that with --kernel-tree)"
             } else {
                 ""
@@ -41,14 +52,23 @@ impl QemuTree {
             );
         }
         if !has_aio {
-            bail!("{}: QEMU tree without {AIO_POSIX} (QEMU before 2.x or a partial checkout?)", root.display());
+            bail!(
+                "{}: QEMU tree without {AIO_POSIX} (QEMU before 2.x or a partial checkout?)",
+                root.display()
+            );
         }
         let version = std::fs::read_to_string(&version_file)
             .with_context(|| format!("reading {}", version_file.display()))?
             .trim()
             .to_string();
-        let debian_version = std::fs::read_to_string(root.join("debian/changelog")).ok().and_then(|t| debian_version(&t));
-        Ok(QemuTree { root, version, debian_version })
+        let debian_version = std::fs::read_to_string(root.join("debian/changelog"))
+            .ok()
+            .and_then(|t| debian_version(&t));
+        Ok(QemuTree {
+            root,
+            version,
+            debian_version,
+        })
     }
 
     pub fn aio_posix(&self) -> PathBuf {
@@ -86,7 +106,10 @@ pub fn code_only(src: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i..].starts_with(b"/*") {
-            let end = src[i + 2..].find("*/").map(|e| i + 2 + e + 2).unwrap_or(b.len());
+            let end = src[i + 2..]
+                .find("*/")
+                .map(|e| i + 2 + e + 2)
+                .unwrap_or(b.len());
             blank(&mut out[i..end]);
             i = end;
         } else if b[i..].starts_with(b"//") {
@@ -199,13 +222,19 @@ mod tests {
 
     #[test]
     fn notify_in_a_comment_or_another_function_does_not_count() {
-        let commented = PRE.replace("cqe_handler);\n}", "cqe_handler);\n    /* aio_notify(ctx); */\n    // aio_notify(ctx);\n}");
+        let commented = PRE.replace(
+            "cqe_handler);\n}",
+            "cqe_handler);\n    /* aio_notify(ctx); */\n    // aio_notify(ctx);\n}",
+        );
         let b = aio_add_sqe_body(&commented).unwrap();
         assert_eq!(notify_in_body(&commented, b), None);
         let elsewhere = format!("{PRE}void g(AioContext *ctx) {{ aio_notify(ctx); }}\n");
         let b = aio_add_sqe_body(&elsewhere).unwrap();
         assert_eq!(notify_in_body(&elsewhere, b), None);
-        let other_arg = PRE.replace("cqe_handler);\n}", "cqe_handler);\n    aio_notify(qemu_get_current_aio_context());\n}");
+        let other_arg = PRE.replace(
+            "cqe_handler);\n}",
+            "cqe_handler);\n    aio_notify(qemu_get_current_aio_context());\n}",
+        );
         let b = aio_add_sqe_body(&other_arg).unwrap();
         let r = notify_in_body(&other_arg, b).unwrap();
         assert_eq!(&other_arg[r], "aio_notify(qemu_get_current_aio_context());");
@@ -213,7 +242,10 @@ mod tests {
 
     #[test]
     fn debian_changelog_version() {
-        assert_eq!(debian_version("qemu (1:10.2.2+ds-1) unstable; urgency=medium\n"), Some("1:10.2.2+ds-1".into()));
+        assert_eq!(
+            debian_version("qemu (1:10.2.2+ds-1) unstable; urgency=medium\n"),
+            Some("1:10.2.2+ds-1".into())
+        );
         assert_eq!(debian_version("garbage\n"), None);
     }
 

@@ -39,7 +39,12 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(label: &str) -> Progress {
-        Progress { label: label.into(), tty: is_tty(), last_decile: None, drawn: false }
+        Progress {
+            label: label.into(),
+            tty: is_tty(),
+            last_decile: None,
+            drawn: false,
+        }
     }
 
     pub fn update(&mut self, done: u64, total: u64) {
@@ -106,13 +111,26 @@ pub fn tail(path: &Path, n: usize) -> String {
 /// Runs `cmd` with stdout and stderr appended to `log`, feeding each line to
 /// `on_line` (for progress). On failure the error names the log and shows
 /// its last lines.
-pub fn run_logged(mut cmd: Command, log: &Path, what: &str, mut on_line: impl FnMut(&str)) -> Result<Duration> {
+pub fn run_logged(
+    mut cmd: Command,
+    log: &Path,
+    what: &str,
+    mut on_line: impl FnMut(&str),
+) -> Result<Duration> {
     let start = Instant::now();
-    let mut logf = File::options().create(true).append(true).open(log).with_context(|| format!("opening log {}", log.display()))?;
+    let mut logf = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening log {}", log.display()))?;
     writeln!(logf, "$ {cmd:?}")?;
     let (reader, writer) = std::io::pipe().context("creating a pipe")?;
-    cmd.stdout(writer.try_clone()?).stderr(writer).stdin(std::process::Stdio::null());
-    let mut child = cmd.spawn().with_context(|| format!("{what}: cannot start {:?}", cmd.get_program()))?;
+    cmd.stdout(writer.try_clone()?)
+        .stderr(writer)
+        .stdin(std::process::Stdio::null());
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("{what}: cannot start {:?}", cmd.get_program()))?;
     drop(cmd); // close our copies of the pipe's write end so EOF arrives
     for line in BufReader::new(reader).split(b'\n') {
         let line = line.context("reading command output")?;
@@ -120,9 +138,15 @@ pub fn run_logged(mut cmd: Command, log: &Path, what: &str, mut on_line: impl Fn
         let _ = writeln!(logf, "{line}");
         on_line(&line);
     }
-    let status = child.wait().with_context(|| format!("{what}: waiting for the command"))?;
+    let status = child
+        .wait()
+        .with_context(|| format!("{what}: waiting for the command"))?;
     if !status.success() {
-        bail!("{what} failed ({status}); full log: {}\n--- last lines ---\n{}", log.display(), tail(log, 25));
+        bail!(
+            "{what} failed ({status}); full log: {}\n--- last lines ---\n{}",
+            log.display(),
+            tail(log, 25)
+        );
     }
     Ok(start.elapsed())
 }
@@ -133,7 +157,10 @@ mod tests {
 
     #[test]
     fn ninja_progress_lines() {
-        assert_eq!(ninja_progress("[12/1812] Compiling C object foo.o"), Some((12, 1812)));
+        assert_eq!(
+            ninja_progress("[12/1812] Compiling C object foo.o"),
+            Some((12, 1812))
+        );
         assert_eq!(ninja_progress("  [ 3/ 9] x"), Some((3, 9)));
         assert_eq!(ninja_progress("CC foo.o"), None);
         assert_eq!(ninja_progress("[warn] x"), None);
@@ -150,7 +177,15 @@ mod tests {
         assert_eq!(seen, ["out", "err", "[1/2] a"]);
         let mut c = Command::new("sh");
         c.args(["-c", "echo last-words; exit 3"]);
-        let e = format!("{:#}", run_logged(c, &log, "failing step", |_| {}).unwrap_err());
-        assert!(e.contains("failing step failed") && e.contains(&log.display().to_string()) && e.contains("last-words"), "{e}");
+        let e = format!(
+            "{:#}",
+            run_logged(c, &log, "failing step", |_| {}).unwrap_err()
+        );
+        assert!(
+            e.contains("failing step failed")
+                && e.contains(&log.display().to_string())
+                && e.contains("last-words"),
+            "{e}"
+        );
     }
 }

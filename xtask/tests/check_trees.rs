@@ -13,7 +13,10 @@ use common::*;
 
 fn check(tree: &Path) -> (i32, String) {
     let cache = tempfile::tempdir().unwrap();
-    let o = xtask(&["check", "--qemu-tree", tree.to_str().unwrap()], cache.path());
+    let o = xtask(
+        &["check", "--qemu-tree", tree.to_str().unwrap()],
+        cache.path(),
+    );
     (o.status.code().unwrap(), out(&o))
 }
 
@@ -32,7 +35,10 @@ fn each_state_is_classified_with_its_exit_code() {
 
     let (code, text) = check(&vuln);
     assert_eq!(code, 1, "{text}");
-    assert!(text.starts_with("vulnerable: QEMU 10.2.1 (Debian 1:10.2.1+ds-1)"), "{text}");
+    assert!(
+        text.starts_with("vulnerable: QEMU 10.2.1 (Debian 1:10.2.1+ds-1)"),
+        "{text}"
+    );
 
     let (code, text) = check(&other);
     assert_eq!(code, 0, "{text}");
@@ -40,7 +46,12 @@ fn each_state_is_classified_with_its_exit_code() {
 
     let (code, text) = check(&conflict);
     assert_eq!(code, 2, "{text}");
-    assert!(text.starts_with("conflict: ") && text.contains("hunk `@@ -") && text.contains("util/aio-posix.c"), "{text}");
+    assert!(
+        text.starts_with("conflict: ")
+            && text.contains("hunk `@@ -")
+            && text.contains("util/aio-posix.c"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -49,7 +60,14 @@ fn our_patch_applied_with_git_am_to_the_vulnerable_tree_classifies_as_fixed() {
     let tree = qemu_tree(&t.path().join("q"), "10.2.1", VULNERABLE_AIO);
     let git = |args: &[&str]| {
         let o = Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"])
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "init.defaultBranch=main",
+            ])
             .args(args)
             .current_dir(&tree)
             .output()
@@ -97,7 +115,11 @@ fn bad_inputs_get_clear_errors_and_exit_2() {
     for (path, want) in cases {
         let (code, text) = check(&path);
         assert_eq!(code, 2, "{}: {text}", path.display());
-        assert!(text.contains(want) && text.starts_with("error: "), "{}: {text}", path.display());
+        assert!(
+            text.contains(want) && text.starts_with("error: "),
+            "{}: {text}",
+            path.display()
+        );
     }
     let cache = tempfile::tempdir().unwrap();
     let o = xtask(&["check", "--qemu-src", "ubuntu"], cache.path());
@@ -106,13 +128,28 @@ fn bad_inputs_get_clear_errors_and_exit_2() {
 }
 
 fn build_qemu(tree: &Path, cache: &Path, baseline: &str) -> std::process::Output {
-    xtask(&["build-qemu", "--no-install", "--qemu-tree", tree.to_str().unwrap(), "--baseline", baseline], cache)
+    xtask(
+        &[
+            "build-qemu",
+            "--no-install",
+            "--qemu-tree",
+            tree.to_str().unwrap(),
+            "--baseline",
+            baseline,
+        ],
+        cache,
+    )
 }
 
 /// The "binaries" of the fixture build are copies of the source they came from.
 fn binaries(stdout: &str) -> (String, String) {
     let get = |k: &str| {
-        let p = stdout.lines().find_map(|l| l.strip_prefix(k)).unwrap().trim().to_string();
+        let p = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .unwrap()
+            .trim()
+            .to_string();
         fs::read_to_string(p).unwrap()
     };
     (get("baseline:"), get("patched:"))
@@ -130,11 +167,18 @@ fn revert_fix_baseline_and_patched_build_leave_the_fixed_tree_untouched() {
     // The baseline is the tree without its fix: byte-identical to the pre-fix source.
     assert_eq!(base, VULNERABLE_AIO);
     // The patched build is that baseline plus our patch.
-    assert!(patched.contains("    aio_notify(ctx);\n}") && patched.contains("wake the loop now"), "{patched}");
+    assert!(
+        patched.contains("    aio_notify(ctx);\n}") && patched.contains("wake the loop now"),
+        "{patched}"
+    );
     assert_eq!(tree_hash(&tree), before, "the user's tree changed");
     // A second run finds both binaries in the cache.
     let o = build_qemu(&tree, cache.path(), "auto");
-    assert!(o.status.success() && out(&o).contains("cached"), "{}", out(&o));
+    assert!(
+        o.status.success() && out(&o).contains("cached"),
+        "{}",
+        out(&o)
+    );
     // as-is on a fixed tree would compare fixed with fixed: refused.
     let o = build_qemu(&tree, cache.path(), "as-is");
     assert_eq!(o.status.code(), Some(2));
@@ -154,7 +198,11 @@ fn vulnerable_tree_builds_as_is_then_patched_and_stays_untouched() {
     assert!(patched.contains("aio_notify(ctx);"));
     assert_eq!(tree_hash(&tree), before);
     // Editing the tree invalidates the cached binaries and is picked up.
-    fs::write(tree.join("util/aio-posix.c"), VULNERABLE_AIO.replace("epollfd = -1", "epollfd = -2")).unwrap();
+    fs::write(
+        tree.join("util/aio-posix.c"),
+        VULNERABLE_AIO.replace("epollfd = -1", "epollfd = -2"),
+    )
+    .unwrap();
     let o = build_qemu(&tree, cache.path(), "auto");
     assert!(o.status.success(), "{}", out(&o));
     let (base, _) = binaries(&String::from_utf8_lossy(&o.stdout));
@@ -169,7 +217,12 @@ fn a_killed_run_leaves_the_tree_unchanged_and_the_next_run_recovers() {
     let before = tree_hash(&tree);
     // configure sleeps, so the kill lands after the work copy was reverted.
     let mut child = Command::new(XTASK)
-        .args(["build-qemu", "--no-install", "--qemu-tree", tree.to_str().unwrap()])
+        .args([
+            "build-qemu",
+            "--no-install",
+            "--qemu-tree",
+            tree.to_str().unwrap(),
+        ])
         .env("XDG_CACHE_HOME", cache.path())
         .env("FIXTURE_CONFIGURE_SLEEP", "30")
         .stdout(std::process::Stdio::null())
@@ -184,13 +237,23 @@ fn a_killed_run_leaves_the_tree_unchanged_and_the_next_run_recovers() {
             .map(|e| e.path().to_path_buf())
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while work_src().and_then(|p| fs::read_to_string(p).ok()).is_none_or(|s| s.contains("aio_notify")) {
-        assert!(std::time::Instant::now() < deadline, "the work copy was never reverted");
+    while work_src()
+        .and_then(|p| fs::read_to_string(p).ok())
+        .is_none_or(|s| s.contains("aio_notify"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the work copy was never reverted"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(tree_hash(&tree), before, "the user's tree changed after a killed run");
+    assert_eq!(
+        tree_hash(&tree),
+        before,
+        "the user's tree changed after a killed run"
+    );
     let o = build_qemu(&tree, cache.path(), "auto");
     assert!(o.status.success(), "{}", out(&o));
     let (base, patched) = binaries(&String::from_utf8_lossy(&o.stdout));

@@ -28,39 +28,69 @@ fn recorded_run_parses_with_kernel_lines_around_it() {
     assert_eq!(poll.test, "ahci_sda_poll");
     assert_eq!(poll.stats.as_ref().unwrap().n, 100);
     assert_eq!(poll.samples_us.len(), 100);
-    let transports: std::collections::BTreeSet<_> = p.records.iter().map(|r| r.transport.as_str()).collect();
-    assert_eq!(transports.into_iter().collect::<Vec<_>>(), ["ahci", "nvme", "virtio_blk"]);
+    let transports: std::collections::BTreeSet<_> =
+        p.records.iter().map(|r| r.transport.as_str()).collect();
+    assert_eq!(
+        transports.into_iter().collect::<Vec<_>>(),
+        ["ahci", "nvme", "virtio_blk"]
+    );
 }
 
 #[test]
 fn interleaved_kernel_messages_are_tolerated() {
-    let noisy = PASS.replace("ok 4 ahci_sda_sleep", "[    5.123456] random: crng init done\nok 4 ahci_sda_sleep");
-    assert_eq!(ktap::parse(&noisy, Path::new(LOG)).unwrap().results.len(), 9);
+    let noisy = PASS.replace(
+        "ok 4 ahci_sda_sleep",
+        "[    5.123456] random: crng init done\nok 4 ahci_sda_sleep",
+    );
+    assert_eq!(
+        ktap::parse(&noisy, Path::new(LOG)).unwrap().results.len(),
+        9
+    );
 }
 
 #[test]
 fn no_ktap_at_all_names_the_log_and_shows_the_tail() {
     let e = err("Linux version 6.1\nKernel panic - not syncing: No working init found\n");
-    assert!(e.contains("never started") && e.contains(LOG) && e.contains("Kernel panic"), "{e}");
+    assert!(
+        e.contains("never started") && e.contains(LOG) && e.contains("Kernel panic"),
+        "{e}"
+    );
 }
 
 #[test]
 fn a_guest_that_died_mid_run_is_an_error_not_a_pass() {
     let cut = &PASS[..PASS.find("ok 5 ").unwrap()];
     let e = err(cut);
-    assert!(e.contains("announces 9 tests but 4 results") && e.contains(LOG), "{e}");
+    assert!(
+        e.contains("announces 9 tests but 4 results") && e.contains(LOG),
+        "{e}"
+    );
 }
 
 #[test]
 fn missing_plan_malformed_json_bail_out_and_missing_records() {
-    let no_plan: String = PASS.lines().filter(|l| !l.starts_with("1..")).collect::<Vec<_>>().join("\n");
+    let no_plan: String = PASS
+        .lines()
+        .filter(|l| !l.starts_with("1.."))
+        .collect::<Vec<_>>()
+        .join("\n");
     assert!(err(&no_plan).contains("no plan line"));
     let bad_json = PASS.replacen("{\"test\":\"nvme_nvme0n1_sleep\"", "{\"test\":nvme", 1);
     assert!(err(&bad_json).contains("malformed machine-readable line"));
-    let bail = PASS.replace("ok 2 nvme_nvme0n1_poll", "Bail out! expected 3 disks, found 2");
+    let bail = PASS.replace(
+        "ok 2 nvme_nvme0n1_poll",
+        "Bail out! expected 3 disks, found 2",
+    );
     let e = err(&bail);
-    assert!(e.contains("bailed out: expected 3 disks, found 2") && e.contains(LOG), "{e}");
-    let no_record: String = PASS.lines().filter(|l| !l.contains("\"test\":\"ahci_sda_poll\"")).collect::<Vec<_>>().join("\n");
+    assert!(
+        e.contains("bailed out: expected 3 disks, found 2") && e.contains(LOG),
+        "{e}"
+    );
+    let no_record: String = PASS
+        .lines()
+        .filter(|l| !l.contains("\"test\":\"ahci_sda_poll\""))
+        .collect::<Vec<_>>()
+        .join("\n");
     assert!(err(&no_record).contains("ahci_sda_poll has no machine-readable record"));
     let bad_plan = PASS.replace("\n1..9\n", "\n1..x\n");
     assert!(err(&bad_plan).contains("malformed KTAP plan"));

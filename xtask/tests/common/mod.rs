@@ -70,15 +70,27 @@ pub fn qemu_tree(root: &Path, version: &str, aio: &str) -> PathBuf {
 
 pub fn debianize(root: &Path, version: &str) {
     fs::create_dir_all(root.join("debian")).unwrap();
-    fs::write(root.join("debian/changelog"), format!("qemu (1:{version}) unstable; urgency=medium\n\n  * x\n")).unwrap();
+    fs::write(
+        root.join("debian/changelog"),
+        format!("qemu (1:{version}) unstable; urgency=medium\n\n  * x\n"),
+    )
+    .unwrap();
 }
 
 pub fn xtask(args: &[&str], cache: &Path) -> Output {
-    Command::new(XTASK).args(args).env("XDG_CACHE_HOME", cache).output().unwrap()
+    Command::new(XTASK)
+        .args(args)
+        .env("XDG_CACHE_HOME", cache)
+        .output()
+        .unwrap()
 }
 
 pub fn out(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// Every file's path, mode and bytes, hashed: "the tree is unchanged".
@@ -88,7 +100,13 @@ pub fn tree_hash(root: &Path) -> String {
     let mut h = Sha256::new();
     for e in walkdir::WalkDir::new(root).sort_by_file_name() {
         let e = e.unwrap();
-        h.update(e.path().strip_prefix(root).unwrap().as_os_str().as_encoded_bytes());
+        h.update(
+            e.path()
+                .strip_prefix(root)
+                .unwrap()
+                .as_os_str()
+                .as_encoded_bytes(),
+        );
         let m = e.metadata().unwrap();
         h.update(m.permissions().mode().to_le_bytes());
         if e.file_type().is_file() {
