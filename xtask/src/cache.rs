@@ -63,6 +63,22 @@ pub fn path_key(path: &Path) -> String {
     format!("{name}-{}", key([path.as_os_str().as_encoded_bytes()]))
 }
 
+/// Identity of a tree: trees this tool fetched and unpacked (a `.complete`
+/// marker beside them in the cache) never change, so their path is enough;
+/// any other tree is fingerprinted.
+pub fn tree_identity(root: &Path, exclude_top: &[&str]) -> Result<String> {
+    if let (Ok(cache), Some(parent)) = (root_dir_sources(), root.parent()) {
+        if root.starts_with(&cache) && parent.join(".complete").is_file() {
+            return Ok(key([root.as_os_str().as_encoded_bytes()]));
+        }
+    }
+    tree_fingerprint(root, exclude_top)
+}
+
+fn root_dir_sources() -> Result<PathBuf> {
+    Ok(root()?.join("sources"))
+}
+
 /// Identity of a source tree's contents: every file's path, size and
 /// modification time (what make and ninja trust too), `.git` and in-tree
 /// build directories excluded.

@@ -299,7 +299,13 @@ impl AccelPicker {
                 ui::info("no usable /dev/kvm: using TCG");
                 Some(Accel::Tcg)
             }
-            AccelChoice::Auto => None,
+            AccelChoice::Auto => match remembered_kvm_failure() {
+                Some(why) => {
+                    ui::info(&format!("KVM failed earlier since this host booted ({why}): using TCG (--accel kvm forces a retry)"));
+                    Some(Accel::Tcg)
+                }
+                None => None,
+            },
         };
         Ok(AccelPicker { choice, decided })
     }
@@ -331,6 +337,7 @@ impl AccelPicker {
             Exit::Silent(why) => {
                 ui::warn(&format!("the KVM guest {why} (nested or restricted KVM, e.g. kvm-pvm): falling back to TCG"));
                 self.decided = Some(Accel::Tcg);
+                remember_kvm_failure(&why);
                 let run = boot(b, Accel::Tcg, None, label)?;
                 Ok((run, Accel::Tcg))
             }
@@ -339,6 +346,29 @@ impl AccelPicker {
                 Ok((run, Accel::Kvm))
             }
         }
+    }
+}
+
+/// KVM's usability does not change while the host is up: a failed probe is
+/// remembered under the host's boot id, so it costs one boot per host boot.
+fn kvm_memo() -> Option<PathBuf> {
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    Some(
+        crate::cache::dir("accel")
+            .ok()?
+            .join(format!("kvm-unusable-{}", boot_id.trim())),
+    )
+}
+
+fn remembered_kvm_failure() -> Option<String> {
+    std::fs::read_to_string(kvm_memo()?)
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+fn remember_kvm_failure(why: &str) {
+    if let Some(p) = kvm_memo() {
+        let _ = std::fs::write(p, why);
     }
 }
 

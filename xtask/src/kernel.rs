@@ -146,7 +146,7 @@ pub fn build(tree: &Path, source: &str) -> Result<Kernel> {
     let frag_key = cache::key(["tinyconfig", fragment.as_str()]);
     let work = cache::dir("kernel")?.join(cache::path_key(tree));
     let _lock = cache::Lock::acquire(&work)?;
-    let fingerprint = cache::tree_fingerprint(tree, &[".git"])?;
+    let fingerprint = cache::tree_identity(tree, &[".git"])?;
     let out = work.join(format!("out-{fingerprint}-{frag_key}"));
     if let Ok(mut k) = std::fs::read_to_string(out.join("kernel.json"))
         .map_err(anyhow::Error::from)

@@ -87,7 +87,7 @@ pub fn build_pair(tree: &QemuTree, baseline: BaselineMode) -> Result<Built> {
     let work = cache::dir("qemu")?.join(cache::path_key(&tree.root));
     let _lock = cache::Lock::acquire(&work)?;
     let flags_key = cache::key(CONFIGURE_FLAGS);
-    let fingerprint = cache::tree_fingerprint(&tree.root, &[".git", "build"])?;
+    let fingerprint = cache::tree_identity(&tree.root, &[".git", "build"])?;
     let bins = work.join("bin").join(format!(
         "{fingerprint}-{}-{}-{flags_key}",
         patch::series_key()?,
