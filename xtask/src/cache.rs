@@ -111,31 +111,6 @@ pub fn tree_fingerprint(root: &Path, exclude_top: &[&str]) -> Result<String> {
     Ok(hex(&h.finalize()[..8]))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_are_stable_and_separate_parts() {
-        assert_eq!(key(["a", "b"]), key(["a", "b"]));
-        assert_ne!(key(["ab", ""]), key(["a", "b"]));
-        assert_eq!(key(["x"]).len(), 16);
-    }
-
-    #[test]
-    fn fingerprint_follows_content_changes_and_ignores_excluded_dirs() {
-        let t = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(t.path().join("util")).unwrap();
-        std::fs::create_dir_all(t.path().join("build")).unwrap();
-        std::fs::write(t.path().join("util/a.c"), "x").unwrap();
-        let a = tree_fingerprint(t.path(), &["build"]).unwrap();
-        std::fs::write(t.path().join("build/junk.o"), "y").unwrap();
-        assert_eq!(a, tree_fingerprint(t.path(), &["build"]).unwrap());
-        std::fs::write(t.path().join("util/a.c"), "xx").unwrap();
-        assert_ne!(a, tree_fingerprint(t.path(), &["build"]).unwrap());
-    }
-}
-
 /// An exclusive lock on a cache directory (flock), held until dropped, so
 /// two runs never build in the same directory at once.
 pub struct Lock {
@@ -165,5 +140,30 @@ impl Lock {
             }
         }
         Ok(Lock { _file: f })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_stable_and_separate_parts() {
+        assert_eq!(key(["a", "b"]), key(["a", "b"]));
+        assert_ne!(key(["ab", ""]), key(["a", "b"]));
+        assert_eq!(key(["x"]).len(), 16);
+    }
+
+    #[test]
+    fn fingerprint_follows_content_changes_and_ignores_excluded_dirs() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("util")).unwrap();
+        std::fs::create_dir_all(t.path().join("build")).unwrap();
+        std::fs::write(t.path().join("util/a.c"), "x").unwrap();
+        let a = tree_fingerprint(t.path(), &["build"]).unwrap();
+        std::fs::write(t.path().join("build/junk.o"), "y").unwrap();
+        assert_eq!(a, tree_fingerprint(t.path(), &["build"]).unwrap());
+        std::fs::write(t.path().join("util/a.c"), "xx").unwrap();
+        assert_ne!(a, tree_fingerprint(t.path(), &["build"]).unwrap());
     }
 }

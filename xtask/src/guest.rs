@@ -17,7 +17,9 @@ use crate::ui;
 pub enum AccelChoice {
     /// KVM when it boots a guest here, else TCG.
     Auto,
+    /// KVM only; an error when /dev/kvm cannot be used.
     Kvm,
+    /// Software emulation: slower, but works everywhere.
     Tcg,
 }
 

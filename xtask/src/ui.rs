@@ -68,12 +68,12 @@ impl Progress {
     /// every 500 on a log.
     pub fn tick(&mut self, done: u64) {
         if self.tty {
-            if done % 10 == 0 {
+            if done.is_multiple_of(10) {
                 eprint!("\r\x1b[2K    {done} {}", self.label);
                 let _ = std::io::stderr().flush();
                 self.drawn = true;
             }
-        } else if done % 500 == 0 {
+        } else if done.is_multiple_of(500) {
             eprintln!("    {done} {}", self.label);
         }
     }
