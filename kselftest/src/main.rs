@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use kselftest::params::{parse_modes, Params};
+use kselftest::params::{parse_modes, Params, Think};
 use kselftest::{devices, run, KSFT_FAIL};
 
 const USAGE: &str = "\
@@ -20,6 +20,7 @@ As PID 1 (a guest's /init) it reads uring_idle.* from the kernel command line.
   --iterations N     measured I/Os per target and mode        [default: 200]
   --warmup N         discarded I/Os before measuring          [default: 10]
   --think-us N       idle time before each I/O, microseconds  [default: 2000]
+  --think HOW        spend the think time in nanosleep or spinning: sleep, spin [default: sleep]
   --mode MODE        sleep, poll or both                       [default: sleep]
   --max-p99-ms X     a test fails when its p99 exceeds X ms    [default: 50]
   --write            also write a pattern and read it back (DESTROYS data at the
@@ -71,6 +72,7 @@ fn parse(args: &[String]) -> Result<Option<Cli>, String> {
                 p.warmup = u32::try_from(num(value()?)?).map_err(|_| "--warmup: too large")?
             }
             "--think-us" => p.think_us = num(value()?)?,
+            "--think" => p.think = Think::parse(&value()?).map_err(|e| format!("--think: {e}"))?,
             "--mode" => p.modes = parse_modes(&value()?).map_err(|e| format!("--mode: {e}"))?,
             "--max-p99-ms" => {
                 let v = value()?;

@@ -30,6 +30,34 @@ pub fn parse_modes(s: &str) -> Result<Vec<Mode>> {
     })
 }
 
+/// How the idle time between I/Os is spent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Think {
+    /// nanosleep: the CPU idles. Without high-resolution timers the sleep
+    /// ends on a timer tick, so every I/O starts right after one.
+    Sleep,
+    /// Spin on CLOCK_MONOTONIC: the I/O starts at a phase unrelated to the
+    /// timer tick.
+    Spin,
+}
+
+impl Think {
+    pub fn parse(s: &str) -> Result<Think> {
+        match s {
+            "sleep" => Ok(Think::Sleep),
+            "spin" => Ok(Think::Spin),
+            _ => bail!("think must be sleep or spin, not {s:?}"),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Think::Sleep => "sleep",
+            Think::Spin => "spin",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Params {
     /// Measured I/Os per device and mode.
@@ -39,6 +67,7 @@ pub struct Params {
     pub warmup: u32,
     /// Idle time between I/Os: the stall needs an idle main loop to show.
     pub think_us: u64,
+    pub think: Think,
     pub modes: Vec<Mode>,
     /// A test fails when its p99 exceeds this.
     pub max_p99_ms: f64,
@@ -58,6 +87,7 @@ impl Default for Params {
             iterations: 200,
             warmup: 10,
             think_us: 2000,
+            think: Think::Sleep,
             modes: vec![Mode::Sleep],
             max_p99_ms: 50.0,
             write_check: false,
@@ -89,12 +119,13 @@ impl Params {
                 "warmup" => p.warmup = v.parse().with_context(ctx)?,
                 "think_us" => p.think_us = v.parse().with_context(ctx)?,
                 "mode" => p.modes = parse_modes(v).with_context(ctx)?,
+                "think" => p.think = Think::parse(v).with_context(ctx)?,
                 "max_p99_ms" => p.max_p99_ms = v.parse().with_context(ctx)?,
                 "write" => p.write_check = parse_bool(v).with_context(ctx)?,
                 "write_blocks" => p.write_blocks = v.parse().with_context(ctx)?,
                 "expect" => p.expect_devices = v.parse().with_context(ctx)?,
                 "settle_ms" => p.settle_ms = v.parse().with_context(ctx)?,
-                _ => bail!("unknown parameter {word} (known: iterations, warmup, think_us, mode, max_p99_ms, write, write_blocks, expect, settle_ms)"),
+                _ => bail!("unknown parameter {word} (known: iterations, warmup, think_us, think, mode, max_p99_ms, write, write_blocks, expect, settle_ms)"),
             }
         }
         p.validate()?;
@@ -134,12 +165,13 @@ mod tests {
     fn cmdline_words_override_defaults_and_kernel_words_are_ignored() {
         let p = Params::from_cmdline(
             "console=ttyS0 quiet uring_idle.iterations=150 uring_idle.mode=both \
-             uring_idle.think_us=500 uring_idle.write=1 uring_idle.expect=3 panic=-1",
+             uring_idle.think_us=500 uring_idle.think=spin uring_idle.write=1 uring_idle.expect=3 panic=-1",
         )
         .unwrap();
         assert_eq!(p.iterations, 150);
         assert_eq!(p.modes, vec![Mode::Sleep, Mode::Poll]);
         assert_eq!(p.think_us, 500);
+        assert_eq!(p.think, Think::Spin);
         assert!(p.write_check);
         assert_eq!(p.expect_devices, 3);
         assert_eq!(p.warmup, Params::default().warmup);
@@ -167,5 +199,6 @@ mod tests {
         assert!(Params::from_cmdline("uring_idle.iterations=0").is_err());
         assert!(Params::from_cmdline("uring_idle.max_p99_ms=-1").is_err());
         assert!(Params::from_cmdline("uring_idle.write").is_err());
+        assert!(Params::from_cmdline("uring_idle.think=nap").is_err());
     }
 }

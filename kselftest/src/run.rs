@@ -81,10 +81,11 @@ pub fn run(targets: &[Target], p: &Params, out: &mut dyn Write) -> i32 {
         out,
         "{}",
         ktap::diag(&format!(
-            "params: iterations={} warmup={} think_us={} mode={} max_p99_ms={} write={}",
+            "params: iterations={} warmup={} think_us={} think={} mode={} max_p99_ms={} write={}",
             p.iterations,
             p.warmup,
             p.think_us,
+            p.think.name(),
             modes.join(","),
             p.max_p99_ms,
             p.write_check

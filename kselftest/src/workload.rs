@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use io_uring::{opcode, types, IoUring};
 
 use crate::devices::Opened;
-use crate::params::{Mode, Params};
+use crate::params::{Mode, Params, Think};
 
 pub const IO_SIZE: usize = 4096;
 
@@ -183,7 +183,15 @@ pub fn measure(
     let start = Instant::now();
     for i in 0..u64::from(p.iterations) {
         // Idle first: the stall needs a main loop that has gone back to sleep.
-        std::thread::sleep(think);
+        match p.think {
+            Think::Sleep => std::thread::sleep(think),
+            Think::Spin => {
+                let until = Instant::now() + think;
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+            }
+        }
         let off = offset(seed, u64::from(p.warmup) + i, blocks);
         let t = read_at(ring, dev, &mut buf, off, mode)?;
         latencies_ns.push(t.as_nanos() as u64);

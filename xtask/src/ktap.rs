@@ -10,6 +10,12 @@ use serde::{Deserialize, Serialize};
 
 pub const JSON_MARK: &str = "# uring-idle-json: ";
 
+// `Stats` and `Record` mirror kselftest::stats::Stats and
+// kselftest::ktap::Record. xtask cannot depend on kselftest: that would pull
+// bindgen and libclang into the tool that installs libclang. The recorded-log
+// tests and the end-to-end run parse real selftest output, which keeps the
+// two definitions in step.
+
 /// Statistics as the selftest prints them (µs).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Stats {

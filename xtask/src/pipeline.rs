@@ -24,6 +24,14 @@ pub enum ModeChoice {
     Both,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ThinkChoice {
+    /// Busy-wait: each I/O starts at a random phase of the guest's timer tick.
+    Spin,
+    /// nanosleep: without high-resolution timers each I/O starts right after a tick.
+    Sleep,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct PatchAndTest {
     #[command(flatten)]
@@ -51,6 +59,11 @@ pub struct PatchAndTest {
     /// Idle time before each I/O in the guest, µs: the stall needs an idle main loop.
     #[arg(long, default_value_t = 2000)]
     pub think_us: u64,
+    /// How the guest spends the think time. Under TCG a sleeping guest wakes on
+    /// a tick, just as QEMU's main loop does, and whether the stall shows then
+    /// depends on a race; spinning samples the stall over the whole tick.
+    #[arg(long, value_enum, default_value_t = ThinkChoice::Spin)]
+    pub think: ThinkChoice,
     /// Write the machine-readable report here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -182,6 +195,7 @@ impl PatchAndTest {
                 (self.think_us + 600_000) * u64::from(self.iterations) * tests_per_run as u64,
             );
         let run_dir = cache::dir("runs")?.join(format!("{}-{}", std::process::id(), total_stamp()));
+        let s = Instant::now();
         let mut picker = AccelPicker::new(self.accel)?;
         let mut collected = BTreeMap::new();
         let mut kernel_release = kernel.release.clone();
@@ -202,6 +216,14 @@ impl PatchAndTest {
                         format!("uring_idle.mode={modes}"),
                         format!("uring_idle.iterations={}", self.iterations),
                         format!("uring_idle.think_us={}", self.think_us),
+                        format!(
+                            "uring_idle.think={}",
+                            if self.think == ThinkChoice::Spin {
+                                "spin"
+                            } else {
+                                "sleep"
+                            }
+                        ),
                         "uring_idle.write=1".into(),
                     ],
                     dir: run_dir.clone(),
@@ -278,7 +300,10 @@ impl PatchAndTest {
             }),
             _ => json!({"binary": self.qemu_binary, "state": "binary", "baseline": null}),
         };
-        let kernel_json = json!({"release": kernel_release, "source": kernel.source, "image": kernel.image, "uapi": kernel.uapi});
+        let kernel_json = json!({
+            "release": kernel_release, "source": kernel.source, "image": kernel.image, "uapi": kernel.uapi,
+            "modules": kernel.modules, "selftest": st.binary, "initramfs": initrd,
+        });
         self.write_json(
             &verdict,
             Some(accel),
@@ -331,7 +356,10 @@ impl PatchAndTest {
             "verdict": v.kind, "verdict_line": v.line, "exit_code": v.kind.exit_code(),
             "accel": accel.map(Accel::name), "expected": accel.map(report::expected),
             "qemu": qemu, "kernel": kernel, "devices": devices,
-            "params": {"iterations": self.iterations, "rounds": self.rounds, "think_us": self.think_us},
+            "params": {
+                "iterations": self.iterations, "rounds": self.rounds, "think_us": self.think_us,
+                "think": if self.think == ThinkChoice::Spin { "spin" } else { "sleep" },
+            },
             "timings_s": timings,
         });
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)

@@ -94,6 +94,19 @@ fn patch_and_test_verifies_the_fix_and_qemu_7_2_is_unaffected() {
         2 * rounds
     );
     assert!(text.contains("FIX VERIFIED ("), "{text}");
+    // The guest's /init is a static executable built against the guest
+    // kernel's exported uapi headers.
+    let selftest = doc["kernel"]["selftest"].as_str().unwrap();
+    let file = Command::new("file").arg(selftest).output().unwrap();
+    let file = String::from_utf8_lossy(&file.stdout);
+    assert!(file.contains("statically linked"), "{file}");
+    assert!(
+        doc["kernel"]["uapi"]
+            .as_str()
+            .unwrap()
+            .ends_with("headers/include"),
+        "{doc:#}"
+    );
 
     // 2. The same guest under Debian 12's QEMU 7.2: no aio_add_sqe(), no stall.
     let json = dir.path().join("qemu72.json");
