@@ -241,8 +241,9 @@ pub struct Verdict {
 pub fn expected(accel: Accel) -> &'static str {
     match accel {
         Accel::Tcg => {
-            "expected under TCG: the guest's timer tick wakes QEMU's main loop, so the stall is bounded by the tick \
-             (HZ=100 guest: up to 10 ms), so unfixed AHCI p50 is a few ms and fixed AHCI well under 1 ms"
+            "expected under TCG: every guest timer tick wakes QEMU's main loop, so an unfixed AHCI request waits for \
+             the next tick: tick period minus the 2 ms think time, ~8 ms with the HZ=100 guest kernel (~2 ms with a \
+             HZ=250 distro kernel); fixed, well under 1 ms like virtio-blk and NVMe"
         }
         Accel::Kvm => {
             "expected under KVM: guest timers live in the host kernel and QEMU's main loop sleeps until its own timers, \
