@@ -40,6 +40,16 @@ struct Tally {
 }
 
 impl Tally {
+    /// A measured test: outcome, name and (for failures) the note all come
+    /// from its record; `figures` is the note of a pass.
+    fn report(&mut self, out: &mut dyn Write, r: &Record, figures: &str) {
+        let (outcome, note) = match &r.reason {
+            Some(why) if !r.ok => (Outcome::Fail, why.as_str()),
+            _ => (Outcome::Pass, figures),
+        };
+        self.emit(out, outcome, &r.test, note, Some(r));
+    }
+
     fn emit(
         &mut self,
         out: &mut dyn Write,
@@ -188,8 +198,7 @@ pub fn run(targets: &[Target], p: &Params, out: &mut dyn Write) -> i32 {
                     .copied()
                     .chain(p.write_check.then_some("integrity"))
                 {
-                    let r = record(m, false, Some(why.clone()), None, vec![]);
-                    t.emit(out, Outcome::Fail, &r.test.clone(), &why, Some(&r));
+                    t.report(out, &record(m, false, Some(why.clone()), None, vec![]), "");
                 }
                 continue;
             }
@@ -206,7 +215,6 @@ pub fn run(targets: &[Target], p: &Params, out: &mut dyn Write) -> i32 {
             ))
         );
         for &mode in &p.modes {
-            let name = format!("{}_{}", target.name, mode.name());
             match workload::measure(&mut ring, &dev, mode, p, seed_for(&target.name)) {
                 Ok(s) => {
                     let stats = Stats::from_ns(&s.latencies_ns, s.wall.as_nanos() as u64);
@@ -224,29 +232,28 @@ pub fn run(targets: &[Target], p: &Params, out: &mut dyn Write) -> i32 {
                         stats.max_us,
                         stats.total_ms
                     );
-                    let limit_us = p.max_p99_ms * 1000.0;
-                    if stats.p99_us > limit_us {
-                        let why = format!(
+                    let over = stats.p99_us > p.max_p99_ms * 1000.0;
+                    let why = over.then(|| {
+                        format!(
                             "p99 {} ms exceeds the {} ms limit; {figures}",
                             stats.p99_us / 1000.0,
                             p.max_p99_ms
-                        );
-                        let r = record(mode.name(), false, Some(why.clone()), Some(stats), samples);
-                        t.emit(out, Outcome::Fail, &name, &why, Some(&r));
-                    } else {
-                        let r = record(mode.name(), true, None, Some(stats), samples);
-                        t.emit(out, Outcome::Pass, &name, &figures, Some(&r));
-                    }
+                        )
+                    });
+                    t.report(
+                        out,
+                        &record(mode.name(), !over, why, Some(stats), samples),
+                        &figures,
+                    );
                 }
-                Err(e) => {
-                    let why = format!("{e:#}");
-                    let r = record(mode.name(), false, Some(why.clone()), None, vec![]);
-                    t.emit(out, Outcome::Fail, &name, &why, Some(&r));
-                }
+                Err(e) => t.report(
+                    out,
+                    &record(mode.name(), false, Some(format!("{e:#}")), None, vec![]),
+                    "",
+                ),
             }
         }
         if p.write_check {
-            let name = format!("{}_integrity", target.name);
             let nonce = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_nanos() as u64)
@@ -255,18 +262,13 @@ pub fn run(targets: &[Target], p: &Params, out: &mut dyn Write) -> i32 {
             let offsets = workload::pattern_offsets(seed, p.write_blocks, dev.blocks());
             let res = workload::write_pattern(&mut ring, &dev, seed, &offsets)
                 .and_then(|_| workload::verify_pattern(&mut ring, &dev, seed, &offsets));
-            match res {
-                Ok(()) => {
-                    let note = format!("{} blocks written and read back intact", offsets.len());
-                    let r = record("integrity", true, None, None, vec![]);
-                    t.emit(out, Outcome::Pass, &name, &note, Some(&r));
-                }
-                Err(e) => {
-                    let why = format!("{e:#}");
-                    let r = record("integrity", false, Some(why.clone()), None, vec![]);
-                    t.emit(out, Outcome::Fail, &name, &why, Some(&r));
-                }
-            }
+            let note = format!("{} blocks written and read back intact", offsets.len());
+            let why = res.err().map(|e| format!("{e:#}"));
+            t.report(
+                out,
+                &record("integrity", why.is_none(), why, None, vec![]),
+                &note,
+            );
         }
     }
     finish(out, &t)

@@ -29,17 +29,21 @@ impl Stats {
             h.record(s.max(1))
                 .expect("auto-resizing histogram accepts any u64");
         }
+        let lo = samples.iter().copied().min().unwrap_or(0);
+        let hi = samples.iter().copied().max().unwrap_or(0);
+        // A quantile is a bucket's highest equivalent value, which can lie a
+        // hair above the largest sample: keep it within what was observed.
         let q = |p: f64| {
             if samples.is_empty() {
                 0.0
             } else {
-                us(h.value_at_quantile(p))
+                us(h.value_at_quantile(p).clamp(lo, hi))
             }
         };
         let sum: u128 = samples.iter().map(|&s| u128::from(s)).sum();
         Stats {
             n: samples.len() as u64,
-            min_us: us(samples.iter().copied().min().unwrap_or(0)),
+            min_us: us(lo),
             mean_us: if samples.is_empty() {
                 0.0
             } else {
@@ -48,7 +52,7 @@ impl Stats {
             p50_us: q(0.50),
             p90_us: q(0.90),
             p99_us: q(0.99),
-            max_us: us(samples.iter().copied().max().unwrap_or(0)),
+            max_us: us(hi),
             total_ms: (wall_ns as f64 / 10_000.0).round() / 100.0,
         }
     }
@@ -79,6 +83,14 @@ mod tests {
         let s = Stats::from_ns(&ns, 0);
         assert!((s.p50_us - 300.0).abs() < 1.0);
         assert!((s.max_us - 500_000.0).abs() < 1.0);
+    }
+
+    #[test]
+    fn quantiles_never_exceed_the_largest_sample() {
+        // 30_700 ns lies in an HDR bucket whose top is above it.
+        let s = Stats::from_ns(&[2_200, 3_100, 30_700], 0);
+        assert!(s.p99_us <= s.max_us && s.p50_us >= s.min_us, "{s:?}");
+        assert_eq!(s.p99_us, 30.7);
     }
 
     #[test]

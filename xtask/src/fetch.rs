@@ -175,8 +175,8 @@ impl Apt {
             return Ok(tree);
         }
         self.update()?;
-        if !self.source_versions(pkg).iter().any(|v| v == version) {
-            let known = self.source_versions(pkg);
+        let known = self.source_versions(pkg);
+        if !known.iter().any(|v| v == version) {
             bail!(
                 "Debian has no source package {pkg}={version}; versions the archive offers: {}",
                 if known.is_empty() {

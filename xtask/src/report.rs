@@ -41,11 +41,14 @@ impl Summary {
             h.record(u64::from(s.max(1)))
                 .expect("auto-resizing histogram");
         }
+        let lo = u64::from(samples.iter().copied().min().unwrap_or(0));
+        let hi = u64::from(samples.iter().copied().max().unwrap_or(0));
+        // Bucket tops can exceed the largest sample: clamp to what was observed.
         let q = |p| {
             if samples.is_empty() {
                 0.0
             } else {
-                h.value_at_quantile(p) as f64
+                h.value_at_quantile(p).clamp(lo, hi) as f64
             }
         };
         let sum: u64 = samples.iter().map(|&s| u64::from(s)).sum();
@@ -54,7 +57,7 @@ impl Summary {
             p50_us: q(0.5),
             p90_us: q(0.9),
             p99_us: q(0.99),
-            max_us: samples.iter().copied().max().unwrap_or(0) as f64,
+            max_us: hi as f64,
             mean_us: if samples.is_empty() {
                 0.0
             } else {
