@@ -12,10 +12,13 @@ use std::process::Command;
 use serde_json::Value;
 
 fn run(args: &[&str], json: &Path) -> (i32, Value, String) {
+    // Progress (stderr) goes straight to the log, so a cold CI run shows its
+    // builds moving; the report (stdout) is kept for the assertions.
     let o = Command::new(common::XTASK)
         .args(args)
         .arg("--json")
         .arg(json)
+        .stderr(std::process::Stdio::inherit())
         .output()
         .unwrap();
     let text = common::out(&o);
