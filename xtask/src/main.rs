@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod build_qemu;
 mod cache;
 mod check;
@@ -42,6 +43,8 @@ enum Cmd {
     BuildQemu(build_qemu::BuildQemu),
     /// Run every check the project has: formatting, clippy, unit, integration and end-to-end tests.
     Ci(ci::Ci),
+    /// Time warm pipeline runs, guest boots and an incremental QEMU rebuild; print min/median/max.
+    Bench(bench::Bench),
     /// Check, and with --install install, the Debian packages the pipeline and tests need.
     Deps(deps::Deps),
 }
@@ -53,6 +56,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Check(c) => c.run(),
         Cmd::Deps(d) => d.run(),
         Cmd::Ci(c) => c.run(),
+        Cmd::Bench(b) => b.run(),
         Cmd::BuildQemu(b) => b.run(),
     };
     match result {

@@ -153,6 +153,30 @@ pub fn build_pair(tree: &QemuTree, baseline: BaselineMode) -> Result<Built> {
     Ok(built)
 }
 
+/// Seconds ninja takes to rebuild QEMU after `util/aio-posix.c` changed: the
+/// patched build's cost. Needs a work copy that `build_pair` made.
+pub fn time_incremental_rebuild(tree: &QemuTree) -> Result<f64> {
+    let work = cache::dir("qemu")?.join(cache::path_key(&tree.root));
+    let _lock = cache::Lock::acquire(&work)?;
+    let build = work.join(format!("build-{}", cache::key(CONFIGURE_FLAGS)));
+    if !build.join("build.ninja").is_file() {
+        bail!(
+            "no QEMU build directory for {} yet: run patch-and-test or build-qemu first",
+            tree.root.display()
+        );
+    }
+    let f = work.join("src").join(AIO_POSIX);
+    let now = std::fs::FileTimes::new().set_modified(std::time::SystemTime::now());
+    std::fs::File::options()
+        .write(true)
+        .open(&f)
+        .and_then(|h| h.set_times(now))
+        .with_context(|| format!("touching {}", f.display()))?;
+    let t = Instant::now();
+    ninja(&build, &work.join("bench.log"), "QEMU incremental rebuild")?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
 /// Mirrors the user's tree into the work copy: only changed files are
 /// copied, so ninja rebuilds only what changed (and a previous run's
 /// patched files are put back).

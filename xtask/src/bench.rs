@@ -1,0 +1,111 @@
+//! `cargo xtask bench`: the performance figures the README quotes, measured
+//! the same way every time: warm `patch-and-test` runs (whole pipeline, each
+//! guest boot's time to KTAP and total wall), and an incremental QEMU rebuild.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use comfy_table::{presets::ASCII_MARKDOWN, Table};
+use serde_json::{json, Value};
+
+use crate::source::QemuSource;
+use crate::{qemu, ui};
+
+#[derive(clap::Args, Debug)]
+pub struct Bench {
+    #[command(flatten)]
+    pub source: QemuSource,
+    /// Warm patch-and-test runs to time (after one run that fills the cache).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub runs: u32,
+    /// Write the figures here as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[0], v[v.len() / 2], v[v.len() - 1])
+}
+
+impl Bench {
+    fn pipeline(&self, json: &std::path::Path) -> Result<(f64, Value)> {
+        let exe = std::env::current_exe().context("locating the xtask binary")?;
+        let mut c = Command::new(exe);
+        c.arg("patch-and-test").arg("--json").arg(json);
+        match &self.source.qemu_tree {
+            Some(t) => c.arg("--qemu-tree").arg(t),
+            None => c.arg("--qemu-src").arg(&self.source.qemu_src),
+        };
+        let t = Instant::now();
+        let out = c.output().context("running patch-and-test")?;
+        let wall = t.elapsed().as_secs_f64();
+        if !out.status.success() {
+            bail!(
+                "patch-and-test failed during the benchmark:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(json)?)?;
+        Ok((wall, doc))
+    }
+
+    pub fn run(self) -> Result<i32> {
+        let dir = tempfile::tempdir()?;
+        ui::stage("warming the cache (one patch-and-test run)");
+        let (first, _) = self.pipeline(&dir.path().join("warmup.json"))?;
+        ui::info(&format!("first run: {first:.1} s"));
+        let (mut walls, mut boots, mut guest_walls) = (vec![], vec![], vec![]);
+        for i in 1..=self.runs {
+            ui::stage(&format!("timed run {i}/{}", self.runs));
+            let (wall, doc) = self.pipeline(&dir.path().join(format!("run{i}.json")))?;
+            walls.push(wall);
+            for r in doc["guest_runs"].as_array().cloned().unwrap_or_default() {
+                boots.extend(r["boot_to_ktap_s"].as_f64());
+                guest_walls.extend(r["wall_s"].as_f64());
+            }
+        }
+        ui::stage("incremental QEMU rebuild (util/aio-posix.c touched)");
+        let tree = self.source.resolve()?;
+        let rebuild = qemu::time_incremental_rebuild(&tree)?;
+
+        let rows = [
+            ("warm patch-and-test, wall", stats(walls.clone())),
+            ("guest boot to first KTAP line", stats(boots.clone())),
+            ("one guest run, wall", stats(guest_walls.clone())),
+            ("QEMU incremental rebuild", (rebuild, rebuild, rebuild)),
+        ];
+        let mut t = Table::new();
+        t.load_preset(ASCII_MARKDOWN);
+        t.set_header(["figure", "min", "median", "max"]);
+        for (name, (lo, mid, hi)) in &rows {
+            t.add_row([
+                name.to_string(),
+                format!("{lo:.2} s"),
+                format!("{mid:.2} s"),
+                format!("{hi:.2} s"),
+            ]);
+        }
+        println!("{t}");
+        if let Some(path) = &self.json {
+            let doc = json!({
+                "first_run_s": first, "warm_runs_s": walls, "boot_to_ktap_s": boots,
+                "guest_run_s": guest_walls, "qemu_incremental_rebuild_s": rebuild,
+            });
+            std::fs::write(path, serde_json::to_string_pretty(&doc)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn min_median_max() {
+        assert_eq!(super::stats(vec![3.0, 1.0, 2.0]), (1.0, 2.0, 3.0));
+        assert_eq!(super::stats(vec![5.0]), (5.0, 5.0, 5.0));
+    }
+}
