@@ -26,6 +26,7 @@ mod ui;
 #[derive(Parser, Debug)]
 #[command(
     name = "cargo xtask",
+    bin_name = "cargo xtask",
     about = "Verify QEMU's fix for the io_uring submission stall on AHCI disks"
 )]
 struct Cli {

@@ -74,6 +74,16 @@ pub struct PatchAndTest {
 
 struct Timings(Vec<(String, f64)>);
 
+/// What the JSON report is made of, besides the parameters and timings.
+struct Doc<'a> {
+    verdict: &'a Verdict,
+    accel: Option<Accel>,
+    qemu: serde_json::Value,
+    kernel: serde_json::Value,
+    rows: &'a [report::Row],
+    guest_runs: &'a [serde_json::Value],
+}
+
 impl Timings {
     fn add(&mut self, stage: &str, since: Instant) {
         self.0.push((
@@ -124,15 +134,15 @@ impl PatchAndTest {
                         line: format!("SKIPPED: QEMU {} has no aio_add_sqe() and never had the stall: nothing to verify", tree.describe()),
                     };
                     println!("{}", v.line);
-                    self.write_json(
-                        &v,
-                        None,
-                        json!({"version": tree.version, "state": state.name()}),
-                        json!(null),
-                        &[],
-                        &t,
-                        total,
-                    )?;
+                    let doc = Doc {
+                        verdict: &v,
+                        accel: None,
+                        qemu: json!({"version": tree.version, "state": state.name()}),
+                        kernel: json!(null),
+                        rows: &[],
+                        guest_runs: &[],
+                    };
+                    self.write_json(doc, &t, total)?;
                     return Ok(v.kind.exit_code());
                 }
                 let baseline = self.baseline.resolve(&state)?;
@@ -304,39 +314,24 @@ impl PatchAndTest {
             "release": kernel_release, "source": kernel.source, "image": kernel.image, "uapi": kernel.uapi,
             "modules": kernel.modules, "selftest": st.binary, "initramfs": initrd,
         });
-        self.write_json(
-            &verdict,
-            Some(accel),
-            qemu_json,
-            kernel_json,
-            &rows,
-            &t,
-            total,
-        )?;
-        if let Some(j) = &self.json {
-            // Guest runs go in after the fact so the helper stays small.
-            let mut doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(j)?)?;
-            doc["guest_runs"] = json!(guest_runs);
-            std::fs::write(j, serde_json::to_string_pretty(&doc)?)?;
-        }
+        let doc = Doc {
+            verdict: &verdict,
+            accel: Some(accel),
+            qemu: qemu_json,
+            kernel: kernel_json,
+            rows: &rows,
+            guest_runs: &guest_runs,
+        };
+        self.write_json(doc, &t, total)?;
         Ok(verdict.kind.exit_code())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn write_json(
-        &self,
-        v: &Verdict,
-        accel: Option<Accel>,
-        qemu: serde_json::Value,
-        kernel: serde_json::Value,
-        rows: &[report::Row],
-        t: &Timings,
-        total: Instant,
-    ) -> Result<()> {
+    fn write_json(&self, d: Doc, t: &Timings, total: Instant) -> Result<()> {
         let Some(path) = &self.json else {
             return Ok(());
         };
-        let devices: Vec<serde_json::Value> = rows
+        let devices: Vec<serde_json::Value> = d
+            .rows
             .iter()
             .map(|r| {
                 json!({
@@ -353,9 +348,9 @@ impl PatchAndTest {
             json!((total.elapsed().as_secs_f64() * 100.0).round() / 100.0),
         );
         let doc = json!({
-            "verdict": v.kind, "verdict_line": v.line, "exit_code": v.kind.exit_code(),
-            "accel": accel.map(Accel::name), "expected": accel.map(report::expected),
-            "qemu": qemu, "kernel": kernel, "devices": devices,
+            "verdict": d.verdict.kind, "verdict_line": d.verdict.line, "exit_code": d.verdict.kind.exit_code(),
+            "accel": d.accel.map(Accel::name), "expected": d.accel.map(report::expected),
+            "qemu": d.qemu, "kernel": d.kernel, "devices": devices, "guest_runs": d.guest_runs,
             "params": {
                 "iterations": self.iterations, "rounds": self.rounds, "think_us": self.think_us,
                 "think": if self.think == ThinkChoice::Spin { "spin" } else { "sleep" },
