@@ -64,6 +64,10 @@ impl Bench {
             ui::stage(&format!("timed run {i}/{}", self.runs));
             let (wall, doc) = self.pipeline(&dir.path().join(format!("run{i}.json")))?;
             walls.push(wall);
+            ui::info(&format!(
+                "{wall:.1} s: {}",
+                doc["verdict_line"].as_str().unwrap_or("?")
+            ));
             for r in doc["guest_runs"].as_array().cloned().unwrap_or_default() {
                 boots.extend(r["boot_to_ktap_s"].as_f64());
                 guest_walls.extend(r["wall_s"].as_f64());
