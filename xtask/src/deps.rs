@@ -29,6 +29,7 @@ pub const PIPELINE: &[(&str, &str)] = &[
     ("flex", "kernel and QEMU builds"),
     ("bison", "kernel and QEMU builds"),
     ("bc", "kernel build"),
+    ("kmod", "depmod for a prebuilt kernel's modules"),
     ("libelf-dev", "kernel build (objtool)"),
     (
         "qemu-system-data",

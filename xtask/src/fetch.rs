@@ -219,6 +219,22 @@ impl Apt {
             .with_context(|| format!("Debian's lists have no package {pkg}; pass --kernel-tree DIR or --kernel IMAGE instead"))
     }
 
+    /// The versioned image package a metapackage depends on
+    /// (`linux-image-amd64` -> `linux-image-6.1.0-50-amd64`).
+    pub fn image_package(&self, meta: &str) -> Result<String> {
+        let mut c = self.command("apt-cache");
+        c.args(["show", "--no-all-versions", meta]);
+        let out = c.output().context("running apt-cache show")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .filter_map(|l| l.strip_prefix("Depends: "))
+            .flat_map(|d| d.split(','))
+            .map(|d| d.split_whitespace().next().unwrap_or(""))
+            .find(|d| d.starts_with("linux-image-") && d != &meta)
+            .map(str::to_string)
+            .with_context(|| format!("Debian's lists have no {meta} depending on a kernel image"))
+    }
+
     /// Downloads a binary package's .deb into the private cache.
     pub fn download_deb(&self, pkg: &str) -> Result<PathBuf> {
         self.update()?;

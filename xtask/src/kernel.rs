@@ -18,8 +18,9 @@ pub struct KernelSource {
     /// A Linux source tree to build the guest kernel from (default: Debian's linux-source-6.1). Never modified.
     #[arg(long, value_name = "DIR", conflicts_with = "kernel")]
     pub kernel_tree: Option<PathBuf>,
-    /// A prebuilt kernel image (bzImage) instead of building one.
-    #[arg(long, value_name = "IMAGE")]
+    /// A prebuilt kernel image (bzImage) instead of building one, or `debian` for Debian's
+    /// linux-image-amd64 with its modules, fetched into the cache.
+    #[arg(long, value_name = "IMAGE|debian")]
     pub kernel: Option<PathBuf>,
     /// With --kernel: its modules directory (/lib/modules/RELEASE); the drivers the guest needs are packed into the initramfs.
     #[arg(long, value_name = "DIR", requires = "kernel")]
@@ -85,6 +86,13 @@ pub fn check_tree(path: &Path) -> Result<PathBuf> {
 impl KernelSource {
     pub fn resolve(&self) -> Result<Kernel> {
         if let Some(image) = &self.kernel {
+            if image.as_os_str() == "debian" && !image.exists() {
+                if self.modules.is_some() {
+                    bail!("--kernel debian brings its own modules: drop --modules");
+                }
+                let (image, modules) = debian_image()?;
+                return prebuilt(&image, Some(&modules));
+            }
             return prebuilt(image, self.modules.as_deref());
         }
         let (tree, source) = match &self.kernel_tree {
@@ -129,6 +137,47 @@ fn debian_tree() -> Result<(PathBuf, String)> {
     check_tree(&tree)?;
     std::fs::write(base.join(".complete"), "")?;
     Ok((tree, source))
+}
+
+/// Debian's current prebuilt kernel (the package `linux-image-amd64` points
+/// at) unpacked into the cache, with modules.dep made by depmod (the .deb
+/// ships none: its postinst makes it). Returns the image and modules dir.
+fn debian_image() -> Result<(PathBuf, PathBuf)> {
+    ui::stage("guest kernel: Debian's prebuilt linux-image-amd64");
+    let apt = Apt::new()?;
+    apt.update()?;
+    let pkg = apt.image_package("linux-image-amd64")?;
+    let base = cache::dir("sources")?.join(&pkg);
+    let root = base.join("root");
+    let release = pkg.trim_start_matches("linux-image-").to_string();
+    let (image, modules) = (
+        root.join(format!("boot/vmlinuz-{release}")),
+        root.join(format!("lib/modules/{release}")),
+    );
+    if base.join(".complete").is_file() {
+        return Ok((image, modules));
+    }
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base)?;
+    ui::info(&format!("downloading {pkg}"));
+    let deb = apt.download_deb(&pkg)?;
+    let log = base.join("unpack.log");
+    let mut c = Command::new("dpkg-deb");
+    c.arg("-x").arg(&deb).arg(&root);
+    ui::run_logged(c, &log, "dpkg-deb -x", |_| {})?;
+    let _ = std::fs::remove_file(&deb);
+    let mut c = Command::new("depmod");
+    c.arg("-b").arg(&root).arg(&release);
+    ui::run_logged(c, &log, "depmod (install kmod)", |_| {})?;
+    if !image.is_file() || !modules.join("modules.dep").is_file() {
+        bail!(
+            "{pkg} did not unpack to {} and {}",
+            image.display(),
+            modules.display()
+        );
+    }
+    std::fs::write(base.join(".complete"), "")?;
+    Ok((image, modules))
 }
 
 fn make(tree: &Path, build: &Path) -> Command {
