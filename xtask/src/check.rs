@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use crate::patch::{self, State};
+use crate::patch;
 use crate::source::QemuSource;
 
 #[derive(clap::Args, Debug)]
@@ -12,31 +12,11 @@ pub struct Check {
     pub source: QemuSource,
 }
 
-/// The one-line report.
-pub fn line(tree: &crate::tree::QemuTree, state: &State) -> String {
-    let what = match state {
-        State::Unaffected => "no aio_add_sqe() (QEMU before 10.2): never had the stall".to_string(),
-        State::Fixed => "aio_add_sqe() notifies the AioContext: the fix is present".to_string(),
-        State::Vulnerable => {
-            "aio_add_sqe() without aio_notify(): needs the fix, and patches/ applies".to_string()
-        }
-        State::Conflict { detail } => {
-            format!("aio_add_sqe() without aio_notify(), and the patch does not apply: {detail}")
-        }
-    };
-    format!(
-        "{}: QEMU {} at {}: {what}",
-        state.name(),
-        tree.describe(),
-        tree.root.display()
-    )
-}
-
 impl Check {
     pub fn run(self) -> Result<i32> {
         let tree = self.source.resolve()?;
         let state = patch::classify(&tree)?;
-        println!("{}", line(&tree, &state));
+        println!("{}", patch::summary(&tree, &state));
         Ok(state.exit_code())
     }
 }

@@ -82,6 +82,26 @@ impl State {
     }
 }
 
+/// One line on where a tree stands, as `check` prints it.
+pub fn summary(tree: &QemuTree, state: &State) -> String {
+    let what = match state {
+        State::Unaffected => "no aio_add_sqe() (QEMU before 10.2): never had the stall".to_string(),
+        State::Fixed => "aio_add_sqe() notifies the AioContext: the fix is present".to_string(),
+        State::Vulnerable => {
+            "aio_add_sqe() without aio_notify(): needs the fix, and patches/ applies".to_string()
+        }
+        State::Conflict { detail } => {
+            format!("aio_add_sqe() without aio_notify(), and the patch does not apply: {detail}")
+        }
+    };
+    format!(
+        "{}: QEMU {} at {}: {what}",
+        state.name(),
+        tree.describe(),
+        tree.root.display()
+    )
+}
+
 /// Where the tree stands. Reads `util/aio-posix.c`; the patch check runs on
 /// copies of the files the series touches, in a scratch directory.
 pub fn classify(tree: &QemuTree) -> Result<State> {

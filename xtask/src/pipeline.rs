@@ -127,7 +127,7 @@ impl PatchAndTest {
             None => {
                 let tree = self.source.resolve()?;
                 let state = patch::classify(&tree)?;
-                ui::stage(&crate::check::line(&tree, &state));
+                ui::stage(&patch::summary(&tree, &state));
                 if state == State::Unaffected {
                     let v = Verdict {
                         kind: Kind::Skipped,
