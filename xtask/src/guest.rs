@@ -156,15 +156,23 @@ pub fn args(b: &Boot, accel: Accel, disks: &[PathBuf]) -> Vec<String> {
     a
 }
 
-/// Decodes QEMU's exit status: isa-debug-exit makes it `(code << 1) | 1`.
+/// The selftest writes `0x20 | code` to isa-debug-exit (kselftest's
+/// init::DEBUG_EXIT_MARK), so QEMU exits with `((0x20 | code) << 1) | 1`:
+/// 65 pass, 67 fail, 73 skip. QEMU's own errors exit with 1, a guest that
+/// powered off without reporting with 0.
+const DEBUG_EXIT_MARK: i32 = 0x20;
+
+/// Decodes QEMU's exit status into the selftest's kselftest code.
 pub fn decode_status(status: Option<i32>) -> Result<i32, String> {
     match status {
-        Some(s) if s % 2 == 1 => Ok(s >> 1),
+        Some(s) if s % 2 == 1 && (s >> 1) & DEBUG_EXIT_MARK != 0 => Ok((s >> 1) & 0x1f),
         Some(0) => Err(
             "the guest powered off without reporting a result (did /init die? see the console log)"
                 .into(),
         ),
-        Some(s) => Err(format!("QEMU exited with status {s}")),
+        Some(s) => Err(format!(
+            "QEMU exited with status {s} before the guest reported (see QEMU stderr)"
+        )),
         None => Err("QEMU was killed by a signal".into()),
     }
 }
@@ -356,8 +364,9 @@ impl AccelPicker {
             Exit::Silent(why) => {
                 ui::warn(&format!("the KVM guest {why} (nested or restricted KVM, e.g. kvm-pvm): falling back to TCG"));
                 self.decided = Some(Accel::Tcg);
-                remember_kvm_failure(&why);
                 let run = boot(b, Accel::Tcg, None, label)?;
+                // Only a failure that TCG does not share is KVM's to remember.
+                remember_kvm_failure(&why);
                 Ok((run, Accel::Tcg))
             }
             Exit::Reported(_) => {
@@ -404,13 +413,17 @@ mod tests {
 
     #[test]
     fn exit_status_decoding() {
-        assert_eq!(decode_status(Some(1)), Ok(0));
-        assert_eq!(decode_status(Some(3)), Ok(1));
-        assert_eq!(decode_status(Some(9)), Ok(4));
+        assert_eq!(decode_status(Some(65)), Ok(0));
+        assert_eq!(decode_status(Some(67)), Ok(1));
+        assert_eq!(decode_status(Some(73)), Ok(4));
+        // QEMU's own failure (bad option, unopenable disk) is never a pass.
+        assert!(decode_status(Some(1))
+            .unwrap_err()
+            .contains("QEMU exited with status 1"));
         assert!(decode_status(Some(0))
             .unwrap_err()
             .contains("without reporting"));
-        assert!(decode_status(Some(2)).is_err());
+        assert!(decode_status(Some(3)).is_err());
         assert!(decode_status(None).is_err());
     }
 
