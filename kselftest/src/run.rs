@@ -32,6 +32,11 @@ fn seed_for(name: &str) -> u64 {
     })
 }
 
+/// One diagnostic line (or several, for text with newlines).
+fn diag(out: &mut dyn Write, text: &str) {
+    let _ = writeln!(out, "{}", ktap::diag(text));
+}
+
 struct Tally {
     number: usize,
     pass: usize,
@@ -77,20 +82,11 @@ pub fn run(targets: &[Target], p: &Params, out: &mut dyn Write) -> i32 {
     let modes: Vec<&str> = p.modes.iter().map(|m| m.name()).collect();
     let per_target = p.modes.len() + usize::from(p.write_check);
     let _ = writeln!(out, "{}", ktap::header());
-    let _ = writeln!(
+    diag(out, &format!("kernel: {}", kernel_release()));
+    diag(out, &format!("uapi: {}", uring_sys::uapi_summary()));
+    diag(
         out,
-        "{}",
-        ktap::diag(&format!("kernel: {}", kernel_release()))
-    );
-    let _ = writeln!(
-        out,
-        "{}",
-        ktap::diag(&format!("uapi: {}", uring_sys::uapi_summary()))
-    );
-    let _ = writeln!(
-        out,
-        "{}",
-        ktap::diag(&format!(
+        &format!(
             "params: iterations={} warmup={} think_us={} think={} mode={} max_p99_ms={} write={}",
             p.iterations,
             p.warmup,
@@ -99,7 +95,7 @@ pub fn run(targets: &[Target], p: &Params, out: &mut dyn Write) -> i32 {
             modes.join(","),
             p.max_p99_ms,
             p.write_check
-        ))
+        ),
     );
     let _ = writeln!(out, "{}", ktap::plan(targets.len() * per_target));
     let mut t = Tally {
@@ -149,22 +145,17 @@ pub fn run(targets: &[Target], p: &Params, out: &mut dyn Write) -> i32 {
                         .unwrap_or_else(|| format!("op{op}"))
                 })
                 .collect();
-            let _ = writeln!(
+            diag(
                 out,
-                "{}",
-                ktap::diag(&format!(
+                &format!(
                     "io_uring ops supported ({}): {}",
                     ops.len(),
                     names.join(" ")
-                ))
+                ),
             );
         }
         Err(e) => {
-            let _ = writeln!(
-                out,
-                "{}",
-                ktap::diag(&format!("io_uring probe unavailable: {e:#}"))
-            );
+            diag(out, &format!("io_uring probe unavailable: {e:#}"));
         }
     }
 
@@ -203,16 +194,15 @@ pub fn run(targets: &[Target], p: &Params, out: &mut dyn Write) -> i32 {
                 continue;
             }
         };
-        let _ = writeln!(
+        diag(
             out,
-            "{}",
-            ktap::diag(&format!(
+            &format!(
                 "{}: {} transport={} size={} bytes",
                 target.name,
                 target.path.display(),
                 target.transport.name(),
                 dev.size
-            ))
+            ),
         );
         for &mode in &p.modes {
             match workload::measure(&mut ring, &dev, mode, p, seed_for(&target.name)) {

@@ -11,7 +11,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-fn run(args: &[&str], json: &Path) -> (i32, Value, String) {
+/// Runs the xtask with `--json`, expects exit 0 and `verdict`; returns the
+/// report and the printed text.
+fn run(args: &[&str], json: &Path, verdict: &str) -> (Value, String) {
     // Progress (stderr) goes straight to the log, so a cold CI run shows its
     // builds moving; the report (stdout) is kept for the assertions.
     let o = Command::new(common::XTASK)
@@ -22,10 +24,10 @@ fn run(args: &[&str], json: &Path) -> (i32, Value, String) {
         .output()
         .unwrap();
     let text = common::out(&o);
-    let doc = std::fs::read_to_string(json)
-        .map(|t| serde_json::from_str(&t).unwrap())
-        .unwrap_or(Value::Null);
-    (o.status.code().unwrap_or(-1), doc, text)
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    assert_eq!(doc["verdict"], verdict, "{text}");
+    (doc, text)
 }
 
 fn row<'a>(doc: &'a Value, transport: &str, mode: &str) -> &'a Value {
@@ -43,7 +45,7 @@ fn patch_and_test_verifies_the_fix_and_qemu_7_2_is_unaffected() {
 
     // 1. Debian 10.2.2, baseline = fix reverted, patched = baseline + patches/.
     let json = dir.path().join("report.json");
-    let (code, doc, text) = run(
+    let (doc, text) = run(
         &[
             "patch-and-test",
             "--qemu-src",
@@ -57,9 +59,8 @@ fn patch_and_test_verifies_the_fix_and_qemu_7_2_is_unaffected() {
             "4",
         ],
         &json,
+        "verified",
     );
-    assert_eq!(code, 0, "{text}");
-    assert_eq!(doc["verdict"], "verified", "{text}");
     assert_eq!(doc["qemu"]["version"], "10.2.2");
     assert_eq!(doc["qemu"]["state"], "fixed");
     assert_eq!(doc["qemu"]["baseline"], "revert-fix");
@@ -119,7 +120,7 @@ fn patch_and_test_verifies_the_fix_and_qemu_7_2_is_unaffected() {
 
     // 2. The same guest under Debian 12's QEMU 7.2: no aio_add_sqe(), no stall.
     let json = dir.path().join("qemu72.json");
-    let (code, doc, text) = run(
+    let (doc, text) = run(
         &[
             "patch-and-test",
             "--qemu-binary",
@@ -128,9 +129,8 @@ fn patch_and_test_verifies_the_fix_and_qemu_7_2_is_unaffected() {
             "1",
         ],
         &json,
+        "unaffected",
     );
-    assert_eq!(code, 0, "{text}");
-    assert_eq!(doc["verdict"], "unaffected", "{text}");
     let ahci72 = row(&doc, "ahci", "poll")["baseline"]["p50_us"]
         .as_f64()
         .unwrap();
@@ -145,7 +145,7 @@ fn patch_and_test_verifies_the_fix_and_qemu_7_2_is_unaffected() {
     // find the disks at all. HZ=250 there: the baseline waits tick - think =
     // 4 - 2 = 2 ms (measured 1.99 ms) against ~0.3-0.45 ms patched.
     let json = dir.path().join("distro.json");
-    let (code, doc, text) = run(
+    let (doc, _) = run(
         &[
             "patch-and-test",
             "--kernel",
@@ -158,9 +158,8 @@ fn patch_and_test_verifies_the_fix_and_qemu_7_2_is_unaffected() {
             "poll",
         ],
         &json,
+        "verified",
     );
-    assert_eq!(code, 0, "{text}");
-    assert_eq!(doc["verdict"], "verified", "{text}");
     let modules: Vec<String> = doc["kernel"]["modules"]
         .as_array()
         .unwrap()
