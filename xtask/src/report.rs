@@ -294,11 +294,16 @@ pub fn verdict_pair(rows: &[Row], accel: Accel) -> Verdict {
             line: format!("NOT VERIFIED ({a}): no AHCI measurements"),
         };
     }
-    let mut regressions = Vec::new();
+    let (mut regressions, mut undecided) = (Vec::new(), Vec::new());
     for r in rows.iter().filter(|r| r.transport != "ahci") {
         if let Some(p) = &r.patched {
             let slower = p.p50_us > r.baseline.p50_us * REGRESSION_FACTOR + REGRESSION_SLACK_US;
-            if slower && rounds_separate(&r.patched_round_p50_us, &r.baseline_round_p50_us) {
+            // One round each orders trivially: it cannot tell noise from a
+            // regression, so it decides nothing either way.
+            let enough = r.baseline_round_p50_us.len() >= 2 && r.patched_round_p50_us.len() >= 2;
+            if slower && !enough {
+                undecided.push(mode_phrase(r));
+            } else if slower && rounds_separate(&r.patched_round_p50_us, &r.baseline_round_p50_us) {
                 regressions.push(mode_phrase(r));
             }
         }
@@ -307,6 +312,15 @@ pub fn verdict_pair(rows: &[Row], accel: Accel) -> Verdict {
         return Verdict {
             kind: Kind::Regression,
             line: format!("REGRESSION ({a}): {}", regressions.join("; ")),
+        };
+    }
+    if !undecided.is_empty() {
+        return Verdict {
+            kind: Kind::NotVerified,
+            line: format!(
+                "NOT VERIFIED ({a}): {} got slower, and one round cannot tell noise from a regression: rerun with --rounds 2 or more",
+                undecided.join("; ")
+            ),
         };
     }
     let improved = |r: &Row| {
@@ -497,6 +511,49 @@ mod tests {
             &[
                 rec("ahci", "poll", vec![300; 50]),
                 rec("nvme", "poll", vec![470; 50]),
+            ],
+            true,
+        );
+        assert_eq!(verdict_pair(&rows(&c), Accel::Tcg).kind, Kind::Verified);
+    }
+
+    #[test]
+    fn one_round_cannot_call_a_regression_or_hide_one() {
+        let mut c = BTreeMap::new();
+        collect(
+            &mut c,
+            &[
+                rec("ahci", "poll", vec![2000; 50]),
+                rec("nvme", "poll", vec![200; 50]),
+            ],
+            false,
+        );
+        collect(
+            &mut c,
+            &[
+                rec("ahci", "poll", vec![300; 50]),
+                rec("nvme", "poll", vec![500; 50]),
+            ],
+            true,
+        );
+        let v = verdict_pair(&rows(&c), Accel::Tcg);
+        assert_eq!(v.kind, Kind::NotVerified, "{}", v.line);
+        assert!(v.line.contains("rerun with --rounds 2"), "{}", v.line);
+        // Without the slowdown, one round verifies a clear AHCI improvement.
+        let mut c = BTreeMap::new();
+        collect(
+            &mut c,
+            &[
+                rec("ahci", "poll", vec![2000; 50]),
+                rec("nvme", "poll", vec![200; 50]),
+            ],
+            false,
+        );
+        collect(
+            &mut c,
+            &[
+                rec("ahci", "poll", vec![300; 50]),
+                rec("nvme", "poll", vec![210; 50]),
             ],
             true,
         );

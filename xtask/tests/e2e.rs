@@ -151,7 +151,7 @@ fn patch_and_test_verifies_the_fix_and_qemu_7_2_is_unaffected() {
             "--kernel",
             "debian",
             "--rounds",
-            "1",
+            "2",
             "--iterations",
             "50",
             "--mode",
