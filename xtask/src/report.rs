@@ -420,27 +420,30 @@ mod tests {
         }
     }
 
-    fn runs(ahci_base: u32, ahci_patched: u32, virtio_base: u32, virtio_patched: u32) -> Vec<Row> {
+    /// Rows from rounds of poll-mode runs; each round lists, per transport,
+    /// the latency (µs) of all 50 baseline and all 50 patched samples.
+    fn build(rounds: &[&[(&str, u32, u32)]]) -> Vec<Row> {
         let mut c = BTreeMap::new();
-        for _round in 0..2 {
-            collect(
-                &mut c,
-                &[
-                    rec("ahci", "poll", vec![ahci_base; 50]),
-                    rec("virtio_blk", "poll", vec![virtio_base; 50]),
-                ],
-                false,
-            );
-            collect(
-                &mut c,
-                &[
-                    rec("ahci", "poll", vec![ahci_patched; 50]),
-                    rec("virtio_blk", "poll", vec![virtio_patched; 50]),
-                ],
-                true,
-            );
+        for round in rounds {
+            let side = |pick: fn(&(&str, u32, u32)) -> u32| -> Vec<Record> {
+                round
+                    .iter()
+                    .map(|t| rec(t.0, "poll", vec![pick(t); 50]))
+                    .collect()
+            };
+            collect(&mut c, &side(|t| t.1), false);
+            collect(&mut c, &side(|t| t.2), true);
         }
         rows(&c)
+    }
+
+    /// Two identical rounds of AHCI and virtio-blk.
+    fn runs(ahci_base: u32, ahci_patched: u32, virtio_base: u32, virtio_patched: u32) -> Vec<Row> {
+        let round: &[(&str, u32, u32)] = &[
+            ("ahci", ahci_base, ahci_patched),
+            ("virtio_blk", virtio_base, virtio_patched),
+        ];
+        build(&[round, round])
     }
 
     #[test]
@@ -481,83 +484,24 @@ mod tests {
     #[test]
     fn noise_on_a_healthy_transport_is_not_a_regression() {
         // Pooled patched p50 is 2x baseline, but the rounds interleave.
-        let mut c = BTreeMap::new();
-        collect(
-            &mut c,
-            &[
-                rec("ahci", "poll", vec![8000; 50]),
-                rec("nvme", "poll", vec![150; 50]),
-            ],
-            false,
-        );
-        collect(
-            &mut c,
-            &[
-                rec("ahci", "poll", vec![300; 50]),
-                rec("nvme", "poll", vec![450; 50]),
-            ],
-            true,
-        );
-        collect(
-            &mut c,
-            &[
-                rec("ahci", "poll", vec![8000; 50]),
-                rec("nvme", "poll", vec![460; 50]),
-            ],
-            false,
-        );
-        collect(
-            &mut c,
-            &[
-                rec("ahci", "poll", vec![300; 50]),
-                rec("nvme", "poll", vec![470; 50]),
-            ],
-            true,
-        );
-        assert_eq!(verdict_pair(&rows(&c), Accel::Tcg).kind, Kind::Verified);
+        let r = build(&[
+            &[("ahci", 8000, 300), ("nvme", 150, 450)],
+            &[("ahci", 8000, 300), ("nvme", 460, 470)],
+        ]);
+        assert_eq!(verdict_pair(&r, Accel::Tcg).kind, Kind::Verified);
     }
 
     #[test]
     fn one_round_cannot_call_a_regression_or_hide_one() {
-        let mut c = BTreeMap::new();
-        collect(
-            &mut c,
-            &[
-                rec("ahci", "poll", vec![2000; 50]),
-                rec("nvme", "poll", vec![200; 50]),
-            ],
-            false,
+        let v = verdict_pair(
+            &build(&[&[("ahci", 2000, 300), ("nvme", 200, 500)]]),
+            Accel::Tcg,
         );
-        collect(
-            &mut c,
-            &[
-                rec("ahci", "poll", vec![300; 50]),
-                rec("nvme", "poll", vec![500; 50]),
-            ],
-            true,
-        );
-        let v = verdict_pair(&rows(&c), Accel::Tcg);
         assert_eq!(v.kind, Kind::NotVerified, "{}", v.line);
         assert!(v.line.contains("rerun with --rounds 2"), "{}", v.line);
         // Without the slowdown, one round verifies a clear AHCI improvement.
-        let mut c = BTreeMap::new();
-        collect(
-            &mut c,
-            &[
-                rec("ahci", "poll", vec![2000; 50]),
-                rec("nvme", "poll", vec![200; 50]),
-            ],
-            false,
-        );
-        collect(
-            &mut c,
-            &[
-                rec("ahci", "poll", vec![300; 50]),
-                rec("nvme", "poll", vec![210; 50]),
-            ],
-            true,
-        );
-        assert_eq!(verdict_pair(&rows(&c), Accel::Tcg).kind, Kind::Verified);
+        let r = build(&[&[("ahci", 2000, 300), ("nvme", 200, 210)]]);
+        assert_eq!(verdict_pair(&r, Accel::Tcg).kind, Kind::Verified);
     }
 
     #[test]
