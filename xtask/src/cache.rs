@@ -63,12 +63,31 @@ pub fn path_key(path: &Path) -> String {
     format!("{name}-{}", key([path.as_os_str().as_encoded_bytes()]))
 }
 
-/// Identity of a tree: trees this tool fetched and unpacked (a `.complete`
-/// marker beside them in the cache) never change, so their path is enough;
-/// any other tree is fingerprinted.
+/// Marks a cache directory whose filling finished.
+const FILLED: &str = ".complete";
+
+/// Whether `dir` was filled completely by `refill`.
+pub fn is_filled(dir: &Path) -> bool {
+    dir.join(FILLED).is_file()
+}
+
+/// Empties `dir`, runs `fill` on it, and marks it filled only when `fill`
+/// succeeded, so an interrupted download or unpack is redone next time.
+pub fn refill(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    fill(dir)?;
+    std::fs::write(dir.join(FILLED), "")
+        .with_context(|| format!("marking {} filled", dir.display()))?;
+    Ok(())
+}
+
+/// Identity of a tree: trees this tool fetched and unpacked (`refill`ed
+/// directories in the cache) never change, so their path is enough; any
+/// other tree is fingerprinted.
 pub fn tree_identity(root: &Path, exclude_top: &[&str]) -> Result<String> {
     if let (Ok(cache), Some(parent)) = (root_dir_sources(), root.parent()) {
-        if root.starts_with(&cache) && parent.join(".complete").is_file() {
+        if root.starts_with(&cache) && is_filled(parent) {
             return Ok(key([root.as_os_str().as_encoded_bytes()]));
         }
     }
@@ -152,6 +171,23 @@ mod tests {
         assert_eq!(key(["a", "b"]), key(["a", "b"]));
         assert_ne!(key(["ab", ""]), key(["a", "b"]));
         assert_eq!(key(["x"]).len(), 16);
+    }
+
+    #[test]
+    fn refill_marks_only_a_finished_fill_and_starts_from_empty() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("src");
+        let e = refill(&d, |d| {
+            std::fs::write(d.join("half"), "x")?;
+            anyhow::bail!("download interrupted")
+        });
+        assert!(e.is_err() && !is_filled(&d));
+        refill(&d, |d| Ok(std::fs::write(d.join("whole"), "x")?)).unwrap();
+        assert!(is_filled(&d) && d.join("whole").is_file());
+        assert!(
+            !d.join("half").exists(),
+            "a refill starts from an empty directory"
+        );
     }
 
     #[test]

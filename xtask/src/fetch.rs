@@ -171,7 +171,7 @@ impl Apt {
     pub fn source_tree(&self, pkg: &str, version: &str) -> Result<PathBuf> {
         let base = cache::dir("sources")?.join(format!("{pkg}_{}", version.replace(':', "%3a")));
         let tree = base.join("tree");
-        if base.join(".complete").is_file() {
+        if cache::is_filled(&base) {
             return Ok(tree);
         }
         self.update()?;
@@ -186,24 +186,24 @@ impl Apt {
                 }
             );
         }
-        let _ = std::fs::remove_dir_all(&base);
-        std::fs::create_dir_all(&base)?;
-        ui::info(&format!("downloading source package {pkg}={version}"));
-        let log = base.join("fetch.log");
-        let mut c = self.command("apt-get");
-        c.args(["source", "--download-only", &format!("{pkg}={version}")])
-            .current_dir(&base);
-        ui::run_logged(c, &log, &format!("downloading {pkg}={version}"), |_| {})?;
-        let dsc = std::fs::read_dir(&base)?
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|e| e == "dsc"))
-            .with_context(|| format!("apt-get source left no .dsc in {}", base.display()))?;
-        ui::info("unpacking with dpkg-source (Debian patches applied)");
-        let mut c = Command::new("dpkg-source");
-        c.arg("-x").arg(&dsc).arg(&tree);
-        ui::run_logged(c, &log, "dpkg-source -x", |_| {})?;
-        std::fs::write(base.join(".complete"), "")?;
+        cache::refill(&base, |base| {
+            ui::info(&format!("downloading source package {pkg}={version}"));
+            let log = base.join("fetch.log");
+            let mut c = self.command("apt-get");
+            c.args(["source", "--download-only", &format!("{pkg}={version}")])
+                .current_dir(base);
+            ui::run_logged(c, &log, &format!("downloading {pkg}={version}"), |_| {})?;
+            let dsc = std::fs::read_dir(base)?
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|e| e == "dsc"))
+                .with_context(|| format!("apt-get source left no .dsc in {}", base.display()))?;
+            ui::info("unpacking with dpkg-source (Debian patches applied)");
+            let mut c = Command::new("dpkg-source");
+            c.arg("-x").arg(&dsc).arg(&tree);
+            ui::run_logged(c, &log, "dpkg-source -x", |_| {})?;
+            Ok(())
+        })?;
         Ok(tree)
     }
 

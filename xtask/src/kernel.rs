@@ -116,26 +116,25 @@ fn debian_tree() -> Result<(PathBuf, String)> {
     let base = cache::dir("sources")?.join(format!("{DEFAULT_KERNEL_PACKAGE}_{version}"));
     let tree = base.join(DEFAULT_KERNEL_PACKAGE);
     let source = format!("Debian {DEFAULT_KERNEL_PACKAGE} {version}");
-    if base.join(".complete").is_file() {
+    if cache::is_filled(&base) {
         return Ok((tree, source));
     }
-    let _ = std::fs::remove_dir_all(&base);
-    std::fs::create_dir_all(&base)?;
-    ui::info(&format!("downloading {DEFAULT_KERNEL_PACKAGE} {version}"));
-    let deb = apt.download_deb(DEFAULT_KERNEL_PACKAGE)?;
-    let log = base.join("unpack.log");
-    let mut c = Command::new("dpkg-deb");
-    c.arg("-x").arg(&deb).arg(base.join("deb"));
-    ui::run_logged(c, &log, "dpkg-deb -x", |_| {})?;
-    let tarball = base.join(format!("deb/usr/src/{DEFAULT_KERNEL_PACKAGE}.tar.xz"));
-    ui::info("unpacking the kernel source");
-    let mut c = Command::new("tar");
-    c.arg("-xf").arg(&tarball).arg("-C").arg(&base);
-    ui::run_logged(c, &log, "tar -x of the kernel source", |_| {})?;
-    let _ = std::fs::remove_dir_all(base.join("deb"));
-    let _ = std::fs::remove_file(&deb);
-    check_tree(&tree)?;
-    std::fs::write(base.join(".complete"), "")?;
+    cache::refill(&base, |base| {
+        ui::info(&format!("downloading {DEFAULT_KERNEL_PACKAGE} {version}"));
+        let deb = apt.download_deb(DEFAULT_KERNEL_PACKAGE)?;
+        let log = base.join("unpack.log");
+        let mut c = Command::new("dpkg-deb");
+        c.arg("-x").arg(&deb).arg(base.join("deb"));
+        ui::run_logged(c, &log, "dpkg-deb -x", |_| {})?;
+        let tarball = base.join(format!("deb/usr/src/{DEFAULT_KERNEL_PACKAGE}.tar.xz"));
+        ui::info("unpacking the kernel source");
+        let mut c = Command::new("tar");
+        c.arg("-xf").arg(&tarball).arg("-C").arg(base);
+        ui::run_logged(c, &log, "tar -x of the kernel source", |_| {})?;
+        let _ = std::fs::remove_dir_all(base.join("deb"));
+        let _ = std::fs::remove_file(&deb);
+        check_tree(&tree).map(|_| ())
+    })?;
     Ok((tree, source))
 }
 
@@ -154,29 +153,29 @@ fn debian_image() -> Result<(PathBuf, PathBuf)> {
         root.join(format!("boot/vmlinuz-{release}")),
         root.join(format!("lib/modules/{release}")),
     );
-    if base.join(".complete").is_file() {
+    if cache::is_filled(&base) {
         return Ok((image, modules));
     }
-    let _ = std::fs::remove_dir_all(&base);
-    std::fs::create_dir_all(&base)?;
-    ui::info(&format!("downloading {pkg}"));
-    let deb = apt.download_deb(&pkg)?;
-    let log = base.join("unpack.log");
-    let mut c = Command::new("dpkg-deb");
-    c.arg("-x").arg(&deb).arg(&root);
-    ui::run_logged(c, &log, "dpkg-deb -x", |_| {})?;
-    let _ = std::fs::remove_file(&deb);
-    let mut c = Command::new("depmod");
-    c.arg("-b").arg(&root).arg(&release);
-    ui::run_logged(c, &log, "depmod (install kmod)", |_| {})?;
-    if !image.is_file() || !modules.join("modules.dep").is_file() {
-        bail!(
-            "{pkg} did not unpack to {} and {}",
-            image.display(),
-            modules.display()
-        );
-    }
-    std::fs::write(base.join(".complete"), "")?;
+    cache::refill(&base, |base| {
+        ui::info(&format!("downloading {pkg}"));
+        let deb = apt.download_deb(&pkg)?;
+        let log = base.join("unpack.log");
+        let mut c = Command::new("dpkg-deb");
+        c.arg("-x").arg(&deb).arg(&root);
+        ui::run_logged(c, &log, "dpkg-deb -x", |_| {})?;
+        let _ = std::fs::remove_file(&deb);
+        let mut c = Command::new("depmod");
+        c.arg("-b").arg(&root).arg(&release);
+        ui::run_logged(c, &log, "depmod (install kmod)", |_| {})?;
+        if !image.is_file() || !modules.join("modules.dep").is_file() {
+            bail!(
+                "{pkg} did not unpack to {} and {}",
+                image.display(),
+                modules.display()
+            );
+        }
+        Ok(())
+    })?;
     Ok((image, modules))
 }
 

@@ -229,7 +229,7 @@ fn python_for(src: &Path) -> Result<PathBuf> {
     }
     let venv = cache::dir("venv")?.join(format!("meson-{}", cache::key(MESON_PIP)));
     let py = venv.join("bin/python3");
-    if py.is_file() && venv.join(".complete").is_file() {
+    if py.is_file() && cache::is_filled(&venv) {
         return Ok(py);
     }
     ui::info(&format!(
@@ -239,17 +239,18 @@ fn python_for(src: &Path) -> Result<PathBuf> {
         MESON_PIP.join(" "),
         venv.display()
     ));
-    let _ = std::fs::remove_dir_all(&venv);
-    let sh = Shell::new()?;
-    cmd!(sh, "python3 -m venv {venv}")
-        .quiet()
-        .run()
-        .context("python3 -m venv (install python3-venv)")?;
-    cmd!(sh, "{py} -m pip install --quiet {MESON_PIP...}")
-        .quiet()
-        .run()
-        .context("pip install meson into the private venv")?;
-    std::fs::write(venv.join(".complete"), "")?;
+    cache::refill(&venv, |venv| {
+        let sh = Shell::new()?;
+        cmd!(sh, "python3 -m venv {venv}")
+            .quiet()
+            .run()
+            .context("python3 -m venv (install python3-venv)")?;
+        cmd!(sh, "{py} -m pip install --quiet {MESON_PIP...}")
+            .quiet()
+            .run()
+            .context("pip install meson into the private venv")?;
+        Ok(())
+    })?;
     Ok(py)
 }
 
