@@ -39,8 +39,6 @@ pub struct Kernel {
     /// Where it came from, for the report.
     pub source: String,
     pub build_s: f64,
-    #[serde(skip)]
-    pub cached: bool,
 }
 
 /// The options the guest needs, from the selftest's `config` file.
@@ -196,7 +194,7 @@ pub fn build(tree: &Path, source: &str) -> Result<Kernel> {
     let _lock = cache::Lock::acquire(&work)?;
     let fingerprint = cache::tree_identity(tree, &[".git"])?;
     let out = work.join(format!("out-{fingerprint}-{frag_key}"));
-    if let Ok(mut k) = std::fs::read_to_string(out.join("kernel.json"))
+    if let Ok(k) = std::fs::read_to_string(out.join("kernel.json"))
         .map_err(anyhow::Error::from)
         .and_then(|t| Ok(serde_json::from_str::<Kernel>(&t)?))
     {
@@ -206,7 +204,6 @@ pub fn build(tree: &Path, source: &str) -> Result<Kernel> {
                 k.release,
                 out.display()
             ));
-            k.cached = true;
             return Ok(k);
         }
     }
@@ -279,7 +276,6 @@ pub fn build(tree: &Path, source: &str) -> Result<Kernel> {
         release,
         source: source.to_string(),
         build_s: start.elapsed().as_secs_f64(),
-        cached: false,
     };
     std::fs::write(out.join("kernel.json"), serde_json::to_string_pretty(&k)?)?;
     ui::info(&format!(
@@ -391,7 +387,6 @@ fn prebuilt(image: &Path, modules: Option<&Path>) -> Result<Kernel> {
         release,
         source: format!("image {}", image.display()),
         build_s: 0.0,
-        cached: true,
     })
 }
 

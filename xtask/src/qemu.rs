@@ -77,9 +77,6 @@ pub struct Built {
     /// Seconds spent building each, as measured when they were built.
     pub baseline_build_s: f64,
     pub patched_build_s: f64,
-    /// True when both came from the cache in this run.
-    #[serde(skip)]
-    pub cached: bool,
 }
 
 /// Builds (or finds) the baseline and patched binaries for `tree`.
@@ -95,10 +92,9 @@ pub fn build_pair(tree: &QemuTree, baseline: BaselineMode) -> Result<Built> {
     ));
     let info_path = bins.join("built.json");
     if let Ok(text) = std::fs::read_to_string(&info_path) {
-        if let Ok(mut b) = serde_json::from_str::<Built>(&text) {
+        if let Ok(b) = serde_json::from_str::<Built>(&text) {
             if b.baseline.is_file() && b.patched.is_file() {
                 ui::info(&format!("QEMU binaries cached in {}", bins.display()));
-                b.cached = true;
                 return Ok(b);
             }
         }
@@ -147,7 +143,6 @@ pub fn build_pair(tree: &QemuTree, baseline: BaselineMode) -> Result<Built> {
         patched: patched_bin,
         baseline_build_s,
         patched_build_s,
-        cached: false,
     };
     std::fs::write(&info_path, serde_json::to_string_pretty(&built)?)?;
     Ok(built)
