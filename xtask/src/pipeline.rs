@@ -24,12 +24,33 @@ pub enum ModeChoice {
     Both,
 }
 
+impl ModeChoice {
+    /// The selftest's `uring_idle.mode` value.
+    fn name(self) -> &'static str {
+        match self {
+            ModeChoice::Sleep => "sleep",
+            ModeChoice::Poll => "poll",
+            ModeChoice::Both => "both",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ThinkChoice {
     /// Busy-wait: each I/O starts at a random phase of the guest's timer tick.
     Spin,
     /// nanosleep: without high-resolution timers each I/O starts right after a tick.
     Sleep,
+}
+
+impl ThinkChoice {
+    /// The selftest's `uring_idle.think` value.
+    fn name(self) -> &'static str {
+        match self {
+            ThinkChoice::Spin => "spin",
+            ThinkChoice::Sleep => "sleep",
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -117,12 +138,13 @@ impl PatchAndTest {
 
         // Inputs: which QEMU, and what the baseline is.
         let s = Instant::now();
-        let (tree, state, baseline) = match &self.qemu_binary {
+        // None when measuring a given --qemu-binary: no tree, no patch.
+        let source = match &self.qemu_binary {
             Some(b) => {
                 if !b.is_file() {
                     bail!("--qemu-binary {}: no such file", b.display());
                 }
-                (None, None, None)
+                None
             }
             None => {
                 let tree = self.source.resolve()?;
@@ -146,7 +168,7 @@ impl PatchAndTest {
                     return Ok(v.kind.exit_code());
                 }
                 let baseline = self.baseline.resolve(&state)?;
-                (Some(tree), Some(state), Some(baseline))
+                Some((tree, state, baseline))
             }
         };
         t.add("qemu_source", s);
@@ -177,27 +199,23 @@ impl PatchAndTest {
         ui::info(&format!("initramfs {}", initrd.display()));
         t.add("initramfs", s);
         let s = Instant::now();
-        let binaries: Vec<(&str, PathBuf)> = match (&tree, baseline) {
-            (Some(tree), Some(baseline)) => {
+        let binaries: Vec<(&str, PathBuf)> = match &source {
+            Some((tree, _, baseline)) => {
                 ui::stage(&format!(
                     "QEMU {} (baseline {}, then patched)",
                     tree.describe(),
                     baseline.name()
                 ));
-                let built = qemu::build_pair(tree, baseline)?;
+                let built = qemu::build_pair(tree, *baseline)?;
                 vec![("baseline", built.baseline), ("patched", built.patched)]
             }
-            _ => vec![("binary", self.qemu_binary.clone().expect("checked above"))],
+            None => vec![("binary", self.qemu_binary.clone().expect("checked above"))],
         };
         t.add("qemu_build", s);
 
         // Guest runs, alternating variants round by round.
-        let modes = match self.mode {
-            ModeChoice::Sleep => "sleep",
-            ModeChoice::Poll => "poll",
-            ModeChoice::Both => "both",
-        };
-        let tests_per_run = 3 * (if modes == "both" { 2 } else { 1 });
+        let modes = self.mode.name();
+        let tests_per_run = 3 * (if self.mode == ModeChoice::Both { 2 } else { 1 });
         // A hang guard, not a performance bound: boot, then every I/O at its
         // think time plus a full KVM-sized stall.
         let deadline = Duration::from_secs(90)
@@ -226,14 +244,7 @@ impl PatchAndTest {
                         format!("uring_idle.mode={modes}"),
                         format!("uring_idle.iterations={}", self.iterations),
                         format!("uring_idle.think_us={}", self.think_us),
-                        format!(
-                            "uring_idle.think={}",
-                            if self.think == ThinkChoice::Spin {
-                                "spin"
-                            } else {
-                                "sleep"
-                            }
-                        ),
+                        format!("uring_idle.think={}", self.think.name()),
                         "uring_idle.write=1".into(),
                     ],
                     dir: run_dir.clone(),
@@ -303,12 +314,12 @@ impl PatchAndTest {
         println!();
         println!("{}", report::expected(accel));
         println!("{}", verdict.line);
-        let qemu_json = match (&tree, &state, baseline) {
-            (Some(tree), Some(state), Some(b)) => json!({
+        let qemu_json = match &source {
+            Some((tree, state, b)) => json!({
                 "version": tree.version, "debian_version": tree.debian_version, "tree": tree.root,
                 "state": state.name(), "baseline": b.name(),
             }),
-            _ => json!({"binary": self.qemu_binary, "state": "binary", "baseline": null}),
+            None => json!({"binary": self.qemu_binary, "state": "binary", "baseline": null}),
         };
         let kernel_json = json!({
             "release": kernel_release, "source": kernel.source, "image": kernel.image, "uapi": kernel.uapi,
@@ -353,7 +364,7 @@ impl PatchAndTest {
             "qemu": d.qemu, "kernel": d.kernel, "devices": devices, "guest_runs": d.guest_runs,
             "params": {
                 "iterations": self.iterations, "rounds": self.rounds, "think_us": self.think_us,
-                "think": if self.think == ThinkChoice::Spin { "spin" } else { "sleep" },
+                "think": self.think.name(),
             },
             "timings_s": timings,
         });
