@@ -177,6 +177,17 @@ pub fn decode_status(status: Option<i32>) -> Result<i32, String> {
     }
 }
 
+/// What a failed boot leaves to read: the console log's path and tail, and
+/// QEMU's stderr tail.
+fn evidence(console: &Path, stderr: &Path) -> String {
+    format!(
+        "console log {}\n--- last console lines ---\n{}\n--- QEMU stderr ---\n{}",
+        console.display(),
+        ui::tail(console, 15),
+        ui::tail(stderr, 10)
+    )
+}
+
 enum Event {
     Line(String),
     Eof,
@@ -263,12 +274,10 @@ pub fn boot(b: &Boot, accel: Accel, first_output: Option<Duration>, label: &str)
                     });
                 }
                 bail!(
-                    "the guest ({label}, {}) did not finish within {:?}; console log {}\n--- last console lines ---\n{}\n--- QEMU stderr ---\n{}",
+                    "the guest ({label}, {}) did not finish within {:?}; {}",
                     accel.name(),
                     b.deadline,
-                    console.display(),
-                    ui::tail(&console, 15),
-                    ui::tail(&stderr_path, 10)
+                    evidence(&console, &stderr_path)
                 );
             }
         }
@@ -290,13 +299,16 @@ pub fn boot(b: &Boot, accel: Accel, first_output: Option<Duration>, label: &str)
         });
     }
     match decode_status(status.code()) {
-        Ok(code) => Ok(Run { exit: Exit::Reported(code), console, elapsed, to_ktap }),
+        Ok(code) => Ok(Run {
+            exit: Exit::Reported(code),
+            console,
+            elapsed,
+            to_ktap,
+        }),
         Err(why) => bail!(
-            "{why} ({label}, {}); console log {}\n--- last console lines ---\n{}\n--- QEMU stderr ---\n{}",
+            "{why} ({label}, {}); {}",
             accel.name(),
-            console.display(),
-            ui::tail(&console, 15),
-            ui::tail(&stderr_path, 10)
+            evidence(&console, &stderr_path)
         ),
     }
 }
