@@ -10,45 +10,17 @@ use anyhow::{bail, Context, Result};
 
 use crate::workload::IO_SIZE;
 
-/// How the disk reaches the guest, read from the drivers in its sysfs path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    Ahci,
-    VirtioBlk,
-    Nvme,
-    Other,
-    /// A regular file given with `--file` on a host.
-    File,
-}
-
-impl Transport {
-    pub fn name(self) -> &'static str {
-        match self {
-            Transport::Ahci => "ahci",
-            Transport::VirtioBlk => "virtio_blk",
-            Transport::Nvme => "nvme",
-            Transport::Other => "other",
-            Transport::File => "file",
-        }
-    }
-
-    fn from_driver(driver: &str) -> Option<Transport> {
-        match driver {
-            "ahci" => Some(Transport::Ahci),
-            "virtio_blk" => Some(Transport::VirtioBlk),
-            "nvme" => Some(Transport::Nvme),
-            _ => None,
-        }
-    }
-}
-
 /// A device or file to measure, before it is opened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
-    /// Test name stem: transport and kernel name, e.g. `ahci_sda`.
+    /// Device name and test-name stem: controller and kernel name, e.g. `ahci_sda`.
     pub name: String,
     pub path: PathBuf,
-    pub transport: Transport,
+    /// The controller-table row (`contract::CONTROLLERS`), or `other` for a
+    /// disk no row describes, or `file` for a regular file.
+    pub controller: String,
+    /// A regular file given with `--file` on a host.
+    pub is_file: bool,
 }
 
 /// Block devices that are never disks under test.
@@ -58,33 +30,50 @@ fn ignored(name: &str) -> bool {
         .any(|p| name.starts_with(p))
 }
 
-/// Walks up the device's canonical sysfs path and returns the first driver
-/// that names a transport: `0000:00:1f.2` bound to `ahci` above `sda`,
-/// `virtio1` bound to `virtio_blk` above `vda`, the PCI function bound to
-/// `nvme` above `nvme0n1`.
-pub fn classify(sys_block_entry: &Path) -> Transport {
+/// The PCI slot of the root-bus function above a sysfs device path
+/// (`.../pci0000:00/0000:00:1f.2/ata1/...` gives 0x1f).
+pub fn root_slot(path: &Path) -> Option<u8> {
+    let mut parts = path.iter().map(|p| p.to_string_lossy());
+    parts.find(|p| p.starts_with("pci0000:"))?;
+    let bdf = parts.next()?;
+    let (_, dev_fn) = bdf.rsplit_once(':')?;
+    let (dev, _) = dev_fn.split_once('.')?;
+    u8::from_str_radix(dev, 16).ok()
+}
+
+/// Walks up the device's canonical sysfs path and collects the drivers
+/// bound on the way (`sd` above `sda`, `ahci` on `0000:00:1f.2`, ...), with
+/// the PCI slot it sits under.
+pub fn sysfs_origin(sys_block_entry: &Path) -> (Option<u8>, Vec<String>) {
     let Ok(mut dir) = fs::canonicalize(sys_block_entry) else {
-        return Transport::Other;
+        return (None, vec![]);
     };
+    let slot = root_slot(&dir);
+    let mut drivers = Vec::new();
     loop {
         if let Ok(target) = fs::read_link(dir.join("driver")) {
-            if let Some(t) = target
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(Transport::from_driver)
-            {
-                return t;
+            if let Some(n) = target.file_name().and_then(|n| n.to_str()) {
+                drivers.push(n.to_string());
             }
         }
         if !dir.pop() || dir.as_os_str().len() <= 1 {
-            return Transport::Other;
+            return (slot, drivers);
         }
     }
 }
 
-/// Block devices under `sysfs/block`, named for their transport, with their
-/// device nodes under `dev`. Sorted by name so test numbers are stable.
-pub fn discover(sysfs: &Path, dev: &Path) -> Result<Vec<Target>> {
+/// The controller row a block device belongs to (see
+/// `contract::controllers::identify`), or `other`.
+pub fn classify(sys_block_entry: &Path, by_slot: bool) -> String {
+    let (slot, drivers) = sysfs_origin(sys_block_entry);
+    contract::controllers::identify(slot, &drivers, by_slot)
+        .map(|c| c.name.to_string())
+        .unwrap_or_else(|| "other".into())
+}
+
+/// Block devices under `sysfs/block`, named for their controller, with
+/// their device nodes under `dev`. Sorted by kernel name.
+pub fn discover(sysfs: &Path, dev: &Path, by_slot: bool) -> Result<Vec<Target>> {
     let block = sysfs.join("block");
     let mut names: Vec<String> = fs::read_dir(&block)
         .with_context(|| format!("listing {}", block.display()))?
@@ -104,18 +93,31 @@ pub fn discover(sysfs: &Path, dev: &Path) -> Result<Vec<Target>> {
         if sectors * 512 < IO_SIZE as u64 {
             continue;
         }
-        let transport = classify(&entry);
+        let controller = classify(&entry, by_slot);
         out.push(Target {
-            name: format!("{}_{}", transport.name(), n),
+            name: format!("{controller}_{n}"),
             path: dev.join(&n),
-            transport,
+            controller,
+            is_file: false,
         });
     }
     Ok(out)
 }
 
-/// A target for a path given on the command line: a block device (classified
-/// through /sys/class/block) or a regular file.
+/// The first disk of each requested controller, in the controller table's
+/// order (the order the report uses), so test numbers are stable even when
+/// probing order makes kernel names differ between boots.
+pub fn in_table_order(found: Vec<Target>, wanted: &[String]) -> Vec<Target> {
+    let mut picked: Vec<Target> = wanted
+        .iter()
+        .filter_map(|w| found.iter().find(|t| &t.controller == w).cloned())
+        .collect();
+    picked.sort_by_key(|t| contract::controllers::rank(&t.controller));
+    picked
+}
+
+/// A target for a path given on the command line: a block device (named
+/// through /sys/class/block by its driver) or a regular file.
 pub fn from_path(path: &Path, sysfs: &Path) -> Result<Target> {
     let meta = fs::metadata(path)
         .with_context(|| format!("{}: cannot stat it (does it exist?)", path.display()))?;
@@ -128,17 +130,19 @@ pub fn from_path(path: &Path, sysfs: &Path) -> Result<Target> {
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
     if meta.file_type().is_block_device() {
-        let transport = classify(&sysfs.join("class/block").join(base));
+        let controller = classify(&sysfs.join("class/block").join(base), false);
         Ok(Target {
-            name: format!("{}_{clean}", transport.name()),
+            name: format!("{controller}_{clean}"),
             path: path.into(),
-            transport,
+            controller,
+            is_file: false,
         })
     } else if meta.is_file() {
         Ok(Target {
             name: format!("file_{clean}"),
             path: path.into(),
-            transport: Transport::File,
+            controller: "file".into(),
+            is_file: true,
         })
     } else {
         bail!("{}: not a block device or a regular file", path.display())
@@ -171,7 +175,7 @@ pub fn open(target: &Target, write: bool) -> Result<Opened> {
         .custom_flags(libc::O_DIRECT)
         .open(path)
         .map_err(|e| open_error(path, e))?;
-    let size = if target.transport == Transport::File {
+    let size = if target.is_file {
         file.metadata()
             .with_context(|| format!("{}: stat", path.display()))?
             .len()
@@ -244,22 +248,30 @@ mod tests {
             "sda",
             2048,
         );
-        // The SCSI disk layer binds `sd` below the AHCI controller: not a transport.
+        // The SCSI disk layer binds `sd` below the AHCI controller: not a controller.
         fs::create_dir_all(drivers.join("sd")).unwrap();
         symlink(
             drivers.join("sd"),
             dev.join("0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/driver"),
         )
         .unwrap();
-        fs::create_dir_all(dev.join("0000:00:03.0")).unwrap();
-        mk("0000:00:03.0/virtio1", None, "vda", 2048);
+        fs::create_dir_all(dev.join("0000:00:04.0")).unwrap();
+        mk("0000:00:04.0/virtio1", None, "vda", 2048);
         fs::create_dir_all(drivers.join("virtio_blk")).unwrap();
         symlink(
             drivers.join("virtio_blk"),
-            dev.join("0000:00:03.0/virtio1/driver"),
+            dev.join("0000:00:04.0/virtio1/driver"),
         )
         .unwrap();
-        mk("0000:00:04.0/nvme/nvme0", Some("nvme"), "nvme0n1", 2048);
+        // A second virtio disk at a slot no row of the table has.
+        fs::create_dir_all(dev.join("0000:00:0e.0")).unwrap();
+        mk("0000:00:0e.0/virtio2", None, "vdb", 2048);
+        symlink(
+            drivers.join("virtio_blk"),
+            dev.join("0000:00:0e.0/virtio2/driver"),
+        )
+        .unwrap();
+        mk("0000:00:03.0/nvme/nvme0", Some("nvme"), "nvme0n1", 2048);
         mk(
             "0000:00:1f.3/ata2/host1/target1:0:0/1:0:0:0",
             Some("ahci2"),
@@ -301,21 +313,48 @@ mod tests {
     }
 
     #[test]
-    fn discovery_classifies_each_transport_and_skips_the_rest() {
+    fn discovery_names_each_controller_and_skips_the_rest() {
         let t = tempfile::tempdir().unwrap();
         fake_sysfs(t.path());
-        let got = discover(t.path(), Path::new("/dev")).unwrap();
-        let names: Vec<_> = got.iter().map(|t| (t.name.as_str(), t.transport)).collect();
-        // Sorted by kernel name; loop0 and the empty sr0 are skipped.
+        let got = discover(t.path(), Path::new("/dev"), true).unwrap();
+        let names: Vec<_> = got
+            .iter()
+            .map(|t| (t.name.as_str(), t.controller.as_str()))
+            .collect();
+        // Sorted by kernel name; loop0 and the empty sr0 are skipped; by
+        // slot, the virtio disk at 0e.0 belongs to no row of the table.
         assert_eq!(
             names,
             [
-                ("nvme_nvme0n1", Transport::Nvme),
-                ("ahci_sda", Transport::Ahci),
-                ("virtio_blk_vda", Transport::VirtioBlk),
-                ("other_xvdz", Transport::Other),
+                ("nvme_nvme0n1", "nvme"),
+                ("ahci_sda", "ahci"),
+                ("virtio_blk_vda", "virtio_blk"),
+                ("other_vdb", "other"),
+                ("other_xvdz", "other"),
             ]
         );
         assert_eq!(got[1].path, Path::new("/dev/sda"));
+        // In table order, one disk per requested controller.
+        let wanted: Vec<String> = ["nvme", "ahci"].map(String::from).to_vec();
+        let picked: Vec<_> = in_table_order(got, &wanted)
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(picked, ["ahci_sda", "nvme_nvme0n1"]);
+        // On a host the driver alone names a disk, wherever it sits.
+        let host = discover(t.path(), Path::new("/dev"), false).unwrap();
+        assert_eq!(host[3].name, "virtio_blk_vdb");
+    }
+
+    #[test]
+    fn root_slot_is_read_from_the_pci_path() {
+        let p = Path::new(
+            "/sys/devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda",
+        );
+        assert_eq!(root_slot(p), Some(0x1f));
+        assert_eq!(
+            root_slot(Path::new("/sys/devices/virtual/block/loop0")),
+            None
+        );
     }
 }

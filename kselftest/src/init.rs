@@ -11,22 +11,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use contract::exit::{self, DEBUG_EXIT_PORT};
+use contract::{Params, MODULE_LIST};
+
 use crate::devices::{self, Target};
 use crate::ktap;
-use crate::params::Params;
 use crate::{run, KSFT_FAIL};
-
-/// Module paths, one per line, in load order (dependencies first).
-pub const MODULE_LIST: &str = "/etc/uring-idle/modules";
-
-/// I/O port of QEMU's `isa-debug-exit` device: writing V makes QEMU exit
-/// with status `(V << 1) | 1`, which carries our verdict to the host.
-pub const DEBUG_EXIT_PORT: u16 = 0xf4;
-
-/// Set in the value written to isa-debug-exit, so the exit status of a
-/// reporting guest (`((0x20 | code) << 1) | 1`: 65 pass, 67 fail, 73 skip)
-/// never equals QEMU's own error status 1. xtask's guest module decodes it.
-pub const DEBUG_EXIT_MARK: u8 = 0x20;
 
 pub fn main() -> ! {
     std::panic::set_hook(Box::new(|info| {
@@ -115,22 +105,32 @@ fn load_modules(list: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Disk probing is asynchronous (SCSI scan, NVMe reset work): wait until the
-/// expected number of disks is there, or say which ones are missing.
+/// Disk probing is asynchronous (SCSI scan, USB enumeration, NVMe reset
+/// work): wait until every requested controller has its disk, or say which
+/// ones are missing. With no controllers requested, any disk will do.
 fn wait_for_disks(p: &Params) -> Result<Vec<Target>> {
     let deadline = Instant::now() + Duration::from_millis(p.settle_ms);
+    let by_slot = !p.controllers.is_empty();
     loop {
-        let found = devices::discover(Path::new("/sys"), Path::new("/dev"))?;
-        if found.len() >= p.expect_devices.max(1) {
+        let found = devices::discover(Path::new("/sys"), Path::new("/dev"), by_slot)?;
+        let missing: Vec<&str> = p
+            .controllers
+            .iter()
+            .filter(|c| !found.iter().any(|t| &t.controller == *c))
+            .map(String::as_str)
+            .collect();
+        if by_slot && missing.is_empty() {
+            return Ok(devices::in_table_order(found, &p.controllers));
+        }
+        if !by_slot && !found.is_empty() {
             return Ok(found);
         }
         if Instant::now() >= deadline {
             let names: Vec<_> = found.iter().map(|t| t.name.as_str()).collect();
             bail!(
-                "expected {} disks after {} ms, found {} ({}); is the driver for each transport built in or shipped as a module?",
-                p.expect_devices.max(1),
+                "no disk after {} ms for {}; found {}; is the driver for each controller built in or shipped as a module?",
                 p.settle_ms,
-                found.len(),
+                if missing.is_empty() { "any controller".to_string() } else { missing.join(", ") },
                 if names.is_empty() { "none".to_string() } else { names.join(", ") }
             );
         }
@@ -147,7 +147,7 @@ pub fn power_off(code: i32) -> ! {
         libc::sync();
         #[cfg(target_arch = "x86_64")]
         if libc::ioperm(libc::c_ulong::from(DEBUG_EXIT_PORT), 1, 1) == 0 {
-            std::arch::asm!("out dx, al", in("dx") DEBUG_EXIT_PORT, in("al") DEBUG_EXIT_MARK | (code as u8 & 0x1f), options(nomem, nostack));
+            std::arch::asm!("out dx, al", in("dx") DEBUG_EXIT_PORT, in("al") exit::encode(code), options(nomem, nostack));
         }
         libc::reboot(libc::RB_POWER_OFF);
         loop {

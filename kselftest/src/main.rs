@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use kselftest::params::{parse_modes, Params, Think};
+use contract::{Params, JSON_PREFIX};
 use kselftest::{devices, run, KSFT_FAIL};
 
 const USAGE: &str = "\
@@ -72,8 +72,8 @@ fn parse(args: &[String]) -> Result<Option<Cli>, String> {
                 p.warmup = u32::try_from(num(value()?)?).map_err(|_| "--warmup: too large")?
             }
             "--think-us" => p.think_us = num(value()?)?,
-            "--think" => p.think = Think::parse(&value()?).map_err(|e| format!("--think: {e}"))?,
-            "--mode" => p.modes = parse_modes(&value()?).map_err(|e| format!("--mode: {e}"))?,
+            "--think" => p.think = value()?.parse().map_err(|e| format!("--think: {e}"))?,
+            "--mode" => p.modes = value()?.parse().map_err(|e| format!("--mode: {e}"))?,
             "--max-p99-ms" => {
                 let v = value()?;
                 p.max_p99_ms = v
@@ -117,7 +117,7 @@ fn main() -> ExitCode {
     let mut targets = Vec::new();
     for (path, want_block) in &cli.paths {
         let checked = devices::from_path(path, Path::new("/sys")).and_then(|t| {
-            let is_block = t.transport != devices::Transport::File;
+            let is_block = !t.is_file;
             if is_block != *want_block {
                 anyhow::bail!(
                     "{}: {} (use {})",
@@ -144,10 +144,7 @@ fn main() -> ExitCode {
         let mut buf = Vec::new();
         let code = run::run(&targets, &cli.params, &mut buf);
         let text = String::from_utf8_lossy(&buf);
-        for line in text
-            .lines()
-            .filter_map(|l| l.strip_prefix(kselftest::ktap::JSON_PREFIX))
-        {
+        for line in text.lines().filter_map(|l| l.strip_prefix(JSON_PREFIX)) {
             println!("{line}");
         }
         code

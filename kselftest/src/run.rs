@@ -4,11 +4,10 @@ use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::devices::{self, Target};
-use crate::ktap::{self, Outcome, Record};
-use crate::params::Params;
-use crate::stats::Stats;
+use crate::ktap::{self, Outcome};
 use crate::workload::{self, RingError};
 use crate::{KSFT_FAIL, KSFT_PASS, KSFT_SKIP};
+use contract::{Params, Record, Stats};
 
 /// Kernel release from uname(2).
 pub fn kernel_release() -> String {
@@ -79,8 +78,8 @@ impl Tally {
 
 /// Runs every test and returns the kselftest exit code.
 pub fn run(targets: &[Target], p: &Params, out: &mut dyn Write) -> i32 {
-    let modes: Vec<&str> = p.modes.iter().map(|m| m.name()).collect();
-    let per_target = p.modes.len() + usize::from(p.write_check);
+    let modes: Vec<&str> = p.modes.modes().iter().map(|m| m.name()).collect();
+    let per_target = modes.len() + usize::from(p.write_check);
     let _ = writeln!(out, "{}", ktap::header());
     diag(out, &format!("kernel: {}", kernel_release()));
     diag(out, &format!("uapi: {}", uring_sys::uapi_summary()));
@@ -160,20 +159,15 @@ pub fn run(targets: &[Target], p: &Params, out: &mut dyn Write) -> i32 {
     }
 
     for target in targets {
-        let device = target
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
         let record = |mode: &str,
                       ok: bool,
                       reason: Option<String>,
                       stats: Option<Stats>,
                       samples: Vec<u32>| Record {
             test: format!("{}_{mode}", target.name),
-            device: device.clone(),
+            device: target.name.clone(),
             path: target.path.display().to_string(),
-            transport: target.transport.name().into(),
+            controller: target.controller.clone(),
             mode: mode.into(),
             ok,
             reason,
@@ -197,14 +191,14 @@ pub fn run(targets: &[Target], p: &Params, out: &mut dyn Write) -> i32 {
         diag(
             out,
             &format!(
-                "{}: {} transport={} size={} bytes",
+                "{}: {} controller={} size={} bytes",
                 target.name,
                 target.path.display(),
-                target.transport.name(),
+                target.controller,
                 dev.size
             ),
         );
-        for &mode in &p.modes {
+        for &mode in p.modes.modes() {
             match workload::measure(&mut ring, &dev, mode, p, seed_for(&target.name)) {
                 Ok(s) => {
                     let stats = Stats::from_ns(&s.latencies_ns, s.wall.as_nanos() as u64);

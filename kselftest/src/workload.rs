@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use io_uring::{opcode, types, IoUring};
 
 use crate::devices::Opened;
-use crate::params::{Mode, Params, Think};
+use contract::{Mode, Params, Think};
 
 pub const IO_SIZE: usize = 4096;
 

@@ -7,7 +7,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use kselftest::ktap::{Record, JSON_PREFIX};
+use contract::{Record, JSON_PREFIX};
 
 const BIN: &str = env!("CARGO_BIN_EXE_io_uring_idle_latency");
 
@@ -113,7 +113,7 @@ fn passing_run_prints_plan_results_and_consistent_figures() {
         // the largest sample is within 1 µs of max (4999 ns: 4 µs vs 5.0 µs).
         let top = f64::from(*r.samples_us.iter().max().unwrap());
         assert!((s.max_us - top).abs() <= 1.0, "{top} vs {s:?}");
-        assert_eq!(r.transport, "file");
+        assert_eq!(r.controller, "file");
     }
     assert_eq!(k.records[2].mode, "integrity");
     assert!(k.records[2].ok);

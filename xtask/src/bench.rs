@@ -8,8 +8,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use comfy_table::{presets::ASCII_MARKDOWN, Table};
-use serde_json::{json, Value};
+use serde_json::json;
 
+use crate::report::Report;
 use crate::source::QemuSource;
 use crate::{qemu, ui};
 
@@ -31,7 +32,7 @@ fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
 }
 
 impl Bench {
-    fn pipeline(&self, json: &std::path::Path) -> Result<(f64, Value)> {
+    fn pipeline(&self, json: &std::path::Path) -> Result<(f64, Report)> {
         let exe = std::env::current_exe().context("locating the xtask binary")?;
         let mut c = Command::new(exe);
         c.arg("patch-and-test").arg("--json").arg(json);
@@ -50,8 +51,7 @@ impl Bench {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let doc: Value = serde_json::from_str(&std::fs::read_to_string(json)?)?;
-        Ok((wall, doc))
+        Ok((wall, Report::read(json)?))
     }
 
     pub fn run(self) -> Result<i32> {
@@ -64,13 +64,10 @@ impl Bench {
             ui::stage(&format!("timed run {i}/{}", self.runs));
             let (wall, doc) = self.pipeline(&dir.path().join(format!("run{i}.json")))?;
             walls.push(wall);
-            ui::info(&format!(
-                "{wall:.1} s: {}",
-                doc["verdict_line"].as_str().unwrap_or("?")
-            ));
-            for r in doc["guest_runs"].as_array().cloned().unwrap_or_default() {
-                boots.extend(r["boot_to_ktap_s"].as_f64());
-                guest_walls.extend(r["wall_s"].as_f64());
+            ui::info(&format!("{wall:.1} s: {}", doc.verdict_line));
+            for r in &doc.guest_runs {
+                boots.extend(r.boot_to_ktap_s);
+                guest_walls.push(r.wall_s);
             }
         }
         ui::stage("incremental QEMU rebuild (util/aio-posix.c touched)");

@@ -1,15 +1,21 @@
-//! Booting the guest: one QEMU process with the three disks, its serial
-//! console copied live to a log file, a deadline for the first byte (the
-//! KVM probe) and one for the whole run, and the selftest's verdict read
-//! from QEMU's exit status (isa-debug-exit).
+//! Booting the guest: one QEMU process with one disk per requested
+//! controller, its serial console copied live to a log file, a deadline for
+//! the first byte (the KVM probe) and one for the whole run, and the
+//! selftest's verdict read from QEMU's exit status (isa-debug-exit).
+//!
+//! Running is kept apart from showing: what happens is reported as
+//! `Event`s to whoever displays them (the pipeline hands them to `ui`).
 
+use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use contract::{controllers, Controller, Params};
 
 use crate::ui;
 
@@ -23,7 +29,8 @@ pub enum AccelChoice {
     Tcg,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Accel {
     Kvm,
     Tcg,
@@ -43,12 +50,6 @@ impl Accel {
 pub const DATA_DIR: &str = "/usr/share/qemu";
 pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
 
-/// The transports and how QEMU attaches each, all on `aio=io_uring`.
-pub const DISKS: &[(&str, &str)] = &[
-    ("ahci", "ide-hd,bus=ide.0"),
-    ("virtio_blk", "virtio-blk-pci"),
-    ("nvme", "nvme,serial=uringidle"),
-];
 const DISK_BYTES: u64 = 256 << 20;
 
 #[derive(Clone, Debug)]
@@ -56,30 +57,61 @@ pub struct Boot {
     pub qemu: PathBuf,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
-    /// `uring_idle.*` words for the selftest.
-    pub params: Vec<String>,
+    /// What the selftest does; its `controllers` are the disks attached.
+    pub params: Params,
     /// Where disks and logs of this run go.
     pub dir: PathBuf,
     pub deadline: Duration,
 }
 
-#[derive(Debug)]
-pub enum Exit {
-    /// isa-debug-exit carried the selftest's kselftest code.
-    Reported(i32),
-    /// Nothing on the console before the first-output deadline, or QEMU
-    /// died before printing anything; says which.
-    Silent(String),
+impl Boot {
+    /// The controller rows of `params.controllers`, in table order.
+    pub fn controllers(&self) -> Result<Vec<&'static Controller>> {
+        let mut v = self
+            .params
+            .controllers
+            .iter()
+            .map(|n| controllers::by_name(n))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        v.sort_by_key(|c| controllers::rank(c.name));
+        Ok(v)
+    }
 }
 
+/// A guest run that reported its result through isa-debug-exit.
 #[derive(Debug)]
 pub struct Run {
-    pub exit: Exit,
+    /// The selftest's kselftest code.
+    pub code: i32,
     pub console: PathBuf,
     pub elapsed: Duration,
     /// From QEMU start to the `KTAP version 1` line.
     pub to_ktap: Option<Duration>,
 }
+
+/// How one boot ended, when it ended in a way the caller may act on.
+#[derive(Debug)]
+enum Outcome {
+    Reported(Run),
+    /// Nothing on the console before the first-output deadline, or QEMU
+    /// died before printing anything; says which.
+    Silent(String),
+}
+
+/// What happens during guest runs, for whoever displays it.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// QEMU is starting for run `label`.
+    BootStarted { label: &'a str, accel: Accel },
+    /// A line the guest printed on its console.
+    Console { label: &'a str, line: &'a str },
+    /// KVM could not boot a guest; the run goes on under TCG.
+    KvmFallback { why: &'a str },
+    /// The guest reported its result.
+    Finished { label: &'a str, run: &'a Run },
+}
+
+pub type Sink<'a> = &'a mut dyn FnMut(Event);
 
 pub fn kvm_usable() -> bool {
     std::fs::OpenOptions::new()
@@ -97,84 +129,105 @@ pub fn kvm_usable() -> bool {
 /// the tick into QEMU would hide the ~500 ms stall.
 fn tcg_tick(accel: Accel) -> &'static str {
     match accel {
-        Accel::Tcg => "nolapic_timer ",
+        Accel::Tcg => " nolapic_timer",
         Accel::Kvm => "",
     }
 }
 
-/// The QEMU argument list. On the kernel command line, loglevel=6 keeps
-/// NOTICE (the banner) and quiets INFO chatter that would interleave with
-/// KTAP; panic=-1 turns a dead init into an exit.
-pub fn args(b: &Boot, accel: Accel, disks: &[PathBuf]) -> Vec<String> {
-    let mut a: Vec<String> = vec![
-        "-machine".into(),
-        format!("q35,accel={}", accel.name()),
-        "-cpu".into(),
-        if accel == Accel::Kvm {
-            "host"
-        } else {
-            "qemu64"
+fn os(parts: &[&str]) -> Vec<OsString> {
+    parts.iter().map(OsString::from).collect()
+}
+
+/// `KEY=PATH` for a QEMU option value: a comma in the path is doubled, as
+/// QEMU's option syntax wants.
+fn opt_path(prefix: &str, path: &Path) -> OsString {
+    let mut v = prefix.as_bytes().to_vec();
+    for &b in path.as_os_str().as_bytes() {
+        v.push(b);
+        if b == b',' {
+            v.push(b',');
         }
-        .into(),
-        "-m".into(),
-        "256M".into(),
-        "-smp".into(),
-        "1".into(),
-        "-nodefaults".into(),
-        "-no-user-config".into(),
-        "-display".into(),
-        "none".into(),
-        "-serial".into(),
-        "stdio".into(),
-        "-no-reboot".into(),
-        "-bios".into(),
-        QBOOT.into(),
-        "-L".into(),
-        DATA_DIR.into(),
+    }
+    OsString::from_vec(v)
+}
+
+fn machine(accel: Accel) -> Vec<OsString> {
+    let cpu = match accel {
+        Accel::Kvm => "host",
+        Accel::Tcg => "qemu64",
+    };
+    let mut a = vec![
+        "-machine".into(),
+        format!("q35,accel={}", accel.name()).into(),
+    ];
+    a.extend(os(&[
+        "-cpu",
+        cpu,
+        "-m",
+        "256M",
+        "-smp",
+        "1",
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        "-no-reboot",
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=0x04",
+    ]));
+    a
+}
+
+fn firmware() -> Vec<OsString> {
+    os(&["-bios", QBOOT, "-L", DATA_DIR])
+}
+
+/// Kernel, initramfs and command line. loglevel=6 keeps NOTICE (the
+/// banner) and quiets INFO chatter that would interleave with KTAP;
+/// panic=-1 turns a dead init into an exit.
+fn kernel(b: &Boot, accel: Accel) -> Vec<OsString> {
+    vec![
         "-kernel".into(),
-        b.kernel.display().to_string(),
+        b.kernel.clone().into(),
         "-initrd".into(),
-        b.initrd.display().to_string(),
+        b.initrd.clone().into(),
         "-append".into(),
         format!(
-            "console=ttyS0 loglevel=6 panic=-1 {}{}",
+            "console=ttyS0 loglevel=6 panic=-1{} {}",
             tcg_tick(accel),
-            b.params.join(" ")
-        ),
-        "-device".into(),
-        "isa-debug-exit,iobase=0xf4,iosize=0x04".into(),
-    ];
-    for (i, ((_, dev), img)) in DISKS.iter().zip(disks).enumerate() {
-        a.push("-drive".into());
-        a.push(format!(
-            "file={},if=none,id=d{i},format=raw,aio=io_uring,cache=none",
-            img.display()
-        ));
-        a.push("-device".into());
-        a.push(format!("{dev},drive=d{i}"));
+            b.params.to_cmdline().join(" ")
+        )
+        .into(),
+    ]
+}
+
+/// One disk image on `aio=io_uring` without the host page cache, attached
+/// as the controller's table row says.
+fn disk(c: &Controller, index: usize, image: &Path) -> Vec<OsString> {
+    let id = format!("d{index}");
+    let mut drive = opt_path("file=", image);
+    drive.push(format!(
+        ",if=none,id={id},format=raw,aio=io_uring,cache=none"
+    ));
+    let mut a = vec!["-drive".into(), drive];
+    for (flag, value) in c.qemu_args(&id) {
+        a.push(flag.into());
+        a.push(value.into());
     }
     a
 }
 
-/// The selftest writes `0x20 | code` to isa-debug-exit (kselftest's
-/// init::DEBUG_EXIT_MARK), so QEMU exits with `((0x20 | code) << 1) | 1`:
-/// 65 pass, 67 fail, 73 skip. QEMU's own errors exit with 1, a guest that
-/// powered off without reporting with 0.
-const DEBUG_EXIT_MARK: i32 = 0x20;
-
-/// Decodes QEMU's exit status into the selftest's kselftest code.
-pub fn decode_status(status: Option<i32>) -> Result<i32, String> {
-    match status {
-        Some(s) if s % 2 == 1 && (s >> 1) & DEBUG_EXIT_MARK != 0 => Ok((s >> 1) & 0x1f),
-        Some(0) => Err(
-            "the guest powered off without reporting a result (did /init die? see the console log)"
-                .into(),
-        ),
-        Some(s) => Err(format!(
-            "QEMU exited with status {s} before the guest reported (see QEMU stderr)"
-        )),
-        None => Err("QEMU was killed by a signal".into()),
+/// The whole QEMU argument list; `images` holds one image per controller.
+pub fn args(b: &Boot, accel: Accel, ctrls: &[&Controller], images: &[PathBuf]) -> Vec<OsString> {
+    let mut a = machine(accel);
+    a.extend(firmware());
+    a.extend(kernel(b, accel));
+    for (i, (c, img)) in ctrls.iter().zip(images).enumerate() {
+        a.extend(disk(c, i, img));
     }
+    a
 }
 
 /// What a failed boot leaves to read: the console log's path and tail, and
@@ -188,29 +241,44 @@ fn evidence(console: &Path, stderr: &Path) -> String {
     )
 }
 
-enum Event {
-    Line(String),
+enum Line {
+    Text(String),
     Eof,
 }
 
+fn shell_words(args: &[OsString]) -> String {
+    args.iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Boots once. `first_output` bounds the wait for the first console byte.
-pub fn boot(b: &Boot, accel: Accel, first_output: Option<Duration>, label: &str) -> Result<Run> {
+fn boot(
+    b: &Boot,
+    accel: Accel,
+    first_output: Option<Duration>,
+    label: &str,
+    sink: Sink,
+) -> Result<Outcome> {
     std::fs::create_dir_all(&b.dir)?;
-    let mut disks = Vec::new();
-    for (name, _) in DISKS {
-        let p = b.dir.join(format!("{name}.img"));
+    let ctrls = b.controllers()?;
+    let mut images = Vec::new();
+    for c in &ctrls {
+        let p = b.dir.join(format!("{}.img", c.name));
         // Fresh sparse images each boot: the write check leaves a pattern.
         let f = std::fs::File::create(&p)
             .with_context(|| format!("creating disk image {}", p.display()))?;
         f.set_len(DISK_BYTES)?;
-        disks.push(p);
+        images.push(p);
     }
     let console = b.dir.join(format!("console-{label}.log"));
     let stderr_path = b.dir.join(format!("qemu-{label}.stderr"));
     let mut log = std::fs::File::create(&console)
         .with_context(|| format!("creating {}", console.display()))?;
-    let args = args(b, accel, &disks);
-    writeln!(log, "# {} {}", b.qemu.display(), args.join(" "))?;
+    let args = args(b, accel, &ctrls, &images);
+    writeln!(log, "# {} {}", b.qemu.display(), shell_words(&args))?;
+    sink(Event::BootStarted { label, accel });
     let start = Instant::now();
     let mut child = Command::new(&b.qemu)
         .args(&args)
@@ -227,11 +295,11 @@ pub fn boot(b: &Boot, accel: Accel, first_output: Option<Duration>, label: &str)
             let text = String::from_utf8_lossy(&line)
                 .trim_end_matches('\r')
                 .to_string();
-            if tx.send(Event::Line(text)).is_err() {
+            if tx.send(Line::Text(text)).is_err() {
                 break;
             }
         }
-        let _ = tx.send(Event::Eof);
+        let _ = tx.send(Line::Eof);
     });
 
     let mut seen_output = false;
@@ -247,31 +315,23 @@ pub fn boot(b: &Boot, accel: Accel, first_output: Option<Duration>, label: &str)
         };
         let left = limit.saturating_sub(start.elapsed());
         match rx.recv_timeout(left) {
-            Ok(Event::Line(l)) => {
+            Ok(Line::Text(l)) => {
                 seen_output = true;
                 writeln!(log, "{l}")?;
                 if to_ktap.is_none() && l.contains("KTAP version 1") {
                     to_ktap = Some(start.elapsed());
                 }
-                if l.starts_with("ok ") || l.starts_with("not ok ") || l.starts_with("Bail out!") {
-                    ui::info(&format!(
-                        "[{label}] {}",
-                        l.split(" # ").next().unwrap_or(&l)
-                    ));
-                }
+                sink(Event::Console { label, line: &l });
             }
-            Ok(Event::Eof) => break,
+            Ok(Line::Eof) => break,
             Err(_) => {
                 kill(&mut child);
                 let _ = reader.join();
                 if !seen_output && first_output.is_some() {
-                    let why = format!("printed nothing in {} s", limit.as_secs());
-                    return Ok(Run {
-                        exit: Exit::Silent(why),
-                        console,
-                        elapsed: start.elapsed(),
-                        to_ktap,
-                    });
+                    return Ok(Outcome::Silent(format!(
+                        "printed nothing in {} s",
+                        limit.as_secs()
+                    )));
                 }
                 bail!(
                     "the guest ({label}, {}) did not finish within {:?}; {}",
@@ -287,24 +347,22 @@ pub fn boot(b: &Boot, accel: Accel, first_output: Option<Duration>, label: &str)
     log.flush()?;
     let elapsed = start.elapsed();
     if !seen_output && first_output.is_some() {
-        let why = format!(
+        return Ok(Outcome::Silent(format!(
             "QEMU exited ({status}) before printing anything: {}",
             ui::tail(&stderr_path, 2).replace('\n', " / ")
-        );
-        return Ok(Run {
-            exit: Exit::Silent(why),
-            console,
-            elapsed,
-            to_ktap,
-        });
+        )));
     }
-    match decode_status(status.code()) {
-        Ok(code) => Ok(Run {
-            exit: Exit::Reported(code),
-            console,
-            elapsed,
-            to_ktap,
-        }),
+    match contract::exit::decode(status.code()) {
+        Ok(code) => {
+            let run = Run {
+                code,
+                console,
+                elapsed,
+                to_ktap,
+            };
+            sink(Event::Finished { label, run: &run });
+            Ok(Outcome::Reported(run))
+        }
         Err(why) => bail!(
             "{why} ({label}, {}); {}",
             accel.name(),
@@ -354,36 +412,33 @@ impl AccelPicker {
     }
 
     /// Boots with the chosen accelerator, deciding on the first boot.
-    pub fn boot(&mut self, b: &Boot, label: &str) -> Result<(Run, Accel)> {
+    pub fn boot(&mut self, b: &Boot, label: &str, sink: Sink) -> Result<(Run, Accel)> {
         if let Some(a) = self.decided {
-            let first = if self.choice == AccelChoice::Kvm {
-                Some(b.deadline)
-            } else {
-                None
-            };
-            let run = boot(b, a, first, label)?;
-            if let Exit::Silent(why) = &run.exit {
-                bail!(
+            let first = (self.choice == AccelChoice::Kvm).then_some(b.deadline);
+            return match boot(b, a, first, label, sink)? {
+                Outcome::Reported(run) => Ok((run, a)),
+                Outcome::Silent(why) => bail!(
                     "the guest under {}: {why} (console log {})",
                     a.name(),
-                    run.console.display()
-                );
-            }
-            return Ok((run, a));
+                    b.dir.join(format!("console-{label}.log")).display()
+                ),
+            };
         }
-        let run = boot(b, Accel::Kvm, Some(KVM_FIRST_OUTPUT), label)?;
-        match run.exit {
-            Exit::Silent(why) => {
-                ui::warn(&format!("the KVM guest {why} (nested or restricted KVM, e.g. kvm-pvm): falling back to TCG"));
+        match boot(b, Accel::Kvm, Some(KVM_FIRST_OUTPUT), label, sink)? {
+            Outcome::Reported(run) => {
+                self.decided = Some(Accel::Kvm);
+                Ok((run, Accel::Kvm))
+            }
+            Outcome::Silent(why) => {
+                sink(Event::KvmFallback { why: &why });
                 self.decided = Some(Accel::Tcg);
-                let run = boot(b, Accel::Tcg, None, label)?;
+                let run = match boot(b, Accel::Tcg, None, label, sink)? {
+                    Outcome::Reported(run) => run,
+                    Outcome::Silent(why) => bail!("the guest under tcg: {why}"),
+                };
                 // Only a failure that TCG does not share is KVM's to remember.
                 remember_kvm_failure(&why);
                 Ok((run, Accel::Tcg))
-            }
-            Exit::Reported(_) => {
-                self.decided = Some(Accel::Kvm);
-                Ok((run, Accel::Kvm))
             }
         }
     }
@@ -419,50 +474,73 @@ pub fn firmware_present() -> Result<()> {
     Ok(())
 }
 
+/// `OsStr` of a joined argument list, for tests and logs.
+pub fn joined(args: &[OsString]) -> OsString {
+    args.join(OsStr::new(" "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn exit_status_decoding() {
-        assert_eq!(decode_status(Some(65)), Ok(0));
-        assert_eq!(decode_status(Some(67)), Ok(1));
-        assert_eq!(decode_status(Some(73)), Ok(4));
-        // QEMU's own failure (bad option, unopenable disk) is never a pass.
-        assert!(decode_status(Some(1))
-            .unwrap_err()
-            .contains("QEMU exited with status 1"));
-        assert!(decode_status(Some(0))
-            .unwrap_err()
-            .contains("without reporting"));
-        assert!(decode_status(Some(3)).is_err());
-        assert!(decode_status(None).is_err());
+    fn boot_of(controllers: &[&str]) -> Boot {
+        Boot {
+            qemu: "q".into(),
+            kernel: "k".into(),
+            initrd: "i".into(),
+            params: Params {
+                controllers: controllers.iter().map(|s| s.to_string()).collect(),
+                ..Params::default()
+            },
+            dir: "/tmp".into(),
+            deadline: Duration::from_secs(1),
+        }
     }
 
     #[test]
     fn every_disk_is_on_io_uring_without_host_cache() {
-        let b = Boot {
-            qemu: "q".into(),
-            kernel: "k".into(),
-            initrd: "i".into(),
-            params: vec!["uring_idle.expect=3".into()],
-            dir: "/tmp".into(),
-            deadline: Duration::from_secs(1),
-        };
-        let disks: Vec<PathBuf> = (0..3).map(|i| PathBuf::from(format!("/d{i}"))).collect();
-        let a = args(&b, Accel::Tcg, &disks).join(" ");
+        let b = boot_of(&["nvme", "ahci", "virtio_blk"]);
+        let ctrls = b.controllers().unwrap();
+        // Table order, whatever order they were asked for in.
+        assert_eq!(
+            ctrls.iter().map(|c| c.name).collect::<Vec<_>>(),
+            ["ahci", "virtio_blk", "nvme"]
+        );
+        let images: Vec<PathBuf> = (0..3).map(|i| PathBuf::from(format!("/d{i}"))).collect();
+        let a = joined(&args(&b, Accel::Tcg, &ctrls, &images))
+            .to_string_lossy()
+            .into_owned();
         assert_eq!(a.matches("aio=io_uring,cache=none").count(), 3);
         assert!(
             a.contains("ide-hd,bus=ide.0,drive=d0")
-                && a.contains("virtio-blk-pci,drive=d1")
-                && a.contains("nvme,serial=uringidle,drive=d2")
+                && a.contains("virtio-blk-pci,addr=0x04,drive=d1")
+                && a.contains("nvme,serial=uringidle,addr=0x03,drive=d2"),
+            "{a}"
         );
         assert!(a.contains("q35,accel=tcg") && a.contains(QBOOT) && a.contains("isa-debug-exit"));
-        assert!(a.contains("uring_idle.expect=3"));
+        // The guest is told which controllers to wait for.
+        assert!(
+            a.contains("uring_idle.controllers=nvme,ahci,virtio_blk"),
+            "{a}"
+        );
         // One guest timer source under TCG; KVM keeps its in-kernel LAPIC timer.
         assert!(a.contains(" nolapic_timer "));
-        assert!(!args(&b, Accel::Kvm, &disks)
-            .join(" ")
-            .contains("nolapic_timer"));
+        let k = joined(&args(&b, Accel::Kvm, &ctrls, &images));
+        assert!(!k.to_string_lossy().contains("nolapic_timer"));
+    }
+
+    #[test]
+    fn paths_are_passed_whole_with_commas_escaped() {
+        let p = Path::new("/tmp/a,b/disk.img");
+        assert_eq!(
+            opt_path("file=", p),
+            OsString::from("file=/tmp/a,,b/disk.img")
+        );
+        // Bytes that are not UTF-8 survive: nothing goes through a lossy string.
+        let odd = OsString::from_vec(b"/tmp/\xff.img".to_vec());
+        assert_eq!(
+            opt_path("file=", Path::new(&odd)).as_bytes(),
+            b"file=/tmp/\xff.img"
+        );
     }
 }

@@ -11,8 +11,10 @@ use cpio::newc::{trailer, Builder};
 
 use crate::cache;
 
-/// Where /init finds the module list (kselftest::init::MODULE_LIST).
-pub const MODULE_LIST: &str = "etc/uring-idle/modules";
+/// Where /init finds the module list, relative to the archive's root.
+fn module_list() -> &'static str {
+    contract::MODULE_LIST.trim_start_matches('/')
+}
 const MODULE_DIR: &str = "lib/modules/uring-idle";
 
 enum Item {
@@ -46,7 +48,7 @@ pub fn archive(init: &[u8], modules: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
         items.push((path, Item::File(bytes.clone(), 0o644)));
     }
     if !modules.is_empty() {
-        items.push((MODULE_LIST.into(), Item::File(list.into_bytes(), 0o644)));
+        items.push((module_list().into(), Item::File(list.into_bytes(), 0o644)));
     }
     let mut out = Vec::new();
     for (ino, (name, item)) in items.into_iter().enumerate() {
@@ -157,7 +159,7 @@ mod tests {
         assert_eq!(find("proc").1, 0o040_755);
         // The list keeps load order: dependencies first.
         assert_eq!(
-            find(MODULE_LIST).4,
+            find(module_list()).4,
             b"/lib/modules/uring-idle/libata.ko.xz\n/lib/modules/uring-idle/ahci.ko.xz\n"
         );
         assert_eq!(find("lib/modules/uring-idle/ahci.ko.xz").4, b"A");
@@ -166,6 +168,6 @@ mod tests {
     #[test]
     fn no_modules_no_list() {
         let e = entries(&archive(b"x", &[]).unwrap());
-        assert!(!e.iter().any(|x| x.0 == MODULE_LIST));
+        assert!(!e.iter().any(|x| x.0 == module_list()));
     }
 }

@@ -10,6 +10,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use contract::Controller;
+
 use crate::fetch::{Apt, DEFAULT_KERNEL_PACKAGE};
 use crate::{cache, ui};
 
@@ -82,16 +84,17 @@ pub fn check_tree(path: &Path) -> Result<PathBuf> {
 }
 
 impl KernelSource {
-    pub fn resolve(&self) -> Result<Kernel> {
+    /// The guest kernel; a prebuilt one gets the modules `ctrls` need.
+    pub fn resolve(&self, ctrls: &[&Controller]) -> Result<Kernel> {
         if let Some(image) = &self.kernel {
             if image.as_os_str() == "debian" && !image.exists() {
                 if self.modules.is_some() {
                     bail!("--kernel debian brings its own modules: drop --modules");
                 }
                 let (image, modules) = debian_image()?;
-                return prebuilt(&image, Some(&modules));
+                return prebuilt(&image, Some(&modules), ctrls);
             }
-            return prebuilt(image, self.modules.as_deref());
+            return prebuilt(image, self.modules.as_deref(), ctrls);
         }
         let (tree, source) = match &self.kernel_tree {
             Some(t) => {
@@ -296,8 +299,17 @@ pub fn bzimage_version(image: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(&image[ptr..end]).into_owned())
 }
 
-/// Modules the guest's disks need, by module name.
-pub const GUEST_MODULES: &[&str] = &["ahci", "sd_mod", "nvme", "virtio_pci", "virtio_blk"];
+/// Modules the disks of `ctrls` need, by module name, each once, in table
+/// order.
+pub fn guest_modules(ctrls: &[&Controller]) -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = Vec::new();
+    for m in ctrls.iter().flat_map(|c| c.modules) {
+        if !v.contains(m) {
+            v.push(m);
+        }
+    }
+    v
+}
 
 /// Load order for `wanted` from a modules.dep: each module's dependencies
 /// (deepest first) before it, each once. Paths are relative to the dir.
@@ -346,7 +358,7 @@ pub fn module_order(modules_dep: &str, wanted: &[&str]) -> Result<Vec<String>> {
     Ok(order)
 }
 
-fn prebuilt(image: &Path, modules: Option<&Path>) -> Result<Kernel> {
+fn prebuilt(image: &Path, modules: Option<&Path>, ctrls: &[&Controller]) -> Result<Kernel> {
     let bytes = std::fs::read(image)
         .with_context(|| format!("reading kernel image {}", image.display()))?;
     let version = bzimage_version(&bytes).with_context(|| {
@@ -375,7 +387,7 @@ fn prebuilt(image: &Path, modules: Option<&Path>) -> Result<Kernel> {
                 dir.display()
             ));
         }
-        list = module_order(&text, GUEST_MODULES)?
+        list = module_order(&text, &guest_modules(ctrls))?
             .into_iter()
             .map(|rel| dir.join(rel))
             .collect();
@@ -393,6 +405,7 @@ fn prebuilt(image: &Path, modules: Option<&Path>) -> Result<Kernel> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use contract::CONTROLLERS;
 
     #[test]
     fn dropped_options_are_named() {
@@ -407,16 +420,22 @@ mod tests {
     #[test]
     fn the_fragment_asks_for_what_the_guest_needs() {
         let f = std::fs::read_to_string(fragment_path()).unwrap();
-        for opt in [
-            "CONFIG_IO_URING=y",
-            "CONFIG_SATA_AHCI=y",
-            "CONFIG_BLK_DEV_NVME=y",
-            "CONFIG_VIRTIO_BLK=y",
-            "CONFIG_HZ_100=y",
-            "CONFIG_DEVTMPFS=y",
-        ] {
-            assert!(f.lines().any(|l| l == opt), "{opt}");
+        let table = CONTROLLERS.iter().flat_map(|c| c.kconfig.iter().copied());
+        for opt in table.chain(["CONFIG_IO_URING=y", "CONFIG_HZ_100=y", "CONFIG_DEVTMPFS=y"]) {
+            assert!(f.lines().any(|l| l == opt), "kselftest/config lacks {opt}");
         }
+    }
+
+    #[test]
+    fn modules_come_from_the_table_once_each() {
+        let ctrls: Vec<&Controller> = ["ahci", "virtio_blk", "nvme"]
+            .iter()
+            .map(|n| contract::controllers::by_name(n).unwrap())
+            .collect();
+        assert_eq!(
+            guest_modules(&ctrls),
+            ["ahci", "sd_mod", "virtio_pci", "virtio_blk", "nvme"]
+        );
     }
 
     #[test]

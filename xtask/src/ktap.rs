@@ -6,45 +6,8 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 
-pub const JSON_MARK: &str = "# uring-idle-json: ";
-
-// `Stats` and `Record` mirror kselftest::stats::Stats and
-// kselftest::ktap::Record. xtask cannot depend on kselftest: that would pull
-// bindgen and libclang into the tool that installs libclang. The recorded-log
-// tests and the end-to-end run parse real selftest output, which keeps the
-// two definitions in step.
-
-/// Statistics as the selftest prints them (µs).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Stats {
-    pub n: u64,
-    pub min_us: f64,
-    pub mean_us: f64,
-    pub p50_us: f64,
-    pub p90_us: f64,
-    pub p99_us: f64,
-    pub max_us: f64,
-    pub total_ms: f64,
-}
-
-/// One test's record (kselftest::ktap::Record's schema).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Record {
-    pub test: String,
-    pub device: String,
-    pub path: String,
-    pub transport: String,
-    pub mode: String,
-    pub ok: bool,
-    #[serde(default)]
-    pub reason: Option<String>,
-    #[serde(default)]
-    pub stats: Option<Stats>,
-    #[serde(default)]
-    pub samples_us: Vec<u32>,
-}
+pub use contract::{Record, JSON_PREFIX};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct TestResult {
@@ -118,9 +81,8 @@ pub fn parse(text: &str, log: &Path) -> Result<Parsed> {
                 where_()
             );
         }
-        if let Some(at) = l.find(JSON_MARK) {
-            let json = &l[at + JSON_MARK.len()..];
-            let rec: Record = serde_json::from_str(json).with_context(|| {
+        if let Some(rec) = Record::find_in(l) {
+            let rec = rec.with_context(|| {
                 format!(
                     "malformed machine-readable line in {}: {}",
                     where_(),

@@ -3,31 +3,13 @@
 
 use clap::{Parser, Subcommand};
 
-mod bench;
-mod build_qemu;
-mod cache;
-mod check;
-mod ci;
-mod deps;
-mod fetch;
-mod guest;
-mod initramfs;
-mod kernel;
-mod ktap;
-mod patch;
-mod pipeline;
-mod qemu;
-mod report;
-mod selftest;
-mod source;
-mod tree;
-mod ui;
+use xtask::{bench, build_qemu, check, ci, deps, pipeline};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "cargo xtask",
     bin_name = "cargo xtask",
-    about = "Verify QEMU's fix for the io_uring submission stall on AHCI disks"
+    about = "Verify QEMU's fix for the io_uring submission stall, per disk controller"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -36,7 +18,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// The main job: build, boot the guest with AHCI, virtio-blk and NVMe disks, measure baseline and patched QEMU, report.
+    /// The main job: build, boot the guest with one disk per chosen controller, measure baseline and patched QEMU, report.
     PatchAndTest(Box<pipeline::PatchAndTest>),
     /// Report whether a QEMU tree is unaffected (exit 0), fixed (0), vulnerable (1) or conflicting (2).
     Check(check::Check),

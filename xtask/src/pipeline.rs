@@ -1,56 +1,57 @@
-//! `cargo xtask patch-and-test`: inputs -> builds -> guest runs -> parsed
-//! results -> report. Each stage is another module; this one only wires
-//! them in order and times them.
+//! `cargo xtask patch-and-test`: inputs -> artifacts -> guest campaign ->
+//! report. Each stage is a function with a typed result; the work itself
+//! lives in the modules each stage calls.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-use serde_json::json;
+use anyhow::{bail, Result};
+use contract::{controllers, Controller, ModeSet, Params, Think};
 
-use crate::guest::{self, Accel, AccelChoice, AccelPicker, Boot, Exit};
-use crate::kernel::KernelSource;
+use crate::guest::{self, Accel, AccelChoice, AccelPicker, Boot};
+use crate::kernel::{Kernel, KernelSource};
+use crate::ktap::Parsed;
 use crate::patch::{self, State};
 use crate::qemu::{self, BaselineMode};
-use crate::report::{self, Kind, Verdict};
+use crate::report::{self, GuestRun, KernelInfo, Kind, ParamsInfo, QemuInfo, Report, Verdict};
 use crate::source::QemuSource;
+use crate::tree::QemuTree;
 use crate::{cache, deps, initramfs, ktap, selftest, ui};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ModeChoice {
-    Sleep,
-    Poll,
-    Both,
-}
-
-impl ModeChoice {
-    /// The selftest's `uring_idle.mode` value.
-    fn name(self) -> &'static str {
-        match self {
-            ModeChoice::Sleep => "sleep",
-            ModeChoice::Poll => "poll",
-            ModeChoice::Both => "both",
+/// `--controllers`: comma-separated table names, or `all`.
+pub fn parse_controllers(s: &str) -> std::result::Result<Vec<&'static Controller>, String> {
+    if s.trim() == "all" {
+        return Ok(controllers::CONTROLLERS.iter().collect());
+    }
+    let names: Vec<&str> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.is_empty() {
+        return Err(format!(
+            "the controller list is empty; valid names: {}, or all",
+            controllers::names().join(", ")
+        ));
+    }
+    let mut v = Vec::new();
+    for n in names {
+        let c = controllers::by_name(n).map_err(|e| e.to_string())?;
+        if !v.contains(&c) {
+            v.push(c);
         }
     }
+    v.sort_by_key(|c| controllers::rank(c.name));
+    Ok(v)
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ThinkChoice {
-    /// Busy-wait: each I/O starts at a random phase of the guest's timer tick.
-    Spin,
-    /// nanosleep: without high-resolution timers each I/O starts right after a tick.
-    Sleep,
+fn parse_think(s: &str) -> std::result::Result<Think, String> {
+    s.parse().map_err(|e: contract::Error| e.to_string())
 }
 
-impl ThinkChoice {
-    /// The selftest's `uring_idle.think` value.
-    fn name(self) -> &'static str {
-        match self {
-            ThinkChoice::Spin => "spin",
-            ThinkChoice::Sleep => "sleep",
-        }
-    }
+fn parse_modes(s: &str) -> std::result::Result<ModeSet, String> {
+    s.parse().map_err(|e: contract::Error| e.to_string())
 }
 
 #[derive(clap::Args, Debug)]
@@ -68,6 +69,9 @@ pub struct PatchAndTest {
     /// Accelerator: auto tries KVM and falls back to TCG when the guest prints nothing.
     #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
     pub accel: AccelChoice,
+    /// Disk controllers to attach, one disk each: comma-separated names, or `all`.
+    #[arg(long, value_name = "LIST", default_value = "ahci,virtio_blk,nvme", value_parser = parse_controllers)]
+    pub controllers: ::std::vec::Vec<&'static Controller>,
     /// Measured I/Os per device, mode and guest run.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub iterations: u32,
@@ -75,16 +79,18 @@ pub struct PatchAndTest {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=50))]
     pub rounds: u32,
     /// Guest wait mode: sleep in io_uring_enter, poll the CQ ring, or both.
-    #[arg(long, value_enum, default_value_t = ModeChoice::Both)]
-    pub mode: ModeChoice,
+    #[arg(long, default_value = "both", value_parser = parse_modes)]
+    pub mode: ModeSet,
     /// Idle time before each I/O in the guest, µs: the stall needs an idle main loop.
     #[arg(long, default_value_t = 2000)]
     pub think_us: u64,
-    /// How the guest spends the think time. Under TCG a sleeping guest wakes on
-    /// a tick, just as QEMU's main loop does, and whether the stall shows then
-    /// depends on a race; spinning samples the stall over the whole tick.
-    #[arg(long, value_enum, default_value_t = ThinkChoice::Spin)]
-    pub think: ThinkChoice,
+    /// How the guest spends the think time: spin (busy-wait) or sleep. Under
+    /// TCG a sleeping guest wakes on a tick, just as QEMU's main loop does, so
+    /// whether the stall shows is a race; spinning starts each I/O exactly the
+    /// think time after the previous completion, which came on a tick, so an
+    /// unfixed request waits the same (tick - think) every time.
+    #[arg(long, default_value = "spin", value_parser = parse_think)]
+    pub think: Think,
     /// Write the machine-readable report here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -93,31 +99,171 @@ pub struct PatchAndTest {
     pub no_install: bool,
 }
 
-struct Timings(Vec<(String, f64)>);
-
-/// What the JSON report is made of, besides the parameters and timings.
-struct Doc<'a> {
-    verdict: &'a Verdict,
-    accel: Option<Accel>,
-    qemu: serde_json::Value,
-    kernel: serde_json::Value,
-    rows: &'a [report::Row],
-    guest_runs: &'a [serde_json::Value],
-}
+/// Seconds per stage, in order.
+#[derive(Default)]
+struct Timings(BTreeMap<String, f64>);
 
 impl Timings {
     fn add(&mut self, stage: &str, since: Instant) {
-        self.0.push((
-            stage.to_string(),
-            (since.elapsed().as_secs_f64() * 100.0).round() / 100.0,
-        ));
+        self.0.insert(stage.to_string(), secs(since.elapsed()));
     }
+}
+
+fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 100.0).round() / 100.0
+}
+
+/// Which QEMU is measured.
+enum QemuInput {
+    /// A tree: baseline built from it, patched = baseline + patches/.
+    Tree {
+        tree: QemuTree,
+        state: State,
+        baseline: BaselineMode,
+    },
+    /// A prebuilt binary measured alone.
+    Binary(PathBuf),
+}
+
+/// A QEMU binary under a name the report uses.
+struct Variant {
+    name: &'static str,
+    binary: PathBuf,
+}
+
+/// What the guest runs need, built or found in the cache.
+struct Artifacts {
+    kernel: Kernel,
+    selftest: PathBuf,
+    initrd: PathBuf,
+    variants: Vec<Variant>,
+}
+
+/// What the guest runs produced.
+struct Campaign {
+    accel: Accel,
+    kernel_release: String,
+    samples: report::Samples,
+    runs: Vec<GuestRun>,
+}
+
+/// Checks one guest run before its samples count: not skipped, every write
+/// read back intact, a result for every requested controller. Returns the
+/// kernel release the guest reported.
+pub fn check_run(
+    parsed: &Parsed,
+    code: i32,
+    wanted: &[&Controller],
+    label: &str,
+    console: &Path,
+) -> Result<Option<String>> {
+    if code == contract::exit::KSFT_SKIP {
+        bail!(
+            "the selftest skipped every test in the guest (no io_uring in the guest kernel?); console log {}",
+            console.display()
+        );
+    }
+    if let Some(bad) = parsed
+        .records
+        .iter()
+        .find(|r| r.mode == "integrity" && !r.ok)
+    {
+        bail!(
+            "data integrity check failed in {label} on {}: {}; console log {}",
+            bad.device,
+            bad.reason.clone().unwrap_or_default(),
+            console.display()
+        );
+    }
+    for c in wanted {
+        if !parsed.records.iter().any(|r| r.controller == c.name) {
+            bail!(
+                "the guest found no {} disk ({}) in {label}; console log {}",
+                c.name,
+                c.title,
+                console.display()
+            );
+        }
+    }
+    Ok(parsed.kernel_release.clone())
 }
 
 impl PatchAndTest {
     pub fn run(self) -> Result<i32> {
         let total = Instant::now();
-        let mut t = Timings(vec![]);
+        let mut t = Timings::default();
+        self.check_json_dir()?;
+        let s = Instant::now();
+        deps::ensure(deps::PIPELINE, !self.no_install)?;
+        guest::firmware_present()?;
+        t.add("deps", s);
+
+        let s = Instant::now();
+        let input = self.inputs()?;
+        t.add("qemu_source", s);
+        if let QemuInput::Tree {
+            tree,
+            state: State::Unaffected,
+            ..
+        } = &input
+        {
+            let v = Verdict {
+                kind: Kind::Skipped,
+                line: format!("SKIPPED: QEMU {} has no aio_add_sqe() and never had the stall: nothing to verify", tree.describe()),
+            };
+            println!("{}", v.line);
+            let doc = self.document(&v, None, qemu_info(&input), None, vec![], vec![], t, total);
+            self.write_json(&doc)?;
+            return Ok(v.kind.exit_code());
+        }
+
+        let art = self.artifacts(&input, &mut t)?;
+        let s = Instant::now();
+        let camp = self.campaign(&art)?;
+        t.add("guest_runs", s);
+
+        let rows = report::rows(&camp.samples);
+        let verdict = if art.variants.len() == 2 {
+            report::verdict_pair(&rows, camp.accel)
+        } else {
+            report::verdict_single(&rows, camp.accel)
+        };
+        println!();
+        println!("{}", report::table(&rows));
+        if art.variants.len() == 2 {
+            println!();
+            println!("{}", report::findings_table(&report::findings(&rows)));
+        }
+        println!();
+        println!(
+            "{}",
+            report::expected(camp.accel, self.think, self.think_us)
+        );
+        println!("{}", verdict.line);
+        let kernel = KernelInfo {
+            release: camp.kernel_release.clone(),
+            source: art.kernel.source.clone(),
+            image: art.kernel.image.clone(),
+            uapi: art.kernel.uapi.clone(),
+            modules: art.kernel.modules.clone(),
+            selftest: art.selftest.clone(),
+            initramfs: art.initrd.clone(),
+        };
+        let doc = self.document(
+            &verdict,
+            Some(camp.accel),
+            qemu_info(&input),
+            Some(kernel),
+            rows,
+            camp.runs,
+            t,
+            total,
+        );
+        self.write_json(&doc)?;
+        Ok(verdict.kind.exit_code())
+    }
+
+    fn check_json_dir(&self) -> Result<()> {
         if let Some(j) = &self.json {
             let parent = j
                 .parent()
@@ -131,52 +277,37 @@ impl PatchAndTest {
                 );
             }
         }
-        let s = Instant::now();
-        deps::ensure(deps::PIPELINE, !self.no_install)?;
-        guest::firmware_present()?;
-        t.add("deps", s);
+        Ok(())
+    }
 
-        // Inputs: which QEMU, and what the baseline is.
-        let s = Instant::now();
-        // None when measuring a given --qemu-binary: no tree, no patch.
-        let source = match &self.qemu_binary {
-            Some(b) => {
-                if !b.is_file() {
-                    bail!("--qemu-binary {}: no such file", b.display());
-                }
-                None
+    /// Inputs: which QEMU, and what the baseline is.
+    fn inputs(&self) -> Result<QemuInput> {
+        if let Some(b) = &self.qemu_binary {
+            if !b.is_file() {
+                bail!("--qemu-binary {}: no such file", b.display());
             }
-            None => {
-                let tree = self.source.resolve()?;
-                let state = patch::classify(&tree)?;
-                ui::stage(&patch::summary(&tree, &state));
-                if state == State::Unaffected {
-                    let v = Verdict {
-                        kind: Kind::Skipped,
-                        line: format!("SKIPPED: QEMU {} has no aio_add_sqe() and never had the stall: nothing to verify", tree.describe()),
-                    };
-                    println!("{}", v.line);
-                    let doc = Doc {
-                        verdict: &v,
-                        accel: None,
-                        qemu: json!({"version": tree.version, "state": state.name()}),
-                        kernel: json!(null),
-                        rows: &[],
-                        guest_runs: &[],
-                    };
-                    self.write_json(doc, &t, total)?;
-                    return Ok(v.kind.exit_code());
-                }
-                let baseline = self.baseline.resolve(&state)?;
-                Some((tree, state, baseline))
-            }
+            return Ok(QemuInput::Binary(b.clone()));
+        }
+        let tree = self.source.resolve()?;
+        let state = patch::classify(&tree)?;
+        ui::stage(&patch::summary(&tree, &state));
+        let baseline = if state == State::Unaffected {
+            BaselineMode::AsIs
+        } else {
+            self.baseline.resolve(&state)?
         };
-        t.add("qemu_source", s);
+        Ok(QemuInput::Tree {
+            tree,
+            state,
+            baseline,
+        })
+    }
 
-        // Builds: guest kernel, selftest against its uapi, initramfs, QEMU.
+    /// Builds: guest kernel, selftest against its uapi, initramfs, QEMU.
+    fn artifacts(&self, input: &QemuInput, t: &mut Timings) -> Result<Artifacts> {
         let s = Instant::now();
         ui::stage("guest kernel");
-        let kernel = self.kernel.resolve()?;
+        let kernel = self.kernel.resolve(&self.controllers)?;
         t.add("kernel", s);
         let s = Instant::now();
         ui::stage(&format!(
@@ -199,184 +330,276 @@ impl PatchAndTest {
         ui::info(&format!("initramfs {}", initrd.display()));
         t.add("initramfs", s);
         let s = Instant::now();
-        let binaries: Vec<(&str, PathBuf)> = match &source {
-            Some((tree, _, baseline)) => {
+        let variants = match input {
+            QemuInput::Tree { tree, baseline, .. } => {
                 ui::stage(&format!(
                     "QEMU {} (baseline {}, then patched)",
                     tree.describe(),
                     baseline.name()
                 ));
                 let built = qemu::build_pair(tree, *baseline)?;
-                vec![("baseline", built.baseline), ("patched", built.patched)]
+                vec![
+                    Variant {
+                        name: "baseline",
+                        binary: built.baseline,
+                    },
+                    Variant {
+                        name: "patched",
+                        binary: built.patched,
+                    },
+                ]
             }
-            None => vec![("binary", self.qemu_binary.clone().expect("checked above"))],
+            QemuInput::Binary(b) => vec![Variant {
+                name: "binary",
+                binary: b.clone(),
+            }],
         };
         t.add("qemu_build", s);
+        Ok(Artifacts {
+            kernel,
+            selftest: st.binary,
+            initrd,
+            variants,
+        })
+    }
 
-        // Guest runs, alternating variants round by round.
-        let modes = self.mode.name();
-        let tests_per_run = 3 * (if self.mode == ModeChoice::Both { 2 } else { 1 });
+    /// What every guest is asked to do.
+    fn guest_params(&self) -> Params {
+        Params {
+            iterations: self.iterations,
+            think_us: self.think_us,
+            think: self.think,
+            modes: self.mode,
+            write_check: true,
+            controllers: self
+                .controllers
+                .iter()
+                .map(|c| c.name.to_string())
+                .collect(),
+            ..Params::default()
+        }
+    }
+
+    /// Guest runs, alternating variants round by round.
+    fn campaign(&self, art: &Artifacts) -> Result<Campaign> {
+        let params = self.guest_params();
+        let tests_per_run = (self.controllers.len() * self.mode.modes().len()) as u64;
         // A hang guard, not a performance bound: boot, then every I/O at its
         // think time plus a full KVM-sized stall.
         let deadline = Duration::from_secs(90)
             + Duration::from_micros(
-                (self.think_us + 600_000) * u64::from(self.iterations) * tests_per_run as u64,
+                (self.think_us + 600_000) * u64::from(self.iterations) * tests_per_run,
             );
-        let run_dir = cache::dir("runs")?.join(format!("{}-{}", std::process::id(), total_stamp()));
-        let s = Instant::now();
+        let run_dir = cache::dir("runs")?.join(format!("{}-{}", std::process::id(), unix_now()));
         let mut picker = AccelPicker::new(self.accel)?;
-        let mut collected = BTreeMap::new();
-        let mut kernel_release = kernel.release.clone();
-        let mut guest_runs = Vec::new();
+        let mut samples = report::Samples::new();
+        let mut kernel_release = art.kernel.release.clone();
+        let mut runs = Vec::new();
         for round in 1..=self.rounds {
-            for (variant, qemu_bin) in &binaries {
-                let label = format!("{variant}-r{round}");
-                ui::stage(&format!(
-                    "guest run {label} ({})",
-                    picker.decided().map(Accel::name).unwrap_or("probing kvm")
-                ));
+            for v in &art.variants {
+                let label = format!("{}-r{round}", v.name);
                 let boot = Boot {
-                    qemu: qemu_bin.clone(),
-                    kernel: kernel.image.clone(),
-                    initrd: initrd.clone(),
-                    params: vec![
-                        "uring_idle.expect=3".into(),
-                        format!("uring_idle.mode={modes}"),
-                        format!("uring_idle.iterations={}", self.iterations),
-                        format!("uring_idle.think_us={}", self.think_us),
-                        format!("uring_idle.think={}", self.think.name()),
-                        "uring_idle.write=1".into(),
-                    ],
+                    qemu: v.binary.clone(),
+                    kernel: art.kernel.image.clone(),
+                    initrd: art.initrd.clone(),
+                    params: params.clone(),
                     dir: run_dir.clone(),
                     deadline,
                 };
-                let (run, accel) = picker.boot(&boot, &label)?;
-                let Exit::Reported(code) = run.exit else {
-                    unreachable!("picker returns reported runs")
-                };
+                let (run, accel) = picker.boot(&boot, &label, &mut ui::guest_event)?;
                 let parsed = ktap::parse_file(&run.console)?;
-                if code == 4 {
-                    bail!("the selftest skipped every test in the guest (no io_uring in the guest kernel?); console log {}", run.console.display());
-                }
-                if let Some(bad) = parsed
-                    .records
-                    .iter()
-                    .find(|r| r.mode == "integrity" && !r.ok)
+                if let Some(k) =
+                    check_run(&parsed, run.code, &self.controllers, &label, &run.console)?
                 {
-                    bail!(
-                        "data integrity check failed in {label} on {}: {}; console log {}",
-                        bad.device,
-                        bad.reason.clone().unwrap_or_default(),
-                        run.console.display()
-                    );
+                    kernel_release = k;
                 }
-                let transports: std::collections::BTreeSet<&str> = parsed
-                    .records
-                    .iter()
-                    .map(|r| r.transport.as_str())
-                    .collect();
-                for want in ["ahci", "virtio_blk", "nvme"] {
-                    if !transports.contains(want) {
-                        bail!(
-                            "the guest found no {want} disk ({label}); console log {}",
-                            run.console.display()
-                        );
-                    }
-                }
-                if let Some(k) = &parsed.kernel_release {
-                    kernel_release = k.clone();
-                }
-                report::collect(&mut collected, &parsed.records, *variant == "patched");
-                ui::info(&format!(
-                    "{label}: {:.1} s wall, KTAP after {:.1} s, guest status {code}",
-                    run.elapsed.as_secs_f64(),
-                    run.to_ktap.map(|d| d.as_secs_f64()).unwrap_or(0.0)
-                ));
-                guest_runs.push(json!({
-                    "label": label, "accel": accel.name(), "wall_s": run.elapsed.as_secs_f64(),
-                    "boot_to_ktap_s": run.to_ktap.map(|d| d.as_secs_f64()), "guest_exit": code,
-                    "console_log": run.console,
-                }));
+                report::collect(&mut samples, &parsed.records, v.name == "patched");
+                runs.push(GuestRun {
+                    label,
+                    variant: v.name.to_string(),
+                    round,
+                    accel,
+                    wall_s: run.elapsed.as_secs_f64(),
+                    boot_to_ktap_s: run.to_ktap.map(|d| d.as_secs_f64()),
+                    guest_exit: run.code,
+                    console_log: run.console,
+                });
             }
         }
-        let accel = picker.decided().unwrap_or(Accel::Tcg);
-        t.add("guest_runs", s);
-
-        // Report.
-        let rows = report::rows(&collected);
-        let verdict = if binaries.len() == 2 {
-            report::verdict_pair(&rows, accel)
-        } else {
-            report::verdict_single(&rows, accel)
-        };
-        println!();
-        println!("{}", report::table(&rows));
-        println!();
-        println!("{}", report::expected(accel));
-        println!("{}", verdict.line);
-        let qemu_json = match &source {
-            Some((tree, state, b)) => json!({
-                "version": tree.version, "debian_version": tree.debian_version, "tree": tree.root,
-                "state": state.name(), "baseline": b.name(),
-            }),
-            None => json!({"binary": self.qemu_binary, "state": "binary", "baseline": null}),
-        };
-        let kernel_json = json!({
-            "release": kernel_release, "source": kernel.source, "image": kernel.image, "uapi": kernel.uapi,
-            "modules": kernel.modules, "selftest": st.binary, "initramfs": initrd,
-        });
-        let doc = Doc {
-            verdict: &verdict,
-            accel: Some(accel),
-            qemu: qemu_json,
-            kernel: kernel_json,
-            rows: &rows,
-            guest_runs: &guest_runs,
-        };
-        self.write_json(doc, &t, total)?;
-        Ok(verdict.kind.exit_code())
+        Ok(Campaign {
+            accel: picker.decided().unwrap_or(Accel::Tcg),
+            kernel_release,
+            samples,
+            runs,
+        })
     }
 
-    fn write_json(&self, d: Doc, t: &Timings, total: Instant) -> Result<()> {
+    #[allow(clippy::too_many_arguments)]
+    fn document(
+        &self,
+        verdict: &Verdict,
+        accel: Option<Accel>,
+        qemu: QemuInfo,
+        kernel: Option<KernelInfo>,
+        rows: Vec<report::Row>,
+        guest_runs: Vec<GuestRun>,
+        mut t: Timings,
+        total: Instant,
+    ) -> Report {
+        t.0.insert("total".into(), secs(total.elapsed()));
+        let controllers = if rows.iter().any(|r| r.patched.is_some()) {
+            report::findings(&rows)
+        } else {
+            vec![]
+        };
+        Report {
+            verdict: verdict.kind,
+            verdict_line: verdict.line.clone(),
+            exit_code: verdict.kind.exit_code(),
+            accel,
+            expected: accel.map(|a| report::expected(a, self.think, self.think_us)),
+            qemu,
+            kernel,
+            controllers,
+            devices: rows,
+            guest_runs,
+            params: Some(ParamsInfo {
+                iterations: self.iterations,
+                rounds: self.rounds,
+                think_us: self.think_us,
+                think: self.think.name().into(),
+                mode: self.mode.name().into(),
+                controllers: self
+                    .controllers
+                    .iter()
+                    .map(|c| c.name.to_string())
+                    .collect(),
+            }),
+            timings_s: t.0,
+        }
+    }
+
+    fn write_json(&self, doc: &Report) -> Result<()> {
         let Some(path) = &self.json else {
             return Ok(());
         };
-        let devices: Vec<serde_json::Value> = d
-            .rows
-            .iter()
-            .map(|r| {
-                json!({
-                    "name": r.name, "transport": r.transport, "mode": r.mode,
-                    "baseline": r.baseline, "patched": r.patched, "p50_ratio": r.ratio(),
-                    "baseline_round_p50_us": r.baseline_round_p50_us, "patched_round_p50_us": r.patched_round_p50_us,
-                })
-            })
-            .collect();
-        let mut timings: serde_json::Map<String, serde_json::Value> =
-            t.0.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-        timings.insert(
-            "total".into(),
-            json!((total.elapsed().as_secs_f64() * 100.0).round() / 100.0),
-        );
-        let doc = json!({
-            "verdict": d.verdict.kind, "verdict_line": d.verdict.line, "exit_code": d.verdict.kind.exit_code(),
-            "accel": d.accel.map(Accel::name), "expected": d.accel.map(report::expected),
-            "qemu": d.qemu, "kernel": d.kernel, "devices": devices, "guest_runs": d.guest_runs,
-            "params": {
-                "iterations": self.iterations, "rounds": self.rounds, "think_us": self.think_us,
-                "think": self.think.name(),
-            },
-            "timings_s": timings,
-        });
-        std::fs::write(path, serde_json::to_string_pretty(&doc)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-        Ok(())
+        use anyhow::Context;
+        std::fs::write(path, serde_json::to_string_pretty(doc)?)
+            .with_context(|| format!("writing {}", path.display()))
     }
 }
 
-fn total_stamp() -> u64 {
+fn qemu_info(input: &QemuInput) -> QemuInfo {
+    match input {
+        QemuInput::Tree {
+            tree,
+            state,
+            baseline,
+        } => QemuInfo {
+            version: Some(tree.version.clone()),
+            debian_version: tree.debian_version.clone(),
+            tree: Some(tree.root.clone()),
+            binary: None,
+            state: state.name().into(),
+            baseline: (*state != State::Unaffected).then(|| baseline.name().into()),
+        },
+        QemuInput::Binary(b) => QemuInfo {
+            binary: Some(b.clone()),
+            state: "binary".into(),
+            ..QemuInfo::default()
+        },
+    }
+}
+
+fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use contract::Record;
+
+    fn parsed(records: Vec<Record>) -> Parsed {
+        Parsed {
+            kernel_release: Some("6.1.176".into()),
+            uapi: None,
+            plan: records.len(),
+            results: vec![],
+            records,
+        }
+    }
+
+    fn rec(controller: &str, mode: &str, ok: bool) -> Record {
+        Record {
+            test: format!("{controller}_sda_{mode}"),
+            device: format!("{controller}_sda"),
+            controller: controller.into(),
+            path: "/dev/sda".into(),
+            mode: mode.into(),
+            ok,
+            reason: (!ok).then(|| "data mismatch at offset 4096".into()),
+            stats: None,
+            samples_us: vec![],
+        }
+    }
+
+    #[test]
+    fn a_run_counts_only_when_complete_and_intact() {
+        let want = parse_controllers("ahci,nvme").unwrap();
+        let log = Path::new("/runs/console.log");
+        let good = parsed(vec![rec("ahci", "poll", true), rec("nvme", "poll", true)]);
+        assert_eq!(
+            check_run(&good, 0, &want, "baseline-r1", log)
+                .unwrap()
+                .as_deref(),
+            Some("6.1.176")
+        );
+        let e = check_run(&good, 4, &want, "baseline-r1", log)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("skipped every test") && e.contains("/runs/console.log"),
+            "{e}"
+        );
+        let missing = parsed(vec![rec("ahci", "poll", true)]);
+        let e = check_run(&missing, 0, &want, "patched-r2", log)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no nvme disk") && e.contains("patched-r2"),
+            "{e}"
+        );
+        let bad = parsed(vec![
+            rec("ahci", "integrity", false),
+            rec("nvme", "poll", true),
+        ]);
+        let e = check_run(&bad, 1, &want, "baseline-r1", log)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("data integrity check failed") && e.contains("ahci_sda"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn controller_lists() {
+        let names = |s| {
+            parse_controllers(s)
+                .unwrap()
+                .iter()
+                .map(|c| c.name)
+                .collect::<Vec<_>>()
+        };
+        // Table order, duplicates dropped.
+        assert_eq!(names("nvme, ahci,nvme"), ["ahci", "nvme"]);
+        assert_eq!(names("all").len(), controllers::CONTROLLERS.len());
+        let e = parse_controllers("ahci,floppy9").unwrap_err();
+        assert!(e.contains("floppy9") && e.contains("valid names"), "{e}");
+        assert!(parse_controllers(" , ").unwrap_err().contains("empty"));
+    }
 }

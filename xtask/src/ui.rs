@@ -28,6 +28,38 @@ pub fn warn(msg: &str) {
     eprintln!("warning: {msg}");
 }
 
+/// Shows what a guest run reports: its start, each KTAP result as it comes
+/// (the console itself goes to the run's log file), the fallback from KVM,
+/// and the run's figures.
+pub fn guest_event(e: crate::guest::Event) {
+    use crate::guest::Event;
+    match e {
+        Event::BootStarted { label, accel } => {
+            stage(&format!("guest run {label} ({})", accel.name()))
+        }
+        Event::Console { label, line } => {
+            if line.starts_with("ok ")
+                || line.starts_with("not ok ")
+                || line.starts_with("Bail out!")
+            {
+                info(&format!(
+                    "[{label}] {}",
+                    line.split(" # ").next().unwrap_or(line)
+                ));
+            }
+        }
+        Event::KvmFallback { why } => warn(&format!(
+            "the KVM guest {why} (nested or restricted KVM, e.g. kvm-pvm): falling back to TCG"
+        )),
+        Event::Finished { label, run } => info(&format!(
+            "{label}: {:.1} s wall, KTAP after {:.1} s, guest status {}",
+            run.elapsed.as_secs_f64(),
+            run.to_ktap.map(|d| d.as_secs_f64()).unwrap_or(0.0),
+            run.code
+        )),
+    }
+}
+
 /// Renders `[done/total] label` in place on a terminal; on a log it prints
 /// at most one line per tenth of the work so CI logs stay short.
 pub struct Progress {

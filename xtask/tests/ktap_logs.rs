@@ -1,9 +1,6 @@
 //! The console-log parser against a recorded guest run and damaged copies.
-//! xtask is a binary crate, so the parser is included by path.
 
-#[path = "../src/ktap.rs"]
-#[allow(dead_code)]
-mod ktap;
+use xtask::ktap;
 
 use std::path::Path;
 
@@ -22,16 +19,20 @@ fn recorded_run_parses_with_kernel_lines_around_it() {
     assert!(p.results.iter().all(|r| r.ok && !r.skip));
     assert_eq!(p.kernel_release.as_deref(), Some("6.1.192"));
     assert!(p.uapi.as_deref().unwrap().contains("opcodes"));
-    let ahci: Vec<_> = p.records.iter().filter(|r| r.transport == "ahci").collect();
+    let ahci: Vec<_> = p
+        .records
+        .iter()
+        .filter(|r| r.controller == "ahci")
+        .collect();
     assert_eq!(ahci.len(), 3);
     let poll = ahci.iter().find(|r| r.mode == "poll").unwrap();
     assert_eq!(poll.test, "ahci_sda_poll");
     assert_eq!(poll.stats.as_ref().unwrap().n, 100);
     assert_eq!(poll.samples_us.len(), 100);
-    let transports: std::collections::BTreeSet<_> =
-        p.records.iter().map(|r| r.transport.as_str()).collect();
+    let controllers: std::collections::BTreeSet<_> =
+        p.records.iter().map(|r| r.controller.as_str()).collect();
     assert_eq!(
-        transports.into_iter().collect::<Vec<_>>(),
+        controllers.into_iter().collect::<Vec<_>>(),
         ["ahci", "nvme", "virtio_blk"]
     );
 }

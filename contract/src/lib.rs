@@ -1,0 +1,42 @@
+//! The guest contract: everything the selftest (in the guest) and the xtask
+//! (on the host) must agree on, defined once.
+//!
+//! - `params`: what the host asks the guest to do, written on the kernel
+//!   command line (`to_cmdline`) and read back by `/init` (`from_cmdline`).
+//! - `record`: what the guest reports per test, as a JSON line inside KTAP.
+//! - `exit`: the selftest's verdict carried through QEMU's isa-debug-exit.
+//! - `controllers`: every disk controller the tool can attach, with how QEMU
+//!   attaches it, what the guest kernel needs for it and how the guest
+//!   recognises its disk.
+
+pub mod controllers;
+pub mod exit;
+pub mod params;
+pub mod record;
+
+pub use controllers::{Controller, Role, CONTROLLERS};
+pub use params::{Mode, ModeSet, Params, Think};
+pub use record::{Record, Stats, JSON_PREFIX};
+
+/// Where `/init` finds the list of modules to load, one absolute path a
+/// line, in load order. The xtask writes it into the initramfs.
+pub const MODULE_LIST: &str = "/etc/uring-idle/modules";
+
+/// A parse error in the contract's text forms (command line, names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error(pub String);
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+macro_rules! bail {
+    ($($t:tt)*) => { return Err($crate::Error(format!($($t)*))) };
+}
+pub(crate) use bail;

@@ -1,0 +1,322 @@
+//! What the host asks the guest to measure: one struct, written on the
+//! kernel command line as `uring_idle.KEY=VALUE` words by the xtask and read
+//! back by the selftest's `/init` (or filled from flags on a host).
+
+use crate::{bail, Error, Result};
+
+/// Declares a unit enum with its text names: `NAMES`, `name()`, `FromStr`.
+macro_rules! named_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($(#[$vm])* $v),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$v),+];
+            pub const NAMES: &'static [&'static str] = &[$($s),+];
+
+            pub fn name(self) -> &'static str {
+                match self { $($name::$v => $s),+ }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = Error;
+            fn from_str(s: &str) -> Result<$name> {
+                match s {
+                    $($s => Ok($name::$v),)+
+                    _ => bail!("{} must be {}, not {s:?}", stringify!($name).to_lowercase(), $name::NAMES.join(" or ")),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+}
+
+named_enum!(
+    /// How the selftest waits for a completion.
+    Mode {
+        /// Submit and wait for the completion inside `io_uring_enter`.
+        Sleep = "sleep",
+        /// Submit, then spin on the CQ ring without system calls.
+        Poll = "poll",
+    }
+);
+
+named_enum!(
+    /// Which wait modes a run measures.
+    ModeSet {
+        Sleep = "sleep",
+        Poll = "poll",
+        Both = "both",
+    }
+);
+
+impl ModeSet {
+    pub fn modes(self) -> &'static [Mode] {
+        match self {
+            ModeSet::Sleep => &[Mode::Sleep],
+            ModeSet::Poll => &[Mode::Poll],
+            ModeSet::Both => &[Mode::Sleep, Mode::Poll],
+        }
+    }
+}
+
+named_enum!(
+    /// How the idle time before each I/O is spent.
+    Think {
+        /// nanosleep: the CPU idles. Without high-resolution timers the sleep
+        /// ends on a timer tick, so every I/O starts right after one.
+        Sleep = "sleep",
+        /// Spin on CLOCK_MONOTONIC: the CPU stays busy, so the I/O starts
+        /// exactly the think time after the previous completion.
+        Spin = "spin",
+    }
+);
+
+/// Prefix of every word of ours on the kernel command line.
+pub const CMDLINE_PREFIX: &str = "uring_idle.";
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Params {
+    /// Measured I/Os per device and mode.
+    pub iterations: u32,
+    /// I/Os issued and discarded before measuring (page-table, cache and
+    /// device warm-up on the host side).
+    pub warmup: u32,
+    /// Idle time between I/Os: the stall needs an idle main loop to show.
+    pub think_us: u64,
+    pub think: Think,
+    pub modes: ModeSet,
+    /// A test fails when its p99 exceeds this.
+    pub max_p99_ms: f64,
+    /// Write a pattern and read it back (scratch devices only).
+    pub write_check: bool,
+    /// Blocks written and verified by the write check.
+    pub write_blocks: u32,
+    /// Guest only: the controller-table rows whose disks must all be found
+    /// (empty: measure whatever disks there are).
+    pub controllers: Vec<String>,
+    /// Guest only: how long to wait for them.
+    pub settle_ms: u64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            iterations: 200,
+            warmup: 10,
+            think_us: 2000,
+            think: Think::Sleep,
+            modes: ModeSet::Sleep,
+            max_p99_ms: 50.0,
+            write_check: false,
+            write_blocks: 32,
+            controllers: vec![],
+            settle_ms: 10_000,
+        }
+    }
+}
+
+fn parse_bool(v: &str) -> Result<bool> {
+    match v {
+        "1" | "y" | "yes" | "true" | "on" => Ok(true),
+        "0" | "n" | "no" | "false" | "off" => Ok(false),
+        _ => bail!("expected 1/0, yes/no, true/false, not {v:?}"),
+    }
+}
+
+fn num<T: std::str::FromStr>(v: &str) -> Result<T> {
+    v.parse()
+        .map_err(|_| Error(format!("{v:?} is not a valid number")))
+}
+
+/// The keys, in the order `to_cmdline` writes them.
+const KEYS: &[&str] = &[
+    "iterations",
+    "warmup",
+    "think_us",
+    "think",
+    "mode",
+    "max_p99_ms",
+    "write",
+    "write_blocks",
+    "controllers",
+    "settle_ms",
+];
+
+impl Params {
+    /// The `uring_idle.KEY=VALUE` words for a kernel command line, every key
+    /// written so the guest never falls back to a default silently.
+    pub fn to_cmdline(&self) -> Vec<String> {
+        let values = [
+            self.iterations.to_string(),
+            self.warmup.to_string(),
+            self.think_us.to_string(),
+            self.think.name().to_string(),
+            self.modes.name().to_string(),
+            self.max_p99_ms.to_string(),
+            u8::from(self.write_check).to_string(),
+            self.write_blocks.to_string(),
+            self.controllers.join(","),
+            self.settle_ms.to_string(),
+        ];
+        KEYS.iter()
+            .zip(values)
+            .map(|(k, v)| format!("{CMDLINE_PREFIX}{k}={v}"))
+            .collect()
+    }
+
+    /// Reads `uring_idle.KEY=VALUE` words from a kernel command line; other
+    /// words are the kernel's and are ignored. Unknown keys are errors, so a
+    /// typo never silently measures with defaults.
+    pub fn from_cmdline(cmdline: &str) -> Result<Params> {
+        let mut p = Params::default();
+        for word in cmdline.split_whitespace() {
+            let Some(kv) = word.strip_prefix(CMDLINE_PREFIX) else {
+                continue;
+            };
+            let Some((k, v)) = kv.split_once('=') else {
+                bail!("{word}: expected {CMDLINE_PREFIX}KEY=VALUE");
+            };
+            p.set(k, v).map_err(|e| {
+                if KEYS.contains(&k) {
+                    Error(format!("kernel command line {word}: {e}"))
+                } else {
+                    e
+                }
+            })?;
+        }
+        p.validate()?;
+        Ok(p)
+    }
+
+    fn set(&mut self, k: &str, v: &str) -> Result<()> {
+        match k {
+            "iterations" => self.iterations = num(v)?,
+            "warmup" => self.warmup = num(v)?,
+            "think_us" => self.think_us = num(v)?,
+            "think" => self.think = v.parse()?,
+            "mode" => self.modes = v.parse()?,
+            "max_p99_ms" => self.max_p99_ms = num(v)?,
+            "write" => self.write_check = parse_bool(v)?,
+            "write_blocks" => self.write_blocks = num(v)?,
+            "controllers" => {
+                self.controllers = v
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                for c in &self.controllers {
+                    crate::controllers::by_name(c)?;
+                }
+            }
+            "settle_ms" => self.settle_ms = num(v)?,
+            _ => bail!(
+                "unknown parameter {CMDLINE_PREFIX}{k}={v} (known: {})",
+                KEYS.join(", ")
+            ),
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.iterations == 0 {
+            bail!("iterations must be at least 1");
+        }
+        if !(self.max_p99_ms.is_finite() && self.max_p99_ms > 0.0) {
+            bail!(
+                "max_p99_ms must be a positive number, not {}",
+                self.max_p99_ms
+            );
+        }
+        if self.write_check && self.write_blocks == 0 {
+            bail!("write_blocks must be at least 1 when the write check is on");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cmdline_words_override_defaults_and_kernel_words_are_ignored() {
+        let p = Params::from_cmdline(
+            "console=ttyS0 quiet uring_idle.iterations=150 uring_idle.mode=both \
+             uring_idle.think_us=500 uring_idle.think=spin uring_idle.write=1 \
+             uring_idle.controllers=ahci,nvme panic=-1",
+        )
+        .unwrap();
+        assert_eq!(p.iterations, 150);
+        assert_eq!(p.modes.modes(), [Mode::Sleep, Mode::Poll]);
+        assert_eq!(p.think_us, 500);
+        assert_eq!(p.think, Think::Spin);
+        assert!(p.write_check);
+        assert_eq!(p.controllers, ["ahci", "nvme"]);
+        assert_eq!(p.warmup, Params::default().warmup);
+    }
+
+    #[test]
+    fn to_cmdline_round_trips_every_field() {
+        let p = Params {
+            iterations: 7,
+            warmup: 3,
+            think_us: 1234,
+            think: Think::Spin,
+            modes: ModeSet::Poll,
+            max_p99_ms: 12.5,
+            write_check: true,
+            write_blocks: 9,
+            controllers: vec!["ahci".into(), "virtio_blk".into()],
+            settle_ms: 777,
+        };
+        let line = format!("console=ttyS0 {} panic=-1", p.to_cmdline().join(" "));
+        assert_eq!(Params::from_cmdline(&line).unwrap(), p);
+        // Every key is written, so none falls back to a default.
+        assert_eq!(p.to_cmdline().len(), KEYS.len());
+        let d = Params::default();
+        assert_eq!(Params::from_cmdline(&d.to_cmdline().join(" ")).unwrap(), d);
+    }
+
+    #[test]
+    fn empty_cmdline_gives_defaults() {
+        assert_eq!(
+            Params::from_cmdline("console=ttyS0").unwrap(),
+            Params::default()
+        );
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_errors_naming_the_word() {
+        let e = Params::from_cmdline("uring_idle.iteration=5").unwrap_err();
+        assert!(e.0.contains("uring_idle.iteration=5"), "{e}");
+        let e = Params::from_cmdline("uring_idle.iterations=many").unwrap_err();
+        assert!(e.0.contains("uring_idle.iterations=many"), "{e}");
+        let e = Params::from_cmdline("uring_idle.mode=spin").unwrap_err();
+        assert!(e.0.contains("sleep or poll or both"), "{e}");
+        let e = Params::from_cmdline("uring_idle.controllers=ahci,scsi9").unwrap_err();
+        assert!(e.0.contains("scsi9") && e.0.contains("nvme"), "{e}");
+        assert!(Params::from_cmdline("uring_idle.iterations=0").is_err());
+        assert!(Params::from_cmdline("uring_idle.max_p99_ms=-1").is_err());
+        assert!(Params::from_cmdline("uring_idle.write").is_err());
+        assert!(Params::from_cmdline("uring_idle.think=nap").is_err());
+    }
+
+    #[test]
+    fn enum_names_parse_back() {
+        for m in ModeSet::ALL {
+            assert_eq!(m.name().parse::<ModeSet>().unwrap(), *m);
+        }
+        for t in Think::ALL {
+            assert_eq!(t.to_string().parse::<Think>().unwrap(), *t);
+        }
+        assert_eq!(Mode::NAMES, ["sleep", "poll"]);
+    }
+}

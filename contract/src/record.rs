@@ -1,0 +1,186 @@
+//! What the guest reports: one JSON record per test, on a KTAP diagnostic
+//! line, with summary statistics and every sample so the host can pool runs.
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the machine-readable diagnostic line.
+pub const JSON_PREFIX: &str = "# uring-idle-json: ";
+
+/// Figures in microseconds; `total_ms` is the measured loop's wall time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub n: u64,
+    pub min_us: f64,
+    pub mean_us: f64,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+    pub total_ms: f64,
+}
+
+fn tenth(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// Quantiles of `samples` in the samples' own unit, from an HDR histogram
+/// with 3 significant digits (within 0.1% of the exact order statistic),
+/// clamped to what was observed: a bucket's top can lie a hair above the
+/// largest sample.
+pub fn quantiles(samples: &[u64], qs: &[f64]) -> Vec<u64> {
+    if samples.is_empty() {
+        return vec![0; qs.len()];
+    }
+    let mut h = Histogram::<u64>::new(3).expect("3 significant digits is valid");
+    for &s in samples {
+        h.record(s.max(1))
+            .expect("auto-resizing histogram accepts any u64");
+    }
+    let lo = samples.iter().copied().min().unwrap_or(0);
+    let hi = samples.iter().copied().max().unwrap_or(0);
+    qs.iter()
+        .map(|&q| h.value_at_quantile(q).clamp(lo, hi))
+        .collect()
+}
+
+impl Stats {
+    /// Statistics of latencies in nanoseconds, reported in µs.
+    pub fn from_ns(samples: &[u64], wall_ns: u64) -> Stats {
+        let us = |ns: u64| tenth(ns as f64 / 1000.0);
+        let q = quantiles(samples, &[0.5, 0.9, 0.99]);
+        let sum: u128 = samples.iter().map(|&s| u128::from(s)).sum();
+        Stats {
+            n: samples.len() as u64,
+            min_us: us(samples.iter().copied().min().unwrap_or(0)),
+            mean_us: if samples.is_empty() {
+                0.0
+            } else {
+                us((sum / samples.len() as u128) as u64)
+            },
+            p50_us: us(q[0]),
+            p90_us: us(q[1]),
+            p99_us: us(q[2]),
+            max_us: us(samples.iter().copied().max().unwrap_or(0)),
+            total_ms: (wall_ns as f64 / 10_000.0).round() / 100.0,
+        }
+    }
+
+    /// Statistics of samples already in whole µs (the records' samples).
+    pub fn from_us(samples: &[u32]) -> Stats {
+        let ns: Vec<u64> = samples.iter().map(|&s| u64::from(s) * 1000).collect();
+        Stats::from_ns(&ns, 0)
+    }
+}
+
+/// The machine-readable record of one test.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// The KTAP test name: `{device}_{mode}`.
+    pub test: String,
+    /// The device's stable name: controller and kernel name, e.g. `ahci_sda`.
+    pub device: String,
+    /// The controller-table row the disk belongs to (`file` and `other` on a host).
+    pub controller: String,
+    /// The device node or file measured.
+    pub path: String,
+    /// `sleep`, `poll` or `integrity`.
+    pub mode: String,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<Stats>,
+    /// Every measured latency in µs, so a host tool can pool runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples_us: Vec<u32>,
+}
+
+impl Record {
+    pub fn line(&self) -> String {
+        format!(
+            "{JSON_PREFIX}{}",
+            serde_json::to_string(self).expect("a Record always serializes")
+        )
+    }
+
+    /// The record on a console line, wherever the prefix starts (kernel
+    /// messages may precede it on the same line).
+    pub fn find_in(line: &str) -> Option<std::result::Result<Record, serde_json::Error>> {
+        let at = line.find(JSON_PREFIX)?;
+        Some(serde_json::from_str(&line[at + JSON_PREFIX.len()..]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_of_a_known_distribution() {
+        // 1..=1000 µs: p50 = 500, p90 = 900, p99 = 990 within 0.1%.
+        let ns: Vec<u64> = (1..=1000).map(|u| u * 1000).collect();
+        let s = Stats::from_ns(&ns, 2_500_000_000);
+        assert_eq!(s.n, 1000);
+        assert_eq!((s.min_us, s.max_us), (1.0, 1000.0));
+        assert!((s.mean_us - 500.5).abs() < 0.01, "{}", s.mean_us);
+        for (got, want) in [(s.p50_us, 500.0), (s.p90_us, 900.0), (s.p99_us, 990.0)] {
+            assert!((got - want).abs() <= want * 0.001 + 0.1, "{got} vs {want}");
+        }
+        assert_eq!(s.total_ms, 2500.0);
+    }
+
+    #[test]
+    fn one_outlier_moves_max_not_median() {
+        let mut ns = vec![300_000u64; 99];
+        ns.push(500_000_000);
+        let s = Stats::from_ns(&ns, 0);
+        assert!((s.p50_us - 300.0).abs() < 1.0);
+        assert!((s.max_us - 500_000.0).abs() < 1.0);
+    }
+
+    #[test]
+    fn quantiles_never_exceed_the_largest_sample() {
+        // 30_700 ns lies in an HDR bucket whose top is above it.
+        let s = Stats::from_ns(&[2_200, 3_100, 30_700], 0);
+        assert!(s.p99_us <= s.max_us && s.p50_us >= s.min_us, "{s:?}");
+        assert_eq!(s.p99_us, 30.7);
+    }
+
+    #[test]
+    fn empty_is_all_zero() {
+        let s = Stats::from_ns(&[], 0);
+        assert_eq!((s.n, s.p50_us, s.max_us), (0, 0.0, 0.0));
+        assert_eq!(Stats::from_us(&[]).n, 0);
+    }
+
+    #[test]
+    fn microsecond_samples_give_the_same_figures() {
+        let s: Vec<u32> = (1..=100).collect();
+        let m = Stats::from_us(&s);
+        assert_eq!(
+            (m.n, m.p50_us, m.p99_us, m.max_us, m.mean_us),
+            (100, 50.0, 99.0, 100.0, 50.5)
+        );
+    }
+
+    #[test]
+    fn record_round_trips_through_its_line() {
+        let r = Record {
+            test: "nvme_nvme0n1_sleep".into(),
+            device: "nvme_nvme0n1".into(),
+            controller: "nvme".into(),
+            path: "/dev/nvme0n1".into(),
+            mode: "sleep".into(),
+            ok: true,
+            reason: None,
+            stats: Some(Stats::from_ns(&[1000, 2000], 5000)),
+            samples_us: vec![1, 2],
+        };
+        let line = r.line();
+        assert!(line.starts_with(JSON_PREFIX) && !line.contains('\n'));
+        let noisy = format!("[    1.2] ata1: x{line}");
+        assert_eq!(Record::find_in(&noisy).unwrap().unwrap(), r);
+        assert!(Record::find_in("# kernel: 6.1").is_none());
+    }
+}

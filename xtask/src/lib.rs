@@ -1,0 +1,26 @@
+//! cargo xtask: check a QEMU tree for the io_uring submission-stall fix,
+//! build, boot, measure and report. Modules by role, in the order data
+//! flows: inputs (`source`, `fetch`, `tree`, `patch`), builds (`qemu`,
+//! `kernel`, `selftest`, `initramfs`), guest runs (`guest`), parsed results
+//! (`ktap`), output (`report`); `pipeline` wires them; `cache`, `ui` and
+//! `deps` serve all. The binary (`main.rs`) only parses flags and dispatches.
+
+pub mod bench;
+pub mod build_qemu;
+pub mod cache;
+pub mod check;
+pub mod ci;
+pub mod deps;
+pub mod fetch;
+pub mod guest;
+pub mod initramfs;
+pub mod kernel;
+pub mod ktap;
+pub mod patch;
+pub mod pipeline;
+pub mod qemu;
+pub mod report;
+pub mod selftest;
+pub mod source;
+pub mod tree;
+pub mod ui;
