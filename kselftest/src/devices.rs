@@ -264,11 +264,11 @@ mod tests {
         )
         .unwrap();
         // A second virtio disk at a slot no row of the table has.
-        fs::create_dir_all(dev.join("0000:00:0e.0")).unwrap();
-        mk("0000:00:0e.0/virtio2", None, "vdb", 2048);
+        fs::create_dir_all(dev.join("0000:00:1e.0")).unwrap();
+        mk("0000:00:1e.0/virtio2", None, "vdb", 2048);
         symlink(
             drivers.join("virtio_blk"),
-            dev.join("0000:00:0e.0/virtio2/driver"),
+            dev.join("0000:00:1e.0/virtio2/driver"),
         )
         .unwrap();
         mk("0000:00:03.0/nvme/nvme0", Some("nvme"), "nvme0n1", 2048);
@@ -322,7 +322,7 @@ mod tests {
             .map(|t| (t.name.as_str(), t.controller.as_str()))
             .collect();
         // Sorted by kernel name; loop0 and the empty sr0 are skipped; by
-        // slot, the virtio disk at 0e.0 belongs to no row of the table.
+        // slot, the virtio disk at 1e.0 belongs to no row of the table.
         assert_eq!(
             names,
             [

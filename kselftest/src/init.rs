@@ -24,7 +24,12 @@ pub fn main() -> ! {
         power_off(KSFT_FAIL)
     }));
     let code = match setup() {
-        Ok((params, targets)) => run::run(&targets, &params, &mut std::io::stdout()),
+        Ok((params, found)) => run::run(
+            &found.targets,
+            &found.missing,
+            &params,
+            &mut std::io::stdout(),
+        ),
         Err(e) => {
             println!("{}", ktap::header());
             println!("{}", ktap::bail_out(&format!("{e:#}")));
@@ -34,7 +39,7 @@ pub fn main() -> ! {
     power_off(code)
 }
 
-fn setup() -> Result<(Params, Vec<Target>)> {
+fn setup() -> Result<(Params, Found)> {
     for (src, dir, fstype) in [
         ("proc", "/proc", "proc"),
         ("sysfs", "/sys", "sysfs"),
@@ -105,10 +110,18 @@ fn load_modules(list: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The disks to measure, and the requested controllers whose disk never
+/// appeared, each with the reason (reported as skipped tests).
+struct Found {
+    targets: Vec<Target>,
+    missing: Vec<(String, String)>,
+}
+
 /// Disk probing is asynchronous (SCSI scan, USB enumeration, NVMe reset
-/// work): wait until every requested controller has its disk, or say which
-/// ones are missing. With no controllers requested, any disk will do.
-fn wait_for_disks(p: &Params) -> Result<Vec<Target>> {
+/// work): wait until every requested controller has its disk. One that
+/// never shows up is skipped with the reason, the rest are measured. With
+/// no controllers requested, any disk will do.
+fn wait_for_disks(p: &Params) -> Result<Found> {
     let deadline = Instant::now() + Duration::from_millis(p.settle_ms);
     let by_slot = !p.controllers.is_empty();
     loop {
@@ -120,10 +133,30 @@ fn wait_for_disks(p: &Params) -> Result<Vec<Target>> {
             .map(String::as_str)
             .collect();
         if by_slot && missing.is_empty() {
-            return Ok(devices::in_table_order(found, &p.controllers));
+            return Ok(Found {
+                targets: devices::in_table_order(found, &p.controllers),
+                missing: vec![],
+            });
         }
         if !by_slot && !found.is_empty() {
-            return Ok(found);
+            return Ok(Found {
+                targets: found,
+                missing: vec![],
+            });
+        }
+        let targets = devices::in_table_order(found.clone(), &p.controllers);
+        if Instant::now() >= deadline && !targets.is_empty() {
+            let why = format!(
+                "no disk appeared within {} ms: the guest kernel cannot drive this controller (driver not built in, or its module not loaded)",
+                p.settle_ms
+            );
+            return Ok(Found {
+                targets,
+                missing: missing
+                    .iter()
+                    .map(|m| (m.to_string(), why.clone()))
+                    .collect(),
+            });
         }
         if Instant::now() >= deadline {
             let names: Vec<_> = found.iter().map(|t| t.name.as_str()).collect();

@@ -76,8 +76,14 @@ impl Tally {
     }
 }
 
-/// Runs every test and returns the kselftest exit code.
-pub fn run(targets: &[Target], p: &Params, out: &mut dyn Write) -> i32 {
+/// Runs every test and returns the kselftest exit code. `missing` names
+/// requested controllers with no disk, and why: their tests are skipped.
+pub fn run(
+    targets: &[Target],
+    missing: &[(String, String)],
+    p: &Params,
+    out: &mut dyn Write,
+) -> i32 {
     let modes: Vec<&str> = p.modes.modes().iter().map(|m| m.name()).collect();
     let per_target = modes.len() + usize::from(p.write_check);
     let _ = writeln!(out, "{}", ktap::header());
@@ -96,7 +102,11 @@ pub fn run(targets: &[Target], p: &Params, out: &mut dyn Write) -> i32 {
             p.write_check
         ),
     );
-    let _ = writeln!(out, "{}", ktap::plan(targets.len() * per_target));
+    let _ = writeln!(
+        out,
+        "{}",
+        ktap::plan(targets.len() * per_target + missing.len() * modes.len())
+    );
     let mut t = Tally {
         number: 0,
         pass: 0,
@@ -127,6 +137,7 @@ pub fn run(targets: &[Target], p: &Params, out: &mut dyn Write) -> i32 {
                     );
                 }
             }
+            skip_missing(out, &mut t, missing, &modes);
             return finish(out, &t);
         }
         Err(RingError::Failed(e)) => {
@@ -255,7 +266,18 @@ pub fn run(targets: &[Target], p: &Params, out: &mut dyn Write) -> i32 {
             );
         }
     }
+    skip_missing(out, &mut t, missing, &modes);
     finish(out, &t)
+}
+
+/// A skipped test per mode for each controller whose disk never appeared,
+/// named `{controller}_{mode}`, with the reason.
+fn skip_missing(out: &mut dyn Write, t: &mut Tally, missing: &[(String, String)], modes: &[&str]) {
+    for (controller, why) in missing {
+        for m in modes {
+            t.emit(out, Outcome::Skip, &format!("{controller}_{m}"), why, None);
+        }
+    }
 }
 
 fn finish(out: &mut dyn Write, t: &Tally) -> i32 {

@@ -15,6 +15,8 @@ pub struct TestResult {
     pub number: usize,
     pub name: String,
     pub skip: bool,
+    /// The directive's text after `SKIP`, or a failure's note.
+    pub note: String,
 }
 
 #[derive(Clone, Debug)]
@@ -34,11 +36,13 @@ fn result_line(l: &str) -> Option<TestResult> {
     };
     let (head, directive) = rest.split_once(" # ").unwrap_or((rest, ""));
     let (num, name) = head.split_once(' ').unwrap_or((head, ""));
+    let skip = directive.starts_with("SKIP");
     Some(TestResult {
         ok,
         number: num.parse().ok()?,
         name: name.trim().to_string(),
-        skip: directive.starts_with("SKIP"),
+        skip,
+        note: directive.trim_start_matches("SKIP").trim().to_string(),
     })
 }
 

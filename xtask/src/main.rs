@@ -33,7 +33,15 @@ enum Cmd {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    // The verdict rules are printed from the constants that apply them.
+    let matches = Cli::command()
+        .mut_subcommand("patch-and-test", |c| c.after_help(xtask::report::rules()))
+        .get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     let result = match cli.cmd {
         Cmd::PatchAndTest(p) => p.run(),
         Cmd::Check(c) => c.run(),

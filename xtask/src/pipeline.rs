@@ -14,7 +14,9 @@ use crate::kernel::{Kernel, KernelSource};
 use crate::ktap::Parsed;
 use crate::patch::{self, State};
 use crate::qemu::{self, BaselineMode};
-use crate::report::{self, GuestRun, KernelInfo, Kind, ParamsInfo, QemuInfo, Report, Verdict};
+use crate::report::{
+    self, GuestRun, KernelInfo, Kind, ParamsInfo, QemuInfo, Report, Skipped, Verdict,
+};
 use crate::source::QemuSource;
 use crate::tree::QemuTree;
 use crate::{cache, deps, initramfs, ktap, selftest, ui};
@@ -69,7 +71,11 @@ pub struct PatchAndTest {
     /// Accelerator: auto tries KVM and falls back to TCG when the guest prints nothing.
     #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
     pub accel: AccelChoice,
-    /// Disk controllers to attach, one disk each: comma-separated names, or `all`.
+    /// Disk controllers to attach, one disk each: comma-separated names, or
+    /// `all`. The default is the fast, telling set: AHCI, which stalls
+    /// without the fix, and two controls that never do (virtio-blk via
+    /// ioeventfd, NVMe via a bottom half), so one boot shows stall, cure and
+    /// yardstick in seconds.
     #[arg(long, value_name = "LIST", default_value = "ahci,virtio_blk,nvme", value_parser = parse_controllers)]
     pub controllers: ::std::vec::Vec<&'static Controller>,
     /// Measured I/Os per device, mode and guest run.
@@ -137,6 +143,10 @@ struct Artifacts {
     selftest: PathBuf,
     initrd: PathBuf,
     variants: Vec<Variant>,
+    /// The requested controllers every variant's QEMU offers.
+    controllers: Vec<&'static Controller>,
+    /// The ones it lacks, and why.
+    skipped: Vec<Skipped>,
 }
 
 /// What the guest runs produced.
@@ -145,18 +155,37 @@ struct Campaign {
     kernel_release: String,
     samples: report::Samples,
     runs: Vec<GuestRun>,
+    /// Controllers the guest kernel could not drive.
+    skipped: Vec<Skipped>,
 }
 
-/// Checks one guest run before its samples count: not skipped, every write
-/// read back intact, a result for every requested controller. Returns the
-/// kernel release the guest reported.
+/// What a finished campaign puts into the report.
+struct Measured {
+    accel: Accel,
+    kernel: KernelInfo,
+    rows: Vec<report::Row>,
+    runs: Vec<GuestRun>,
+    skipped: Vec<Skipped>,
+}
+
+/// What one good guest run says besides its samples.
+#[derive(Debug, PartialEq)]
+pub struct RunCheck {
+    pub kernel_release: Option<String>,
+    /// Requested controllers whose disk never appeared, with the guest's reason.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Checks one guest run before its samples count: not skipped as a whole,
+/// every write read back intact, for every requested controller either
+/// results or the guest's reason for skipping it.
 pub fn check_run(
     parsed: &Parsed,
     code: i32,
     wanted: &[&Controller],
     label: &str,
     console: &Path,
-) -> Result<Option<String>> {
+) -> Result<RunCheck> {
     if code == contract::exit::KSFT_SKIP {
         bail!(
             "the selftest skipped every test in the guest (no io_uring in the guest kernel?); console log {}",
@@ -175,17 +204,66 @@ pub fn check_run(
             console.display()
         );
     }
+    let mut skipped = Vec::new();
     for c in wanted {
-        if !parsed.records.iter().any(|r| r.controller == c.name) {
-            bail!(
+        if parsed.records.iter().any(|r| r.controller == c.name) {
+            continue;
+        }
+        let prefix = format!("{}_", c.name);
+        match parsed
+            .results
+            .iter()
+            .find(|r| r.skip && r.name.starts_with(&prefix))
+        {
+            Some(r) => skipped.push(Skipped {
+                controller: c.name.to_string(),
+                reason: r.note.clone(),
+            }),
+            None => bail!(
                 "the guest found no {} disk ({}) in {label}; console log {}",
                 c.name,
                 c.title,
                 console.display()
-            );
+            ),
         }
     }
-    Ok(parsed.kernel_release.clone())
+    Ok(RunCheck {
+        kernel_release: parsed.kernel_release.clone(),
+        skipped,
+    })
+}
+
+/// Splits the requested controllers into those every binary offers and
+/// those some binary lacks a device type for.
+fn offered(
+    wanted: &[&'static Controller],
+    binaries: &[&Path],
+) -> Result<(Vec<&'static Controller>, Vec<Skipped>)> {
+    let mut have = Vec::new();
+    for b in binaries {
+        have.push((b, qemu::device_types(b)?));
+    }
+    let (mut ok, mut skipped) = (Vec::new(), Vec::new());
+    for c in wanted {
+        let lacks: Vec<String> = have
+            .iter()
+            .flat_map(|(b, types)| {
+                c.device_types()
+                    .into_iter()
+                    .filter(|t| !types.contains(*t))
+                    .map(move |t| format!("{} has no {t} device", b.display()))
+            })
+            .collect();
+        if lacks.is_empty() {
+            ok.push(*c);
+        } else {
+            skipped.push(Skipped {
+                controller: c.name.to_string(),
+                reason: format!("{} (-device help)", lacks.join("; ")),
+            });
+        }
+    }
+    Ok((ok, skipped))
 }
 
 impl PatchAndTest {
@@ -212,7 +290,7 @@ impl PatchAndTest {
                 line: format!("SKIPPED: QEMU {} has no aio_add_sqe() and never had the stall: nothing to verify", tree.describe()),
             };
             println!("{}", v.line);
-            let doc = self.document(&v, None, qemu_info(&input), None, vec![], vec![], t, total);
+            let doc = self.document(&v, qemu_info(&input), None, t, total);
             self.write_json(&doc)?;
             return Ok(v.kind.exit_code());
         }
@@ -228,11 +306,16 @@ impl PatchAndTest {
         } else {
             report::verdict_single(&rows, camp.accel)
         };
+        let mut skipped = art.skipped.clone();
+        skipped.extend(camp.skipped);
         println!();
         println!("{}", report::table(&rows));
         if art.variants.len() == 2 {
             println!();
             println!("{}", report::findings_table(&report::findings(&rows)));
+        }
+        if !skipped.is_empty() {
+            println!("{}", report::skipped_lines(&skipped));
         }
         println!();
         println!(
@@ -240,25 +323,22 @@ impl PatchAndTest {
             report::expected(camp.accel, self.think, self.think_us)
         );
         println!("{}", verdict.line);
-        let kernel = KernelInfo {
-            release: camp.kernel_release.clone(),
-            source: art.kernel.source.clone(),
-            image: art.kernel.image.clone(),
-            uapi: art.kernel.uapi.clone(),
-            modules: art.kernel.modules.clone(),
-            selftest: art.selftest.clone(),
-            initramfs: art.initrd.clone(),
-        };
-        let doc = self.document(
-            &verdict,
-            Some(camp.accel),
-            qemu_info(&input),
-            Some(kernel),
+        let measured = Measured {
+            accel: camp.accel,
+            kernel: KernelInfo {
+                release: camp.kernel_release,
+                source: art.kernel.source.clone(),
+                image: art.kernel.image.clone(),
+                uapi: art.kernel.uapi.clone(),
+                modules: art.kernel.modules.clone(),
+                selftest: art.selftest.clone(),
+                initramfs: art.initrd.clone(),
+            },
             rows,
-            camp.runs,
-            t,
-            total,
-        );
+            runs: camp.runs,
+            skipped,
+        };
+        let doc = self.document(&verdict, qemu_info(&input), Some(measured), t, total);
         self.write_json(&doc)?;
         Ok(verdict.kind.exit_code())
     }
@@ -355,35 +435,45 @@ impl PatchAndTest {
             }],
         };
         t.add("qemu_build", s);
+        let bins: Vec<&Path> = variants.iter().map(|v| v.binary.as_path()).collect();
+        let (controllers, skipped) = offered(&self.controllers, &bins)?;
+        for s in &skipped {
+            ui::warn(&format!("skipping {}: {}", s.controller, s.reason));
+        }
+        if controllers.is_empty() {
+            bail!(
+                "none of the requested controllers can be attached:\n{}",
+                report::skipped_lines(&skipped)
+            );
+        }
         Ok(Artifacts {
             kernel,
             selftest: st.binary,
             initrd,
             variants,
+            controllers,
+            skipped,
         })
     }
 
-    /// What every guest is asked to do.
-    fn guest_params(&self) -> Params {
+    /// What every guest is asked to do, with one disk per controller.
+    fn guest_params(&self, ctrls: &[&Controller]) -> Params {
         Params {
             iterations: self.iterations,
             think_us: self.think_us,
             think: self.think,
             modes: self.mode,
             write_check: true,
-            controllers: self
-                .controllers
-                .iter()
-                .map(|c| c.name.to_string())
-                .collect(),
+            controllers: ctrls.iter().map(|c| c.name.to_string()).collect(),
             ..Params::default()
         }
     }
 
     /// Guest runs, alternating variants round by round.
     fn campaign(&self, art: &Artifacts) -> Result<Campaign> {
-        let params = self.guest_params();
-        let tests_per_run = (self.controllers.len() * self.mode.modes().len()) as u64;
+        let mut active = art.controllers.clone();
+        let mut skipped: Vec<Skipped> = Vec::new();
+        let tests_per_run = (active.len() * self.mode.modes().len()) as u64;
         // A hang guard, not a performance bound: boot, then every I/O at its
         // think time plus a full KVM-sized stall.
         let deadline = Duration::from_secs(90)
@@ -402,16 +492,22 @@ impl PatchAndTest {
                     qemu: v.binary.clone(),
                     kernel: art.kernel.image.clone(),
                     initrd: art.initrd.clone(),
-                    params: params.clone(),
+                    params: self.guest_params(&active),
                     dir: run_dir.clone(),
                     deadline,
                 };
                 let (run, accel) = picker.boot(&boot, &label, &mut ui::guest_event)?;
                 let parsed = ktap::parse_file(&run.console)?;
-                if let Some(k) =
-                    check_run(&parsed, run.code, &self.controllers, &label, &run.console)?
-                {
+                let checked = check_run(&parsed, run.code, &active, &label, &run.console)?;
+                if let Some(k) = checked.kernel_release {
                     kernel_release = k;
+                }
+                // A controller the guest kernel cannot drive is dropped from
+                // the later boots, which would only wait for it again.
+                for s in checked.skipped {
+                    ui::warn(&format!("skipping {}: {}", s.controller, s.reason));
+                    active.retain(|c| c.name != s.controller);
+                    skipped.push(s);
                 }
                 report::collect(&mut samples, &parsed.records, v.name == "patched");
                 runs.push(GuestRun {
@@ -431,22 +527,24 @@ impl PatchAndTest {
             kernel_release,
             samples,
             runs,
+            skipped,
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn document(
         &self,
         verdict: &Verdict,
-        accel: Option<Accel>,
         qemu: QemuInfo,
-        kernel: Option<KernelInfo>,
-        rows: Vec<report::Row>,
-        guest_runs: Vec<GuestRun>,
+        measured: Option<Measured>,
         mut t: Timings,
         total: Instant,
     ) -> Report {
         t.0.insert("total".into(), secs(total.elapsed()));
+        let accel = measured.as_ref().map(|m| m.accel);
+        let (kernel, rows, guest_runs, skipped) = match measured {
+            Some(m) => (Some(m.kernel), m.rows, m.runs, m.skipped),
+            None => (None, vec![], vec![], vec![]),
+        };
         let controllers = if rows.iter().any(|r| r.patched.is_some()) {
             report::findings(&rows)
         } else {
@@ -461,6 +559,7 @@ impl PatchAndTest {
             qemu,
             kernel,
             controllers,
+            skipped,
             devices: rows,
             guest_runs,
             params: Some(ParamsInfo {
@@ -552,12 +651,9 @@ mod tests {
         let want = parse_controllers("ahci,nvme").unwrap();
         let log = Path::new("/runs/console.log");
         let good = parsed(vec![rec("ahci", "poll", true), rec("nvme", "poll", true)]);
-        assert_eq!(
-            check_run(&good, 0, &want, "baseline-r1", log)
-                .unwrap()
-                .as_deref(),
-            Some("6.1.176")
-        );
+        let ok = check_run(&good, 0, &want, "baseline-r1", log).unwrap();
+        assert_eq!(ok.kernel_release.as_deref(), Some("6.1.176"));
+        assert!(ok.skipped.is_empty());
         let e = check_run(&good, 4, &want, "baseline-r1", log)
             .unwrap_err()
             .to_string();
@@ -565,13 +661,29 @@ mod tests {
             e.contains("skipped every test") && e.contains("/runs/console.log"),
             "{e}"
         );
-        let missing = parsed(vec![rec("ahci", "poll", true)]);
+        let mut missing = parsed(vec![rec("ahci", "poll", true)]);
         let e = check_run(&missing, 0, &want, "patched-r2", log)
             .unwrap_err()
             .to_string();
         assert!(
             e.contains("no nvme disk") && e.contains("patched-r2"),
             "{e}"
+        );
+        // A controller the guest skipped, with its reason, is not an error.
+        missing.results.push(crate::ktap::TestResult {
+            ok: true,
+            number: 2,
+            name: "nvme_poll".into(),
+            skip: true,
+            note: "no disk appeared within 10000 ms".into(),
+        });
+        let s = check_run(&missing, 0, &want, "patched-r2", log).unwrap();
+        assert_eq!(
+            s.skipped,
+            [Skipped {
+                controller: "nvme".into(),
+                reason: "no disk appeared within 10000 ms".into()
+            }]
         );
         let bad = parsed(vec![
             rec("ahci", "integrity", false),

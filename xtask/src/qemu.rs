@@ -278,6 +278,33 @@ fn ninja(build: &Path, log: &Path, what: &str) -> Result<Duration> {
     r
 }
 
+/// The device types `-device help` lists: lines like
+/// `name "lsi53c895a", bus PCI, alias "lsi"`.
+pub fn parse_device_help(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("name \""))
+        .filter_map(|l| l.split('"').next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The device types a QEMU binary offers.
+pub fn device_types(binary: &Path) -> Result<std::collections::BTreeSet<String>> {
+    let out = Command::new(binary)
+        .args(["-machine", "none", "-device", "help"])
+        .output()
+        .with_context(|| format!("running {} -device help", binary.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} -device help failed ({}): {}",
+            binary.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(parse_device_help(&String::from_utf8_lossy(&out.stdout)))
+}
+
 fn copy_binary(build: &Path, to: &Path) -> Result<()> {
     let from = build.join("qemu-system-x86_64");
     std::fs::copy(&from, to)
@@ -288,6 +315,16 @@ fn copy_binary(build: &Path, to: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_help_is_read_by_name() {
+        let t = "Storage devices:\nname \"lsi53c895a\", bus PCI, alias \"lsi\"\nname \"scsi-hd\", bus SCSI, desc \"virtual SCSI disk\"\n\nUSB devices:\nname \"qemu-xhci\", bus PCI\n";
+        let d = parse_device_help(t);
+        assert_eq!(
+            d.into_iter().collect::<Vec<_>>(),
+            ["lsi53c895a", "qemu-xhci", "scsi-hd"]
+        );
+    }
 
     #[test]
     fn meson_requirement_is_read_from_meson_build() {
