@@ -6,6 +6,7 @@
 //! Running is kept apart from showing: what happens is reported as
 //! `Event`s to whoever displays them (the pipeline hands them to `ui`).
 
+use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -62,6 +63,8 @@ pub struct Boot {
     /// Where disks and logs of this run go.
     pub dir: PathBuf,
     pub deadline: Duration,
+    /// Enable QEMU's io_uring trace events (`crate::trace::EVENTS`).
+    pub trace: bool,
 }
 
 impl Boot {
@@ -87,6 +90,10 @@ pub struct Run {
     pub elapsed: Duration,
     /// From QEMU start to the `KTAP version 1` line.
     pub to_ktap: Option<Duration>,
+    /// QEMU's trace log, when traced.
+    pub trace_log: Option<PathBuf>,
+    /// Which controller's image each of QEMU's file descriptors opens.
+    pub fds: BTreeMap<i32, String>,
 }
 
 /// How one boot ended, when it ended in a way the caller may act on.
@@ -219,11 +226,58 @@ fn disk(c: &Controller, index: usize, image: &Path) -> Vec<OsString> {
     a
 }
 
+/// QEMU's own trace events into `log`, stamped to the microsecond.
+fn tracing(log: &Path) -> Vec<OsString> {
+    let mut a = Vec::new();
+    for e in crate::trace::EVENTS {
+        a.push("-trace".into());
+        a.push(format!("enable={e}").into());
+    }
+    a.extend(os(&["-msg", "timestamp=on"]));
+    a.push("-D".into());
+    a.push(log.into());
+    a
+}
+
+fn trace_log(b: &Boot, label: &str) -> Option<PathBuf> {
+    b.trace.then(|| b.dir.join(format!("trace-{label}.log")))
+}
+
+/// Which controller's image each of a process's descriptors has open,
+/// read from /proc/PID/fd (images are named `{controller}.img`).
+fn image_fds(pid: u32, ctrls: &[&Controller], images: &[PathBuf]) -> BTreeMap<i32, String> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let (Some(fd), Ok(target)) = (
+            e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()),
+            std::fs::read_link(e.path()),
+        ) else {
+            continue;
+        };
+        if let Some(i) = images.iter().position(|img| *img == target) {
+            out.insert(fd, ctrls[i].name.to_string());
+        }
+    }
+    out
+}
+
 /// The whole QEMU argument list; `images` holds one image per controller.
-pub fn args(b: &Boot, accel: Accel, ctrls: &[&Controller], images: &[PathBuf]) -> Vec<OsString> {
+pub fn args(
+    b: &Boot,
+    accel: Accel,
+    ctrls: &[&Controller],
+    images: &[PathBuf],
+    label: &str,
+) -> Vec<OsString> {
     let mut a = machine(accel);
     a.extend(firmware());
     a.extend(kernel(b, accel));
+    if let Some(log) = trace_log(b, label) {
+        a.extend(tracing(&log));
+    }
     for (i, (c, img)) in ctrls.iter().zip(images).enumerate() {
         a.extend(disk(c, i, img));
     }
@@ -276,7 +330,7 @@ fn boot(
     let stderr_path = b.dir.join(format!("qemu-{label}.stderr"));
     let mut log = std::fs::File::create(&console)
         .with_context(|| format!("creating {}", console.display()))?;
-    let args = args(b, accel, &ctrls, &images);
+    let args = args(b, accel, &ctrls, &images, label);
     writeln!(log, "# {} {}", b.qemu.display(), shell_words(&args))?;
     sink(Event::BootStarted { label, accel });
     let start = Instant::now();
@@ -304,6 +358,7 @@ fn boot(
 
     let mut seen_output = false;
     let mut to_ktap = None;
+    let mut fds = BTreeMap::new();
     let kill = |child: &mut std::process::Child| {
         let _ = child.kill();
         let _ = child.wait();
@@ -316,6 +371,10 @@ fn boot(
         let left = limit.saturating_sub(start.elapsed());
         match rx.recv_timeout(left) {
             Ok(Line::Text(l)) => {
+                if !seen_output {
+                    // QEMU opened every drive before the guest printed.
+                    fds = image_fds(child.id(), &ctrls, &images);
+                }
                 seen_output = true;
                 writeln!(log, "{l}")?;
                 if to_ktap.is_none() && l.contains("KTAP version 1") {
@@ -359,6 +418,8 @@ fn boot(
                 console,
                 elapsed,
                 to_ktap,
+                trace_log: trace_log(b, label),
+                fds,
             };
             sink(Event::Finished { label, run: &run });
             Ok(Outcome::Reported(run))
@@ -494,6 +555,7 @@ mod tests {
             },
             dir: "/tmp".into(),
             deadline: Duration::from_secs(1),
+            trace: true,
         }
     }
 
@@ -507,7 +569,7 @@ mod tests {
             ["ahci", "virtio_blk", "nvme"]
         );
         let images: Vec<PathBuf> = (0..3).map(|i| PathBuf::from(format!("/d{i}"))).collect();
-        let a = joined(&args(&b, Accel::Tcg, &ctrls, &images))
+        let a = joined(&args(&b, Accel::Tcg, &ctrls, &images, "baseline-r1"))
             .to_string_lossy()
             .into_owned();
         assert_eq!(a.matches("aio=io_uring,cache=none").count(), 3);
@@ -525,7 +587,14 @@ mod tests {
         );
         // One guest timer source under TCG; KVM keeps its in-kernel LAPIC timer.
         assert!(a.contains(" nolapic_timer "));
-        let k = joined(&args(&b, Accel::Kvm, &ctrls, &images));
+        // Traced: the events, microsecond stamps, the log in the run folder.
+        assert!(
+            a.contains(
+                "-trace enable=fdmon_io_uring_add_sqe -trace enable=fdmon_io_uring_cqe_handler"
+            ) && a.contains("-msg timestamp=on -D /tmp/trace-baseline-r1.log"),
+            "{a}"
+        );
+        let k = joined(&args(&b, Accel::Kvm, &ctrls, &images, "x"));
         assert!(!k.to_string_lossy().contains("nolapic_timer"));
     }
 

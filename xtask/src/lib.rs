@@ -2,7 +2,7 @@
 //! build, boot, measure and report. Modules by role, in the order data
 //! flows: inputs (`source`, `fetch`, `tree`, `patch`), builds (`qemu`,
 //! `kernel`, `selftest`, `initramfs`), guest runs (`guest`), parsed results
-//! (`ktap`), output (`report`); `pipeline` wires them; `cache`, `ui` and
+//! (`ktap`, `trace`), output (`report`); `pipeline` wires them; `cache`, `ui` and
 //! `deps` serve all. The binary (`main.rs`) only parses flags and dispatches.
 
 pub mod bench;
@@ -22,5 +22,6 @@ pub mod qemu;
 pub mod report;
 pub mod selftest;
 pub mod source;
+pub mod trace;
 pub mod tree;
 pub mod ui;

@@ -15,7 +15,8 @@ use crate::ktap::Parsed;
 use crate::patch::{self, State};
 use crate::qemu::{self, BaselineMode};
 use crate::report::{
-    self, GuestRun, KernelInfo, Kind, ParamsInfo, QemuInfo, Report, Skipped, Verdict,
+    self, GuestRun, HostDisk, HostRun, KernelInfo, Kind, ParamsInfo, QemuInfo, Report, Skipped,
+    Verdict,
 };
 use crate::source::QemuSource;
 use crate::tree::QemuTree;
@@ -100,6 +101,9 @@ pub struct PatchAndTest {
     /// Write the machine-readable report here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Do not trace QEMU's io_uring events (the host-side queue times).
+    #[arg(long)]
+    pub no_trace: bool,
     /// Never install missing Debian packages; only name them.
     #[arg(long)]
     pub no_install: bool,
@@ -149,6 +153,16 @@ struct Artifacts {
     skipped: Vec<Skipped>,
 }
 
+/// Whether every variant is traced, or why not.
+fn host_evidence(no_trace: bool, variants: &[Variant]) -> std::result::Result<(), String> {
+    if no_trace {
+        return Err("--no-trace".into());
+    }
+    variants
+        .iter()
+        .try_for_each(|v| crate::trace::binary_supports(&v.binary))
+}
+
 /// What the guest runs produced.
 struct Campaign {
     accel: Accel,
@@ -157,6 +171,8 @@ struct Campaign {
     runs: Vec<GuestRun>,
     /// Controllers the guest kernel could not drive.
     skipped: Vec<Skipped>,
+    /// Why there are no host-side figures, if there are none.
+    no_host_evidence: Option<String>,
 }
 
 /// What a finished campaign puts into the report.
@@ -166,6 +182,7 @@ struct Measured {
     rows: Vec<report::Row>,
     runs: Vec<GuestRun>,
     skipped: Vec<Skipped>,
+    no_host_evidence: Option<String>,
 }
 
 /// What one good guest run says besides its samples.
@@ -317,6 +334,9 @@ impl PatchAndTest {
         if !skipped.is_empty() {
             println!("{}", report::skipped_lines(&skipped));
         }
+        if let Some(why) = &camp.no_host_evidence {
+            println!("no host-side evidence: {why}");
+        }
         println!();
         println!(
             "{}",
@@ -337,6 +357,7 @@ impl PatchAndTest {
             rows,
             runs: camp.runs,
             skipped,
+            no_host_evidence: camp.no_host_evidence.clone(),
         };
         let doc = self.document(&verdict, qemu_info(&input), Some(measured), t, total);
         self.write_json(&doc)?;
@@ -481,6 +502,10 @@ impl PatchAndTest {
                 (self.think_us + 600_000) * u64::from(self.iterations) * tests_per_run,
             );
         let run_dir = cache::dir("runs")?.join(format!("{}-{}", std::process::id(), unix_now()));
+        let traced = host_evidence(self.no_trace, &art.variants);
+        if let Err(why) = &traced {
+            ui::info(&format!("no host-side trace: {why}"));
+        }
         let mut picker = AccelPicker::new(self.accel)?;
         let mut samples = report::Samples::new();
         let mut kernel_release = art.kernel.release.clone();
@@ -495,6 +520,7 @@ impl PatchAndTest {
                     params: self.guest_params(&active),
                     dir: run_dir.clone(),
                     deadline,
+                    trace: traced.is_ok(),
                 };
                 let (run, accel) = picker.boot(&boot, &label, &mut ui::guest_event)?;
                 let parsed = ktap::parse_file(&run.console)?;
@@ -510,6 +536,12 @@ impl PatchAndTest {
                     skipped.push(s);
                 }
                 report::collect(&mut samples, &parsed.records, v.name == "patched");
+                let host = match &run.trace_log {
+                    Some(log) => {
+                        Some(self.host_samples(&mut samples, log, &run.fds, v.name == "patched")?)
+                    }
+                    None => None,
+                };
                 runs.push(GuestRun {
                     label,
                     variant: v.name.to_string(),
@@ -519,6 +551,8 @@ impl PatchAndTest {
                     boot_to_ktap_s: run.to_ktap.map(|d| d.as_secs_f64()),
                     guest_exit: run.code,
                     console_log: run.console,
+                    trace_log: run.trace_log,
+                    host,
                 });
             }
         }
@@ -528,6 +562,38 @@ impl PatchAndTest {
             samples,
             runs,
             skipped,
+            no_host_evidence: traced.err(),
+        })
+    }
+
+    /// The host-side queue times of one traced run, into `samples`.
+    fn host_samples(
+        &self,
+        samples: &mut report::Samples,
+        log: &Path,
+        fds: &BTreeMap<i32, String>,
+        patched: bool,
+    ) -> Result<HostRun> {
+        let paired = crate::trace::read_log(log)?;
+        let p = self.guest_params(&[]);
+        let disks = crate::trace::by_disk(&paired, fds, p.modes.modes(), p.warmup, p.iterations);
+        let mut out = Vec::new();
+        for (controller, ph) in &disks {
+            for (mode, queued) in &ph.measured {
+                report::collect_host(samples, controller, mode.name(), queued, patched);
+            }
+            out.push(HostDisk {
+                controller: controller.clone(),
+                boot_requests: ph.boot.len(),
+                measured: ph.measured.values().map(Vec::len).sum(),
+                write_phase: ph.write_phase,
+                matched: ph.matched,
+            });
+        }
+        Ok(HostRun {
+            unfinished: paired.unfinished,
+            fds: fds.clone(),
+            disks: out,
         })
     }
 
@@ -541,9 +607,15 @@ impl PatchAndTest {
     ) -> Report {
         t.0.insert("total".into(), secs(total.elapsed()));
         let accel = measured.as_ref().map(|m| m.accel);
-        let (kernel, rows, guest_runs, skipped) = match measured {
-            Some(m) => (Some(m.kernel), m.rows, m.runs, m.skipped),
-            None => (None, vec![], vec![], vec![]),
+        let (kernel, rows, guest_runs, skipped, no_host_evidence) = match measured {
+            Some(m) => (
+                Some(m.kernel),
+                m.rows,
+                m.runs,
+                m.skipped,
+                m.no_host_evidence,
+            ),
+            None => (None, vec![], vec![], vec![], None),
         };
         let controllers = if rows.iter().any(|r| r.patched.is_some()) {
             report::findings(&rows)
@@ -560,6 +632,7 @@ impl PatchAndTest {
             kernel,
             controllers,
             skipped,
+            no_host_evidence,
             devices: rows,
             guest_runs,
             params: Some(ParamsInfo {

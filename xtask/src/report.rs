@@ -70,6 +70,9 @@ pub struct Collected {
     pub device: String,
     pub baseline: Vec<Vec<u32>>,
     pub patched: Vec<Vec<u32>>,
+    /// Time each measured request sat queued in QEMU (host trace), µs.
+    pub host_baseline: Vec<Vec<u32>>,
+    pub host_patched: Vec<Vec<u32>>,
 }
 
 /// Samples keyed by (controller, mode): each controller has its own disk,
@@ -92,6 +95,25 @@ pub fn collect(into: &mut Samples, records: &[Record], patched: bool) {
     }
 }
 
+/// Adds one run's host-side queue times of `controller`'s measured reads
+/// in `mode` (from `trace::by_disk`).
+pub fn collect_host(
+    into: &mut Samples,
+    controller: &str,
+    mode: &str,
+    queued_us: &[u32],
+    patched: bool,
+) {
+    let c = into
+        .entry((controller.to_string(), mode.to_string()))
+        .or_default();
+    if patched {
+        c.host_patched.push(queued_us.to_vec());
+    } else {
+        c.host_baseline.push(queued_us.to_vec());
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Row {
     /// The controller-table row.
@@ -109,6 +131,12 @@ pub struct Row {
     pub baseline_round_p50_us: Vec<f64>,
     #[serde(default)]
     pub patched_round_p50_us: Vec<f64>,
+    /// Time the measured requests sat queued in QEMU, from add_sqe to
+    /// cqe_handler (host trace), when traced.
+    #[serde(default)]
+    pub host_baseline: Option<Stats>,
+    #[serde(default)]
+    pub host_patched: Option<Stats>,
 }
 
 pub fn rows(collected: &Samples) -> Vec<Row> {
@@ -136,6 +164,10 @@ pub fn rows(collected: &Samples) -> Vec<Row> {
                 p50_ratio,
                 baseline_round_p50_us: p50s(&c.baseline),
                 patched_round_p50_us: p50s(&c.patched),
+                host_baseline: (!c.host_baseline.is_empty())
+                    .then(|| Stats::from_us(&c.host_baseline.concat())),
+                host_patched: (!c.host_patched.is_empty())
+                    .then(|| Stats::from_us(&c.host_patched.concat())),
             }
         })
         .collect();
@@ -158,12 +190,21 @@ fn ratio_text(r: Option<f64>) -> String {
     r.map(|x| format!("{x:.1}x")).unwrap_or_else(|| "-".into())
 }
 
+fn host_p50(s: &Option<Stats>) -> String {
+    s.as_ref()
+        .map(|s| ms(s.p50_us))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The per-device table; with host traces, the time the same requests sat
+/// queued in QEMU (p50) beside the guest's latency.
 pub fn table(rows: &[Row]) -> String {
     let mut t = Table::new();
     t.load_preset(ASCII_MARKDOWN);
     let paired = rows.iter().any(|r| r.patched.is_some());
-    if paired {
-        t.set_header([
+    let host = rows.iter().any(|r| r.host_baseline.is_some());
+    let mut header: Vec<&str> = if paired {
+        vec![
             "device",
             "mode",
             "n",
@@ -174,14 +215,21 @@ pub fn table(rows: &[Row]) -> String {
             "p99",
             "max",
             "p50 ratio",
-        ]);
+        ]
     } else {
-        t.set_header(["device", "mode", "n", "p50", "p90", "p99", "max"]);
+        vec!["device", "mode", "n", "p50", "p90", "p99", "max"]
+    };
+    if host {
+        header.push("queued in QEMU p50");
+        if paired {
+            header.push("patched queued p50");
+        }
     }
+    t.set_header(header);
     for r in rows {
         let b = &r.baseline;
-        match &r.patched {
-            Some(p) => t.add_row([
+        let mut cells = match &r.patched {
+            Some(p) => vec![
                 r.device.clone(),
                 r.mode.clone(),
                 format!("{}+{}", b.n, p.n),
@@ -192,8 +240,8 @@ pub fn table(rows: &[Row]) -> String {
                 ms(p.p99_us),
                 ms(p.max_us),
                 ratio_text(r.p50_ratio),
-            ]),
-            None => t.add_row([
+            ],
+            None => vec![
                 r.device.clone(),
                 r.mode.clone(),
                 b.n.to_string(),
@@ -201,8 +249,15 @@ pub fn table(rows: &[Row]) -> String {
                 ms(b.p90_us),
                 ms(b.p99_us),
                 ms(b.max_us),
-            ]),
+            ],
         };
+        if host {
+            cells.push(host_p50(&r.host_baseline));
+            if paired {
+                cells.push(host_p50(&r.host_patched));
+            }
+        }
+        t.add_row(cells);
     }
     t.to_string()
 }
@@ -272,6 +327,14 @@ pub struct ControllerFinding {
     pub patched_p50_us: f64,
     pub p50_ratio: Option<f64>,
     pub mechanism: String,
+    /// Time queued in QEMU (host trace, p50) of the same mode, when traced.
+    #[serde(default)]
+    pub host_baseline_p50_us: Option<f64>,
+    #[serde(default)]
+    pub host_patched_p50_us: Option<f64>,
+    /// The sentence that states the cause, when traced.
+    #[serde(default)]
+    pub cause: Option<String>,
 }
 
 fn mode_phrase(r: &Row) -> String {
@@ -283,6 +346,19 @@ fn mode_phrase(r: &Row) -> String {
         ratio_text(r.p50_ratio),
         r.mode
     )
+}
+
+/// The cause, from the host trace: how much of the guest's wait the request
+/// spent queued in QEMU before its completion, baseline and patched.
+fn cause_phrase(r: &Row) -> Option<String> {
+    let (hb, hp) = (r.host_baseline.as_ref()?, r.host_patched.as_ref()?);
+    Some(format!(
+        "{}: {} in the guest, {} of it queued in QEMU before completion (host trace); patched: {}",
+        r.controller,
+        ms(r.baseline.p50_us),
+        ms(hb.p50_us),
+        ms(hp.p50_us)
+    ))
 }
 
 /// The fastest control's baseline p50 in `mode`, other than `except`.
@@ -400,6 +476,9 @@ pub fn findings(rows: &[Row]) -> Vec<ControllerFinding> {
                 patched_p50_us: shown.patched.as_ref().map(|p| p.p50_us).unwrap_or(0.0),
                 p50_ratio: shown.p50_ratio,
                 mechanism: c.map(|c| c.mechanism.to_string()).unwrap_or_default(),
+                host_baseline_p50_us: shown.host_baseline.as_ref().map(|s| s.p50_us),
+                host_patched_p50_us: shown.host_patched.as_ref().map(|s| s.p50_us),
+                cause: cause_phrase(shown),
             }
         })
         .collect()
@@ -415,16 +494,22 @@ pub fn findings_table(f: &[ControllerFinding]) -> String {
         "baseline p50",
         "patched p50",
         "ratio",
+        "queued in QEMU",
         "mode",
         "mechanism",
     ]);
     for c in f {
+        let queued = match (c.host_baseline_p50_us, c.host_patched_p50_us) {
+            (Some(b), Some(p)) => format!("{} -> {}", ms(b), ms(p)),
+            _ => "-".into(),
+        };
         t.add_row([
             c.controller.clone(),
             c.finding.name().to_string(),
             ms(c.baseline_p50_us),
             ms(c.patched_p50_us),
             ratio_text(c.p50_ratio),
+            queued,
             c.mode.clone(),
             c.mechanism.clone(),
         ]);
@@ -501,15 +586,42 @@ pub fn verdict_pair(rows: &[Row], accel: Accel) -> Verdict {
             ),
         };
     }
-    let cures: Vec<&str> = cured.iter().map(|c| c.reason.as_str()).collect();
+    // Every mode of a few controllers; one figure each of many.
+    let cures: Vec<String> = if cured.len() <= 2 {
+        cured.iter().map(|c| c.reason.clone()).collect()
+    } else {
+        let each: Vec<String> = cured
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {} -> {} ({})",
+                    c.controller,
+                    ms(c.baseline_p50_us),
+                    ms(c.patched_p50_us),
+                    ratio_text(c.p50_ratio)
+                )
+            })
+            .collect();
+        vec![format!(
+            "{} controllers stall without the fix and are cured in every mode: {}",
+            cured.len(),
+            each.join(", ")
+        )]
+    };
     let unchanged: Vec<&str> = named(Finding::NotAffected)
         .iter()
         .map(|c| c.controller.as_str())
         .collect();
+    // The cause, from the host trace, for the first cured controller.
+    let cause = cured
+        .iter()
+        .find_map(|c| c.cause.as_ref())
+        .map(|c| format!(". Cause: {c}"))
+        .unwrap_or_default();
     Verdict {
         kind: Kind::Verified,
         line: format!(
-            "FIX VERIFIED ({a}): {}{}",
+            "FIX VERIFIED ({a}): {}{}{cause}",
             cures.join(", "),
             if unchanged.is_empty() {
                 String::new()
@@ -612,6 +724,30 @@ pub struct KernelInfo {
     pub initramfs: PathBuf,
 }
 
+/// One disk's requests in one run's host trace.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HostDisk {
+    pub controller: String,
+    /// Reads before the selftest's (partition scans at boot).
+    pub boot_requests: usize,
+    /// Measured reads matched to the guest's, all modes.
+    pub measured: usize,
+    /// Writes, flush and read-back of the integrity check.
+    pub write_phase: usize,
+    /// Whether the counts matched the guest's plan.
+    pub matched: bool,
+}
+
+/// What one run's host trace held.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HostRun {
+    /// SQEs queued whose completion the log never shows.
+    pub unfinished: usize,
+    /// Which controller's image each of QEMU's file descriptors opened.
+    pub fds: BTreeMap<i32, String>,
+    pub disks: Vec<HostDisk>,
+}
+
 /// One boot.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GuestRun {
@@ -623,6 +759,11 @@ pub struct GuestRun {
     pub boot_to_ktap_s: Option<f64>,
     pub guest_exit: i32,
     pub console_log: PathBuf,
+    /// QEMU's trace log of this boot, when traced.
+    #[serde(default)]
+    pub trace_log: Option<PathBuf>,
+    #[serde(default)]
+    pub host: Option<HostRun>,
 }
 
 /// The parameters the run measured with.
@@ -650,6 +791,9 @@ pub struct Report {
     /// Requested controllers that were not measured.
     #[serde(default)]
     pub skipped: Vec<Skipped>,
+    /// Why the report has no host-side (trace) figures, if it has none.
+    #[serde(default)]
+    pub no_host_evidence: Option<String>,
     pub devices: Vec<Row>,
     pub guest_runs: Vec<GuestRun>,
     pub params: Option<ParamsInfo>,
@@ -928,6 +1072,7 @@ mod tests {
             kernel: None,
             controllers: findings(&r),
             skipped: vec![],
+            no_host_evidence: None,
             devices: r,
             guest_runs: vec![],
             params: None,
