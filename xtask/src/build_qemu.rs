@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 
+use crate::patch::PatchChoice;
 use crate::qemu::{self, BaselineMode};
 use crate::source::QemuSource;
 use crate::{deps, patch, ui};
@@ -14,6 +15,8 @@ pub struct BuildQemu {
     /// How the baseline is made from the tree.
     #[arg(long, value_enum, default_value_t = BaselineMode::Auto)]
     pub baseline: BaselineMode,
+    #[command(flatten)]
+    pub patches: PatchChoice,
     /// Never install missing Debian packages; only name them.
     #[arg(long)]
     pub no_install: bool,
@@ -31,9 +34,12 @@ impl BuildQemu {
             state.name(),
             baseline.name()
         ));
-        let built = qemu::build_pair(&tree, baseline)?;
-        println!("baseline: {}", built.baseline.display());
-        println!("patched:  {}", built.patched.display());
+        let sets = self.patches.sets()?;
+        let built = qemu::build(&tree, baseline, &sets)?;
+        println!("baseline: {}", built.baseline.path.display());
+        for (set, bin) in &built.variants {
+            println!("{}: {}", set.name, bin.path.display());
+        }
         Ok(0)
     }
 }

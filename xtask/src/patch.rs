@@ -16,15 +16,31 @@ pub fn patches_dir() -> PathBuf {
 
 /// The QEMU patches in `patches/series` order.
 pub fn series() -> Result<Vec<PathBuf>> {
-    let dir = patches_dir();
+    series_in(&patches_dir())
+}
+
+/// The patches a `series` file in `dir` lists, in order; each name is
+/// looked up in `dir`, then in `dir/qemu` (the layout of `patches/`).
+pub fn series_in(dir: &Path) -> Result<Vec<PathBuf>> {
     let series = dir.join("series");
-    let text = std::fs::read_to_string(&series)
-        .with_context(|| format!("reading {}", series.display()))?;
+    let text = std::fs::read_to_string(&series).with_context(|| {
+        format!(
+            "reading {}: a series directory needs a `series` file listing its patches in order",
+            series.display()
+        )
+    })?;
     let list: Vec<PathBuf> = text
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| dir.join("qemu").join(l))
+        .map(|l| {
+            let direct = dir.join(l);
+            if direct.is_file() {
+                direct
+            } else {
+                dir.join("qemu").join(l)
+            }
+        })
         .collect();
     if list.is_empty() {
         bail!("{} lists no patches", series.display());
@@ -41,13 +57,185 @@ pub fn series() -> Result<Vec<PathBuf>> {
     Ok(list)
 }
 
-/// A key of the series' contents, for build caches.
-pub fn series_key() -> Result<String> {
-    let mut parts = Vec::new();
-    for p in series()? {
-        parts.push(std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?);
+/// A named list of patch files applied in order to the baseline: our
+/// `patches/`, a reviewer's `--patch`/`--series`, or one `--variant`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PatchSet {
+    pub name: String,
+    pub files: Vec<PathBuf>,
+}
+
+/// The text of a patch file, or why it is not one.
+fn read_patch(path: &Path) -> Result<String> {
+    if !path.is_file() {
+        bail!("patch {}: no such file", path.display());
     }
-    Ok(crate::cache::key(parts))
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("patch {}: cannot read it as text", path.display()))?;
+    let diff = text.lines().any(|l| l.starts_with("diff --git "))
+        || (text.lines().any(|l| l.starts_with("--- "))
+            && text.lines().any(|l| l.starts_with("+++ ")));
+    if !diff || !text.lines().any(|l| l.starts_with("@@ ")) {
+        bail!(
+            "{} is not a patch: no diff with hunks in it (expected `git format-patch` or `diff -u` output)",
+            path.display()
+        );
+    }
+    Ok(text)
+}
+
+fn parse_variant_arg(s: &str) -> std::result::Result<PatchSet, String> {
+    PatchSet::parse_variant(s).map_err(|e| format!("{e:#}"))
+}
+
+/// Which patches the patched build(s) get: `patches/` unless told otherwise.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct PatchChoice {
+    /// A patch file for the patched build instead of patches/ (repeatable, applied in order).
+    #[arg(long = "patch", value_name = "FILE", conflicts_with_all = ["series", "variant"])]
+    pub patch: Vec<PathBuf>,
+    /// A directory with a `series` file listing its patches (like patches/), instead of patches/.
+    #[arg(long, value_name = "DIR", conflicts_with = "variant")]
+    pub series: Option<PathBuf>,
+    /// NAME=PATCH[+PATCH...]: a patched variant, built incrementally from the same baseline and
+    /// measured in the same run (repeatable; replaces the single patched build).
+    #[arg(long = "variant", value_name = "NAME=PATCH[+PATCH...]", value_parser = parse_variant_arg)]
+    pub variant: Vec<PatchSet>,
+}
+
+impl PatchChoice {
+    /// The patch sets to build, in order; names are unique.
+    pub fn sets(&self) -> Result<Vec<PatchSet>> {
+        let sets = if !self.variant.is_empty() {
+            self.variant.clone()
+        } else if let Some(dir) = &self.series {
+            vec![PatchSet::from_series_dir("patched", dir)?]
+        } else if !self.patch.is_empty() {
+            vec![PatchSet::from_files("patched", &self.patch)?]
+        } else {
+            vec![PatchSet::ours()?]
+        };
+        for (i, s) in sets.iter().enumerate() {
+            if sets[..i].iter().any(|o| o.name == s.name) {
+                bail!(
+                    "variant name {} is used twice: give each --variant its own name",
+                    s.name
+                );
+            }
+        }
+        Ok(sets)
+    }
+}
+
+impl PatchSet {
+    /// This workspace's fix, `patches/`.
+    pub fn ours() -> Result<PatchSet> {
+        Ok(PatchSet {
+            name: "patched".into(),
+            files: series()?,
+        })
+    }
+
+    /// Patch files given by name; each must exist and be a patch.
+    pub fn from_files(name: &str, files: &[PathBuf]) -> Result<PatchSet> {
+        if files.is_empty() {
+            bail!("variant {name}: no patch files");
+        }
+        for f in files {
+            read_patch(f)?;
+        }
+        Ok(PatchSet {
+            name: name.into(),
+            files: files.to_vec(),
+        })
+    }
+
+    /// The patches a series directory lists (`--series DIR`).
+    pub fn from_series_dir(name: &str, dir: &Path) -> Result<PatchSet> {
+        PatchSet::from_files(name, &series_in(dir)?)
+    }
+
+    /// `NAME=PATCH[+PATCH...]`, as `--variant` takes it.
+    pub fn parse_variant(s: &str) -> Result<PatchSet> {
+        let Some((name, list)) = s.split_once('=') else {
+            bail!("--variant takes NAME=PATCH[+PATCH...], not {s:?}");
+        };
+        let name = name.trim();
+        let ok_name = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !ok_name || name == "baseline" {
+            bail!("--variant {s:?}: the name must be letters, digits, - or _, and not `baseline`");
+        }
+        let files: Vec<PathBuf> = list
+            .split('+')
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .map(PathBuf::from)
+            .collect();
+        PatchSet::from_files(name, &files)
+    }
+
+    /// The key of the patches' contents, for caching builds.
+    pub fn key(&self) -> Result<String> {
+        let mut parts = Vec::new();
+        for p in &self.files {
+            parts.push(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?);
+        }
+        Ok(crate::cache::key(parts))
+    }
+
+    /// Each file with the SHA-256 of its contents, for the report.
+    pub fn hashes(&self) -> Result<Vec<(PathBuf, String)>> {
+        use sha2::{Digest, Sha256};
+        self.files
+            .iter()
+            .map(|p| {
+                let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+                Ok((p.clone(), crate::cache::hex(&Sha256::digest(&bytes))))
+            })
+            .collect()
+    }
+
+    /// Applies the patches in order to a work directory (never the user's
+    /// tree); a patch that does not apply is named with its failing hunk.
+    pub fn apply(&self, work: &Path) -> Result<()> {
+        for patch in &self.files {
+            let text = read_patch(patch)?;
+            let sh = git_shell(work)?;
+            let out = cmd!(sh, "git apply --verbose {patch}")
+                .env_remove("GIT_DIR")
+                .env_remove("GIT_WORK_TREE")
+                .quiet()
+                .ignore_status()
+                .output()
+                .context("running git apply")?;
+            if !out.status.success() {
+                bail!(
+                    "variant {}: {}",
+                    self.name,
+                    describe_failure(patch, &text, &String::from_utf8_lossy(&out.stderr))
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the patches back out, last first, so the work copy is the
+    /// baseline again (with fresh mtimes, so the next build recompiles).
+    pub fn unapply(&self, work: &Path) -> Result<()> {
+        for patch in self.files.iter().rev() {
+            let sh = git_shell(work)?;
+            cmd!(sh, "git apply -R {patch}")
+                .env_remove("GIT_DIR")
+                .env_remove("GIT_WORK_TREE")
+                .quiet()
+                .run()
+                .with_context(|| format!("reverting {} in {}", patch.display(), work.display()))?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -222,26 +410,6 @@ fn describe_failure(patch: &Path, text: &str, stderr: &str) -> String {
             format!("{name}: does not apply ({first})")
         }
     }
-}
-
-/// Applies the series to a work directory (never the user's tree).
-pub fn apply(work: &Path) -> Result<()> {
-    for patch in series()? {
-        let sh = git_shell(work)?;
-        cmd!(sh, "git apply {patch}")
-            .env_remove("GIT_DIR")
-            .env_remove("GIT_WORK_TREE")
-            .quiet()
-            .run()
-            .with_context(|| {
-                format!(
-                    "applying {} to the work copy {}",
-                    patch.display(),
-                    work.display()
-                )
-            })?;
-    }
-    Ok(())
 }
 
 /// The pre-fix text: `src` with the notify statement in `aio_add_sqe()`

@@ -12,7 +12,7 @@ use contract::{controllers, Controller, ModeSet, Params, Think};
 use crate::guest::{self, Accel, AccelChoice, AccelPicker, Boot};
 use crate::kernel::{Kernel, KernelSource};
 use crate::ktap::Parsed;
-use crate::patch::{self, State};
+use crate::patch::{self, PatchChoice, PatchSet, State};
 use crate::qemu::{self, BaselineMode};
 use crate::report::{
     self, GuestRun, HostDisk, HostRun, KernelInfo, Kind, ParamsInfo, QemuInfo, Report, Skipped,
@@ -62,8 +62,15 @@ pub struct PatchAndTest {
     #[command(flatten)]
     pub source: QemuSource,
     /// Measure this QEMU binary alone (no tree, no patch): reports UNAFFECTED or STALL PRESENT.
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["qemu_tree", "baseline"])]
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["qemu_tree", "baseline", "patch", "series", "variant"])]
     pub qemu_binary: Option<PathBuf>,
+    /// Measure two prebuilt QEMU binaries against each other, A as the baseline
+    /// (e.g. a distro package before and after an update).
+    #[arg(long, num_args = 2, value_names = ["A", "B"],
+          conflicts_with_all = ["qemu_tree", "qemu_binary", "baseline", "patch", "series", "variant"])]
+    pub compare_binaries: Vec<PathBuf>,
+    #[command(flatten)]
+    pub patches: PatchChoice,
     #[command(flatten)]
     pub kernel: KernelSource,
     /// How the baseline is made: auto = as-is for a vulnerable tree, revert-fix for a fixed one.
@@ -125,20 +132,25 @@ fn secs(d: Duration) -> f64 {
 
 /// Which QEMU is measured.
 enum QemuInput {
-    /// A tree: baseline built from it, patched = baseline + patches/.
+    /// A tree: the baseline built from it, and one variant per patch set
+    /// (`patches/` unless told otherwise).
     Tree {
         tree: QemuTree,
         state: State,
         baseline: BaselineMode,
+        sets: Vec<PatchSet>,
     },
     /// A prebuilt binary measured alone.
     Binary(PathBuf),
+    /// Two prebuilt binaries, the first as the baseline.
+    Pair(PathBuf, PathBuf),
 }
 
-/// A QEMU binary under a name the report uses.
+/// A QEMU binary under a name the report uses; the first is the baseline.
 struct Variant {
-    name: &'static str,
+    name: String,
     binary: PathBuf,
+    patches: Option<PatchSet>,
 }
 
 /// What the guest runs need, built or found in the cache.
@@ -177,6 +189,7 @@ struct Campaign {
 
 /// What a finished campaign puts into the report.
 struct Measured {
+    variants: Vec<report::VariantReport>,
     accel: Accel,
     kernel: KernelInfo,
     rows: Vec<report::Row>,
@@ -317,19 +330,52 @@ impl PatchAndTest {
         let camp = self.campaign(&art)?;
         t.add("guest_runs", s);
 
-        let rows = report::rows(&camp.samples);
-        let verdict = if art.variants.len() == 2 {
-            report::verdict_pair(&rows, camp.accel)
-        } else {
-            report::verdict_single(&rows, camp.accel)
+        let base = art.variants[0].name.as_str();
+        let mut per_variant = Vec::new();
+        for v in &art.variants[1..] {
+            let rows = report::rows(&camp.samples, base, Some(&v.name));
+            let verdict = report::verdict_pair(&rows, camp.accel);
+            per_variant.push((v, rows, verdict));
+        }
+        let (rows, verdict) = match per_variant.as_slice() {
+            [] => {
+                let rows = report::rows(&camp.samples, base, None);
+                let v = report::verdict_single(&rows, camp.accel);
+                (rows, v)
+            }
+            [(_, rows, v)] => (rows.clone(), v.clone()),
+            many => (
+                many[0].1.clone(),
+                report::overall(
+                    &many
+                        .iter()
+                        .map(|(v, _, verdict)| (v.name.clone(), verdict.clone()))
+                        .collect::<Vec<_>>(),
+                    camp.accel,
+                ),
+            ),
         };
         let mut skipped = art.skipped.clone();
         skipped.extend(camp.skipped);
         println!();
-        println!("{}", report::table(&rows));
-        if art.variants.len() == 2 {
-            println!();
-            println!("{}", report::findings_table(&report::findings(&rows)));
+        if per_variant.len() > 1 {
+            let names: Vec<&str> = per_variant
+                .iter()
+                .map(|(v, _, _)| v.name.as_str())
+                .collect();
+            println!("{}", report::variants_table(&camp.samples, base, &names));
+            for (v, rows, verdict) in &per_variant {
+                println!();
+                println!("{}:", v.name);
+                println!("{}", report::findings_table(&report::findings(rows)));
+                println!("{}", verdict.line);
+            }
+        } else {
+            println!("{}", report::table(&rows));
+            if per_variant.len() == 1 {
+                println!();
+                println!("{}", report::findings_table(&report::findings(&rows)));
+            }
         }
         if !skipped.is_empty() {
             println!("{}", report::skipped_lines(&skipped));
@@ -343,7 +389,28 @@ impl PatchAndTest {
             report::expected(camp.accel, self.think, self.think_us)
         );
         println!("{}", verdict.line);
+        let variants = per_variant
+            .iter()
+            .map(|(v, rows, verdict)| {
+                Ok(report::VariantReport {
+                    name: v.name.clone(),
+                    binary: v.binary.clone(),
+                    patches: match &v.patches {
+                        Some(set) => set
+                            .hashes()?
+                            .into_iter()
+                            .map(|(path, sha256)| report::PatchFile { path, sha256 })
+                            .collect(),
+                        None => vec![],
+                    },
+                    verdict: verdict.clone(),
+                    controllers: report::findings(rows),
+                    devices: rows.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let measured = Measured {
+            variants,
             accel: camp.accel,
             kernel: KernelInfo {
                 release: camp.kernel_release,
@@ -383,12 +450,23 @@ impl PatchAndTest {
 
     /// Inputs: which QEMU, and what the baseline is.
     fn inputs(&self) -> Result<QemuInput> {
-        if let Some(b) = &self.qemu_binary {
+        let exists = |flag: &str, b: &Path| -> Result<()> {
             if !b.is_file() {
-                bail!("--qemu-binary {}: no such file", b.display());
+                bail!("{flag} {}: no such file", b.display());
             }
+            Ok(())
+        };
+        if let Some(b) = &self.qemu_binary {
+            exists("--qemu-binary", b)?;
             return Ok(QemuInput::Binary(b.clone()));
         }
+        if let [a, b] = self.compare_binaries.as_slice() {
+            exists("--compare-binaries", a)?;
+            exists("--compare-binaries", b)?;
+            return Ok(QemuInput::Pair(a.clone(), b.clone()));
+        }
+        // Bad patch files are named before anything is fetched or built.
+        let sets = self.patches.sets()?;
         let tree = self.source.resolve()?;
         let state = patch::classify(&tree)?;
         ui::stage(&patch::summary(&tree, &state));
@@ -401,6 +479,7 @@ impl PatchAndTest {
             tree,
             state,
             baseline,
+            sets,
         })
     }
 
@@ -432,28 +511,49 @@ impl PatchAndTest {
         t.add("initramfs", s);
         let s = Instant::now();
         let variants = match input {
-            QemuInput::Tree { tree, baseline, .. } => {
+            QemuInput::Tree {
+                tree,
+                baseline,
+                sets,
+                ..
+            } => {
+                let names: Vec<&str> = sets.iter().map(|s| s.name.as_str()).collect();
                 ui::stage(&format!(
-                    "QEMU {} (baseline {}, then patched)",
+                    "QEMU {} (baseline {}, then {})",
                     tree.describe(),
-                    baseline.name()
+                    baseline.name(),
+                    names.join(", ")
                 ));
-                let built = qemu::build_pair(tree, *baseline)?;
-                vec![
-                    Variant {
-                        name: "baseline",
-                        binary: built.baseline,
-                    },
-                    Variant {
-                        name: "patched",
-                        binary: built.patched,
-                    },
-                ]
+                let built = qemu::build(tree, *baseline, sets)?;
+                let mut v = vec![Variant {
+                    name: "baseline".into(),
+                    binary: built.baseline.path,
+                    patches: None,
+                }];
+                v.extend(built.variants.into_iter().map(|(set, bin)| Variant {
+                    name: set.name.clone(),
+                    binary: bin.path,
+                    patches: Some(set),
+                }));
+                v
             }
             QemuInput::Binary(b) => vec![Variant {
-                name: "binary",
+                name: "binary".into(),
                 binary: b.clone(),
+                patches: None,
             }],
+            QemuInput::Pair(a, b) => vec![
+                Variant {
+                    name: "baseline".into(),
+                    binary: a.clone(),
+                    patches: None,
+                },
+                Variant {
+                    name: "patched".into(),
+                    binary: b.clone(),
+                    patches: None,
+                },
+            ],
         };
         t.add("qemu_build", s);
         let bins: Vec<&Path> = variants.iter().map(|v| v.binary.as_path()).collect();
@@ -535,16 +635,14 @@ impl PatchAndTest {
                     active.retain(|c| c.name != s.controller);
                     skipped.push(s);
                 }
-                report::collect(&mut samples, &parsed.records, v.name == "patched");
+                report::collect(&mut samples, &parsed.records, &v.name);
                 let host = match &run.trace_log {
-                    Some(log) => {
-                        Some(self.host_samples(&mut samples, log, &run.fds, v.name == "patched")?)
-                    }
+                    Some(log) => Some(self.host_samples(&mut samples, log, &run.fds, &v.name)?),
                     None => None,
                 };
                 runs.push(GuestRun {
                     label,
-                    variant: v.name.to_string(),
+                    variant: v.name.clone(),
                     round,
                     accel,
                     wall_s: run.elapsed.as_secs_f64(),
@@ -572,7 +670,7 @@ impl PatchAndTest {
         samples: &mut report::Samples,
         log: &Path,
         fds: &BTreeMap<i32, String>,
-        patched: bool,
+        variant: &str,
     ) -> Result<HostRun> {
         let paired = crate::trace::read_log(log)?;
         let p = self.guest_params(&[]);
@@ -580,7 +678,7 @@ impl PatchAndTest {
         let mut out = Vec::new();
         for (controller, ph) in &disks {
             for (mode, queued) in &ph.measured {
-                report::collect_host(samples, controller, mode.name(), queued, patched);
+                report::collect_host(samples, controller, mode.name(), queued, variant);
             }
             out.push(HostDisk {
                 controller: controller.clone(),
@@ -607,15 +705,16 @@ impl PatchAndTest {
     ) -> Report {
         t.0.insert("total".into(), secs(total.elapsed()));
         let accel = measured.as_ref().map(|m| m.accel);
-        let (kernel, rows, guest_runs, skipped, no_host_evidence) = match measured {
+        let (kernel, rows, guest_runs, skipped, no_host_evidence, variants) = match measured {
             Some(m) => (
                 Some(m.kernel),
                 m.rows,
                 m.runs,
                 m.skipped,
                 m.no_host_evidence,
+                m.variants,
             ),
-            None => (None, vec![], vec![], vec![], None),
+            None => (None, vec![], vec![], vec![], None, vec![]),
         };
         let controllers = if rows.iter().any(|r| r.patched.is_some()) {
             report::findings(&rows)
@@ -633,6 +732,7 @@ impl PatchAndTest {
             controllers,
             skipped,
             no_host_evidence,
+            variants,
             devices: rows,
             guest_runs,
             params: Some(ParamsInfo {
@@ -667,17 +767,25 @@ fn qemu_info(input: &QemuInput) -> QemuInfo {
             tree,
             state,
             baseline,
+            ..
         } => QemuInfo {
             version: Some(tree.version.clone()),
             debian_version: tree.debian_version.clone(),
             tree: Some(tree.root.clone()),
             binary: None,
+            compared_with: None,
             state: state.name().into(),
             baseline: (*state != State::Unaffected).then(|| baseline.name().into()),
         },
         QemuInput::Binary(b) => QemuInfo {
             binary: Some(b.clone()),
             state: "binary".into(),
+            ..QemuInfo::default()
+        },
+        QemuInput::Pair(a, b) => QemuInfo {
+            binary: Some(a.clone()),
+            compared_with: Some(b.clone()),
+            state: "binaries".into(),
             ..QemuInfo::default()
         },
     }

@@ -68,11 +68,10 @@ fn rounds_separate(slow: &[f64], fast: &[f64]) -> bool {
 #[derive(Clone, Debug, Default)]
 pub struct Collected {
     pub device: String,
-    pub baseline: Vec<Vec<u32>>,
-    pub patched: Vec<Vec<u32>>,
+    /// Guest latencies (µs) by variant name, one list per round.
+    pub runs: BTreeMap<String, Vec<Vec<u32>>>,
     /// Time each measured request sat queued in QEMU (host trace), µs.
-    pub host_baseline: Vec<Vec<u32>>,
-    pub host_patched: Vec<Vec<u32>>,
+    pub host: BTreeMap<String, Vec<Vec<u32>>>,
 }
 
 /// Samples keyed by (controller, mode): each controller has its own disk,
@@ -80,18 +79,18 @@ pub struct Collected {
 /// that change with probing order between boots do not split a series.
 pub type Samples = BTreeMap<(String, String), Collected>;
 
-/// Adds a run's latency records (integrity records carry no samples).
-pub fn collect(into: &mut Samples, records: &[Record], patched: bool) {
+/// Adds a run of `variant`'s latency records (integrity records carry no
+/// samples).
+pub fn collect(into: &mut Samples, records: &[Record], variant: &str) {
     for r in records.iter().filter(|r| !r.samples_us.is_empty()) {
         let c = into
             .entry((r.controller.clone(), r.mode.clone()))
             .or_default();
         c.device = r.device.clone();
-        if patched {
-            c.patched.push(r.samples_us.clone());
-        } else {
-            c.baseline.push(r.samples_us.clone());
-        }
+        c.runs
+            .entry(variant.to_string())
+            .or_default()
+            .push(r.samples_us.clone());
     }
 }
 
@@ -102,16 +101,14 @@ pub fn collect_host(
     controller: &str,
     mode: &str,
     queued_us: &[u32],
-    patched: bool,
+    variant: &str,
 ) {
-    let c = into
-        .entry((controller.to_string(), mode.to_string()))
-        .or_default();
-    if patched {
-        c.host_patched.push(queued_us.to_vec());
-    } else {
-        c.host_baseline.push(queued_us.to_vec());
-    }
+    into.entry((controller.to_string(), mode.to_string()))
+        .or_default()
+        .host
+        .entry(variant.to_string())
+        .or_default()
+        .push(queued_us.to_vec());
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -139,17 +136,27 @@ pub struct Row {
     pub host_patched: Option<Stats>,
 }
 
-pub fn rows(collected: &Samples) -> Vec<Row> {
+/// Rows of `base` against `other` (a variant), or of `base` alone.
+pub fn rows(collected: &Samples, base: &str, other: Option<&str>) -> Vec<Row> {
+    let none: Vec<Vec<u32>> = Vec::new();
     let mut rows: Vec<Row> = collected
         .iter()
+        .filter(|(_, c)| c.runs.contains_key(base))
         .map(|((controller, mode), c)| {
+            let side = |m: &BTreeMap<String, Vec<Vec<u32>>>, v: Option<&str>| -> Vec<Vec<u32>> {
+                v.and_then(|v| m.get(v)).unwrap_or(&none).clone()
+            };
+            let (b, p) = (side(&c.runs, Some(base)), side(&c.runs, other));
+            let (hb, hp) = (side(&c.host, Some(base)), side(&c.host, other));
             let p50s = |runs: &[Vec<u32>]| {
                 runs.iter()
                     .map(|r| Stats::from_us(r).p50_us)
                     .collect::<Vec<_>>()
             };
-            let baseline = Stats::from_us(&c.baseline.concat());
-            let patched = (!c.patched.is_empty()).then(|| Stats::from_us(&c.patched.concat()));
+            let pooled =
+                |runs: &[Vec<u32>]| (!runs.is_empty()).then(|| Stats::from_us(&runs.concat()));
+            let baseline = Stats::from_us(&b.concat());
+            let patched = pooled(&p);
             let p50_ratio = patched
                 .as_ref()
                 .filter(|p| p.p50_us > 0.0)
@@ -162,12 +169,10 @@ pub fn rows(collected: &Samples) -> Vec<Row> {
                 baseline,
                 patched,
                 p50_ratio,
-                baseline_round_p50_us: p50s(&c.baseline),
-                patched_round_p50_us: p50s(&c.patched),
-                host_baseline: (!c.host_baseline.is_empty())
-                    .then(|| Stats::from_us(&c.host_baseline.concat())),
-                host_patched: (!c.host_patched.is_empty())
-                    .then(|| Stats::from_us(&c.host_patched.concat())),
+                baseline_round_p50_us: p50s(&b),
+                patched_round_p50_us: p50s(&p),
+                host_baseline: pooled(&hb),
+                host_patched: pooled(&hp),
             }
         })
         .collect();
@@ -704,8 +709,12 @@ pub struct QemuInfo {
     pub version: Option<String>,
     pub debian_version: Option<String>,
     pub tree: Option<PathBuf>,
-    /// A prebuilt binary measured alone (`--qemu-binary`).
+    /// A prebuilt binary measured alone (`--qemu-binary`), or the baseline
+    /// of `--compare-binaries`.
     pub binary: Option<PathBuf>,
+    /// The other binary of `--compare-binaries`.
+    #[serde(default)]
+    pub compared_with: Option<PathBuf>,
     /// `vulnerable`, `fixed`, `unaffected`, or `binary`.
     pub state: String,
     /// How the baseline was made (`as-is`, `revert-fix`).
@@ -777,6 +786,78 @@ pub struct ParamsInfo {
     pub controllers: Vec<String>,
 }
 
+/// A patch file a variant was built with.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PatchFile {
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
+/// One variant against the baseline.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VariantReport {
+    pub name: String,
+    pub binary: PathBuf,
+    /// Empty for a prebuilt binary (`--compare-binaries`).
+    pub patches: Vec<PatchFile>,
+    pub verdict: Verdict,
+    pub controllers: Vec<ControllerFinding>,
+    pub devices: Vec<Row>,
+}
+
+/// The verdict over several variants: a regression anywhere is one; the
+/// run verifies only when every variant does.
+pub fn overall(verdicts: &[(String, Verdict)], accel: Accel) -> Verdict {
+    let kind = if verdicts.iter().any(|(_, v)| v.kind == Kind::Regression) {
+        Kind::Regression
+    } else if verdicts.iter().all(|(_, v)| v.kind == Kind::Verified) {
+        Kind::Verified
+    } else {
+        Kind::NotVerified
+    };
+    let each: Vec<String> = verdicts
+        .iter()
+        .map(|(name, v)| {
+            let head = v.line.split(" (").next().unwrap_or(&v.line);
+            format!("{name}: {head}")
+        })
+        .collect();
+    Verdict {
+        kind,
+        line: format!("VARIANTS ({}): {}", accel.name(), each.join("; ")),
+    }
+}
+
+/// Every variant beside the baseline: per device and mode, the baseline
+/// p50 and each variant's p50 with its ratio.
+pub fn variants_table(collected: &Samples, base: &str, names: &[&str]) -> String {
+    let mut t = Table::new();
+    t.load_preset(ASCII_MARKDOWN);
+    let mut header = vec!["device".to_string(), "mode".into(), format!("{base} p50")];
+    header.extend(names.iter().map(|n| format!("{n} p50 (ratio)")));
+    t.set_header(header);
+    let per: Vec<Vec<Row>> = names
+        .iter()
+        .map(|n| rows(collected, base, Some(n)))
+        .collect();
+    for (i, r) in per[0].iter().enumerate() {
+        let mut cells = vec![r.device.clone(), r.mode.clone(), ms(r.baseline.p50_us)];
+        for v in &per {
+            cells.push(
+                match v
+                    .get(i)
+                    .and_then(|x| x.patched.as_ref().map(|p| (p, x.p50_ratio)))
+                {
+                    Some((p, ratio)) => format!("{} ({})", ms(p.p50_us), ratio_text(ratio)),
+                    None => "-".into(),
+                },
+            );
+        }
+        t.add_row(cells);
+    }
+    t.to_string()
+}
+
 /// The machine-readable report (`--json`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
@@ -794,6 +875,10 @@ pub struct Report {
     /// Why the report has no host-side (trace) figures, if it has none.
     #[serde(default)]
     pub no_host_evidence: Option<String>,
+    /// Each variant against the baseline (one for an ordinary run, whose
+    /// figures are also the top-level `controllers` and `devices`).
+    #[serde(default)]
+    pub variants: Vec<VariantReport>,
     pub devices: Vec<Row>,
     pub guest_runs: Vec<GuestRun>,
     pub params: Option<ParamsInfo>,
@@ -818,6 +903,10 @@ impl Report {
 
     pub fn finding(&self, controller: &str) -> Option<&ControllerFinding> {
         self.controllers.iter().find(|c| c.controller == controller)
+    }
+
+    pub fn variant(&self, name: &str) -> Option<&VariantReport> {
+        self.variants.iter().find(|v| v.name == name)
     }
 }
 
@@ -850,10 +939,10 @@ mod tests {
                     .map(|t| rec(t.0, "poll", vec![pick(t); 50]))
                     .collect()
             };
-            collect(&mut c, &side(|t| t.1), false);
-            collect(&mut c, &side(|t| t.2), true);
+            collect(&mut c, &side(|t| t.1), "baseline");
+            collect(&mut c, &side(|t| t.2), "patched");
         }
-        rows(&c)
+        rows(&c, "baseline", Some("patched"))
     }
 
     /// Two identical rounds of AHCI and virtio-blk.
@@ -998,11 +1087,14 @@ mod tests {
     fn rounds_must_separate() {
         // Pooled ratio is large, but one patched round is as slow as baseline.
         let mut c = BTreeMap::new();
-        collect(&mut c, &[rec("ahci", "poll", vec![8000; 50])], false);
-        collect(&mut c, &[rec("ahci", "poll", vec![8000; 50])], false);
-        collect(&mut c, &[rec("ahci", "poll", vec![100; 90])], true);
-        collect(&mut c, &[rec("ahci", "poll", vec![9000; 10])], true);
-        assert_eq!(verdict_pair(&rows(&c), Accel::Tcg).kind, Kind::NotVerified);
+        collect(&mut c, &[rec("ahci", "poll", vec![8000; 50])], "baseline");
+        collect(&mut c, &[rec("ahci", "poll", vec![8000; 50])], "baseline");
+        collect(&mut c, &[rec("ahci", "poll", vec![100; 90])], "patched");
+        collect(&mut c, &[rec("ahci", "poll", vec![9000; 10])], "patched");
+        assert_eq!(
+            verdict_pair(&rows(&c, "baseline", Some("patched")), Accel::Tcg).kind,
+            Kind::NotVerified
+        );
     }
 
     #[test]
@@ -1015,9 +1107,9 @@ mod tests {
                 rec("virtio_blk", "poll", vec![180; 10]),
                 rec("nvme", "poll", vec![180; 10]),
             ],
-            false,
+            "binary",
         );
-        let v = verdict_single(&rows(&c), Accel::Tcg);
+        let v = verdict_single(&rows(&c, "binary", None), Accel::Tcg);
         assert_eq!(v.kind, Kind::Unaffected, "{}", v.line);
         let mut c = BTreeMap::new();
         collect(
@@ -1026,9 +1118,9 @@ mod tests {
                 rec("ahci", "poll", vec![8000; 10]),
                 rec("virtio_blk", "poll", vec![400; 10]),
             ],
-            false,
+            "binary",
         );
-        let v = verdict_single(&rows(&c), Accel::Tcg);
+        let v = verdict_single(&rows(&c, "binary", None), Accel::Tcg);
         assert_eq!(v.kind, Kind::StallPresent, "{}", v.line);
         // HDR quantiles are within 0.1%: 8000/400 prints as 20.0x.
         assert!(v.line.contains("ahci is 20.0x slower"), "{}", v.line);
@@ -1060,6 +1152,51 @@ mod tests {
     }
 
     #[test]
+    fn several_variants_verify_only_together() {
+        let v = |k: Kind, l: &str| Verdict {
+            kind: k,
+            line: l.into(),
+        };
+        let all = [
+            (
+                "fix".to_string(),
+                v(Kind::Verified, "FIX VERIFIED (tcg): ahci ..."),
+            ),
+            (
+                "null".to_string(),
+                v(Kind::NotVerified, "NOT VERIFIED (tcg): ahci: slow in both"),
+            ),
+        ];
+        let o = overall(&all, Accel::Tcg);
+        assert_eq!(o.kind, Kind::NotVerified);
+        assert_eq!(
+            o.line,
+            "VARIANTS (tcg): fix: FIX VERIFIED; null: NOT VERIFIED"
+        );
+        let with_harm = [
+            all[0].clone(),
+            ("harm".into(), v(Kind::Regression, "REGRESSION (tcg): x")),
+        ];
+        assert_eq!(overall(&with_harm, Accel::Tcg).kind, Kind::Regression);
+        assert_eq!(overall(&all[..1], Accel::Tcg).kind, Kind::Verified);
+    }
+
+    #[test]
+    fn variants_sit_side_by_side() {
+        let mut c = BTreeMap::new();
+        for (variant, ahci) in [("baseline", 8000), ("fix", 400), ("null", 8000)] {
+            collect(&mut c, &[rec("ahci", "poll", vec![ahci; 10])], variant);
+        }
+        let t = variants_table(&c, "baseline", &["fix", "null"]);
+        assert!(
+            t.contains("fix p50 (ratio)")
+                && t.contains("0.40 ms (20.0x)")
+                && t.contains("8.00 ms (1.0x)"),
+            "{t}"
+        );
+    }
+
+    #[test]
     fn report_reads_back_typed() {
         let r = runs(8000, 500, 300, 320);
         let rep = Report {
@@ -1073,6 +1210,7 @@ mod tests {
             controllers: findings(&r),
             skipped: vec![],
             no_host_evidence: None,
+            variants: vec![],
             devices: r,
             guest_runs: vec![],
             params: None,

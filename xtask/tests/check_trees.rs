@@ -261,3 +261,161 @@ fn a_killed_run_leaves_the_tree_unchanged_and_the_next_run_recovers() {
     assert!(patched.contains("aio_notify(ctx);"));
     assert_eq!(tree_hash(&tree), before);
 }
+
+/// A unified diff of `util/aio-posix.c` from `old` to `new`, made by diff(1).
+fn diff_patch(dir: &Path, name: &str, old: &str, new: &str) -> std::path::PathBuf {
+    let (a, b) = (
+        dir.join(format!("{name}.old")),
+        dir.join(format!("{name}.new")),
+    );
+    fs::write(&a, old).unwrap();
+    fs::write(&b, new).unwrap();
+    let o = Command::new("diff")
+        .args([
+            "-u",
+            "--label",
+            "a/util/aio-posix.c",
+            "--label",
+            "b/util/aio-posix.c",
+        ])
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
+    let p = dir.join(format!("{name}.patch"));
+    fs::write(&p, &o.stdout).unwrap();
+    p
+}
+
+/// Each `NAME: path` line of build-qemu's output, read as the fixture
+/// "binary" (a copy of the source it was built from).
+fn built(stdout: &str) -> std::collections::BTreeMap<String, String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, p)| (k.to_string(), fs::read_to_string(p.trim()).unwrap()))
+        .collect()
+}
+
+#[test]
+fn variants_build_from_one_baseline_each_with_its_patches_and_the_tree_stays_untouched() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let tree = qemu_tree(&t.path().join("vuln"), "10.2.1", VULNERABLE_AIO);
+    let before = tree_hash(&tree);
+    let ours = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../patches/qemu/0001-aio-posix-wake-the-AioContext-after-queuing-an-io_ur.patch");
+    let epoll = diff_patch(
+        t.path(),
+        "epoll",
+        VULNERABLE_AIO,
+        &VULNERABLE_AIO.replace("epollfd = -1", "epollfd = -3"),
+    );
+    let run = |extra: &[String]| {
+        let mut a: Vec<String> = ["build-qemu", "--no-install", "--qemu-tree"]
+            .map(String::from)
+            .to_vec();
+        a.push(tree.display().to_string());
+        a.extend(extra.iter().cloned());
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        xtask(&a, cache.path())
+    };
+    let variants = [
+        "--variant".to_string(),
+        format!("fix={}", ours.display()),
+        "--variant".into(),
+        format!("both={}+{}", ours.display(), epoll.display()),
+        "--variant".into(),
+        format!("epoll={}", epoll.display()),
+    ];
+    let o = run(&variants);
+    assert!(o.status.success(), "{}", out(&o));
+    let b = built(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(b["baseline"], VULNERABLE_AIO);
+    assert!(b["fix"].contains("aio_notify(ctx);") && b["fix"].contains("epollfd = -1"));
+    assert!(b["both"].contains("aio_notify(ctx);") && b["both"].contains("epollfd = -3"));
+    // Built after `both`: nothing of it may leak into this one.
+    assert!(!b["epoll"].contains("aio_notify") && b["epoll"].contains("epollfd = -3"));
+    assert_eq!(tree_hash(&tree), before, "the user's tree changed");
+    // Cached by patch contents: a second run builds nothing.
+    let o = run(&variants);
+    assert!(
+        o.status.success() && out(&o).contains("cached"),
+        "{}",
+        out(&o)
+    );
+    // The default patched build still comes from the same baseline.
+    let o = run(&[]);
+    let b = built(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(b["baseline"], VULNERABLE_AIO);
+    assert!(b["patched"].contains("aio_notify(ctx);"));
+    assert_eq!(tree_hash(&tree), before);
+}
+
+#[test]
+fn bad_patches_and_variant_names_are_named_with_exit_2() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let tree = qemu_tree(&t.path().join("vuln"), "10.2.1", VULNERABLE_AIO);
+    let before = tree_hash(&tree);
+    let tree_s = tree.display().to_string();
+    let notes = t.path().join("notes.txt");
+    fs::write(&notes, "just some text\n").unwrap();
+    let stale = diff_patch(
+        t.path(),
+        "stale",
+        &VULNERABLE_AIO.replace("epollfd = -1", "epollfd = -7"),
+        &VULNERABLE_AIO.replace("epollfd = -1", "epollfd = -8"),
+    );
+    let ok = diff_patch(
+        t.path(),
+        "ok",
+        VULNERABLE_AIO,
+        &VULNERABLE_AIO.replace("epollfd = -1", "epollfd = -3"),
+    );
+    let cases: Vec<(Vec<String>, Vec<String>)> = vec![
+        (
+            vec!["--patch".into(), "/nonexistent/fix.patch".into()],
+            vec!["/nonexistent/fix.patch: no such file".into()],
+        ),
+        (
+            vec!["--patch".into(), notes.display().to_string()],
+            vec![format!("{} is not a patch", notes.display())],
+        ),
+        (
+            vec!["--variant".into(), format!("old={}", stale.display())],
+            vec![
+                "variant old".into(),
+                "stale.patch".into(),
+                "hunk `@@ -3,7 +3,7 @@".into(),
+            ],
+        ),
+        (
+            vec![
+                "--variant".into(),
+                format!("a={}", ok.display()),
+                "--variant".into(),
+                format!("a={}", ok.display()),
+            ],
+            vec!["variant name a is used twice".into()],
+        ),
+        (
+            vec!["--variant".into(), format!("baseline={}", ok.display())],
+            vec!["not `baseline`".into()],
+        ),
+        (
+            vec!["--series".into(), t.path().display().to_string()],
+            vec!["needs a `series` file".into()],
+        ),
+    ];
+    for (args, want) in cases {
+        let mut a = vec!["build-qemu", "--no-install", "--qemu-tree", &tree_s];
+        a.extend(args.iter().map(String::as_str));
+        let o = xtask(&a, cache.path());
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", out(&o));
+        for w in want {
+            assert!(out(&o).contains(&w), "{args:?}: want {w:?} in {}", out(&o));
+        }
+        assert_eq!(tree_hash(&tree), before, "{args:?} changed the tree");
+    }
+}
