@@ -141,12 +141,19 @@ impl PatchSet {
         if files.is_empty() {
             bail!("variant {name}: no patch files");
         }
+        let mut abs = Vec::new();
         for f in files {
             read_patch(f)?;
+            // git apply runs in the work copy: a relative path must not
+            // be read from there.
+            abs.push(
+                f.canonicalize()
+                    .with_context(|| format!("patch {}: cannot resolve its path", f.display()))?,
+            );
         }
         Ok(PatchSet {
             name: name.into(),
-            files: files.to_vec(),
+            files: abs,
         })
     }
 

@@ -189,6 +189,7 @@ struct Campaign {
 
 /// What a finished campaign puts into the report.
 struct Measured {
+    baseline_binary: PathBuf,
     variants: Vec<report::VariantReport>,
     accel: Accel,
     kernel: KernelInfo,
@@ -410,6 +411,7 @@ impl PatchAndTest {
             })
             .collect::<Result<Vec<_>>>()?;
         let measured = Measured {
+            baseline_binary: art.variants[0].binary.clone(),
             variants,
             accel: camp.accel,
             kernel: KernelInfo {
@@ -705,6 +707,7 @@ impl PatchAndTest {
     ) -> Report {
         t.0.insert("total".into(), secs(total.elapsed()));
         let accel = measured.as_ref().map(|m| m.accel);
+        let baseline_binary = measured.as_ref().map(|m| m.baseline_binary.clone());
         let (kernel, rows, guest_runs, skipped, no_host_evidence, variants) = match measured {
             Some(m) => (
                 Some(m.kernel),
@@ -733,6 +736,7 @@ impl PatchAndTest {
             skipped,
             no_host_evidence,
             variants,
+            baseline_binary,
             devices: rows,
             guest_runs,
             params: Some(ParamsInfo {

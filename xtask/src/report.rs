@@ -18,12 +18,17 @@ use crate::guest::Accel;
 /// variant differed by < 20% in our runs) yet far below both.
 pub const MIN_RATIO: f64 = 2.0;
 /// A controller regresses when patched p50 exceeds baseline p50 by 50% plus
-/// 100 µs *and* every patched round is slower than every baseline round
-/// (the same separation a cure needs). The controls' per-round p50s wander
-/// between 0.15 and 0.45 ms under TCG here, so magnitude alone would call
-/// noise a regression.
+/// 0.5 ms *and* every patched round is slower than every baseline round
+/// (the same separation a cure needs). Measured here, TCG: 284 per-boot
+/// p50s of the controls over 12 runs had a median of 0.22 ms, p90 0.41 ms
+/// and max 0.74 ms (two more boots, NVMe measured first after boot, gave
+/// 1.8 and 3.1 ms). With 0.1 ms of slack, two default runs called that
+/// wander a regression (virtio-blk 0.12 -> 0.29 ms and 0.23 -> 0.46 ms,
+/// host queue time 0.02 ms in both builds); 0.5 ms is above it, and a real
+/// 1 ms slowdown of a control (the e2e's harmful patch: virtio-blk 0.15 ->
+/// 1.21 ms) is still caught with a 0.5 ms margin.
 pub const REGRESSION_FACTOR: f64 = 1.5;
-pub const REGRESSION_SLACK_US: f64 = 100.0;
+pub const REGRESSION_SLACK_US: f64 = 500.0;
 /// A baseline p50 more than this many times the fastest control's (same
 /// mode) is a stall. Measured: 2.2x on QEMU 7.2 and 1.7x on a fixed 10.2.2
 /// (AHCI against virtio-blk and NVMe), against 22x on an unfixed 10.2.2.
@@ -879,6 +884,9 @@ pub struct Report {
     /// figures are also the top-level `controllers` and `devices`).
     #[serde(default)]
     pub variants: Vec<VariantReport>,
+    /// The binary measured as the baseline (or alone).
+    #[serde(default)]
+    pub baseline_binary: Option<PathBuf>,
     pub devices: Vec<Row>,
     pub guest_runs: Vec<GuestRun>,
     pub params: Option<ParamsInfo>,
@@ -988,13 +996,16 @@ mod tests {
     fn small_improvement_is_not_verified_and_regression_is_flagged() {
         let v = verdict_pair(&runs(800, 600, 300, 300), Accel::Tcg);
         assert_eq!(v.kind, Kind::NotVerified, "{}", v.line);
-        let v = verdict_pair(&runs(8000, 500, 300, 900), Accel::Kvm);
+        let v = verdict_pair(&runs(8000, 500, 300, 1300), Accel::Kvm);
         assert_eq!(v.kind, Kind::Regression);
         assert!(
-            v.line.contains("virtio_blk p50 0.30 ms -> 0.90 ms"),
+            v.line.contains("virtio_blk p50 0.30 ms -> 1.30 ms"),
             "{}",
             v.line
         );
+        // The wander measured between boots is not a regression.
+        let v = verdict_pair(&runs(8000, 500, 120, 290), Accel::Tcg);
+        assert_eq!(v.kind, Kind::Verified, "{}", v.line);
     }
 
     #[test]
@@ -1073,7 +1084,7 @@ mod tests {
     #[test]
     fn one_round_cannot_call_a_regression_or_hide_one() {
         let v = verdict_pair(
-            &build(&[&[("ahci", 2000, 300), ("nvme", 200, 500)]]),
+            &build(&[&[("ahci", 2000, 300), ("nvme", 200, 900)]]),
             Accel::Tcg,
         );
         assert_eq!(v.kind, Kind::NotVerified, "{}", v.line);
@@ -1211,6 +1222,7 @@ mod tests {
             skipped: vec![],
             no_host_evidence: None,
             variants: vec![],
+            baseline_binary: None,
             devices: r,
             guest_runs: vec![],
             params: None,

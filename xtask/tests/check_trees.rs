@@ -331,6 +331,18 @@ fn variants_build_from_one_baseline_each_with_its_patches_and_the_tree_stays_unt
     let o = run(&variants);
     assert!(o.status.success(), "{}", out(&o));
     let b = built(&String::from_utf8_lossy(&o.stdout));
+    // A relative patch path is read from where the user stands, not from
+    // the work copy the patch is applied in.
+    let rel = Command::new(common::XTASK)
+        .args(["build-qemu", "--no-install", "--qemu-tree"])
+        .arg(&tree)
+        .args(["--variant", "rel=epoll.patch"])
+        .current_dir(t.path())
+        .env("XDG_CACHE_HOME", cache.path())
+        .output()
+        .unwrap();
+    assert!(rel.status.success(), "{}", out(&rel));
+    assert!(built(&String::from_utf8_lossy(&rel.stdout))["rel"].contains("epollfd = -3"));
     assert_eq!(b["baseline"], VULNERABLE_AIO);
     assert!(b["fix"].contains("aio_notify(ctx);") && b["fix"].contains("epollfd = -1"));
     assert!(b["both"].contains("aio_notify(ctx);") && b["both"].contains("epollfd = -3"));

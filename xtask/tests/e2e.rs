@@ -28,8 +28,8 @@ fn wanted() -> bool {
     false
 }
 
-/// Runs the xtask with `--json`, expects exit 0 and `verdict`; returns the
-/// report and the printed text.
+/// Runs the xtask with `--json`, expects `verdict` and its exit code;
+/// returns the report and the printed text.
 fn run(args: &[&str], json: &Path, verdict: Kind) -> (Report, String) {
     // Progress (stderr) goes straight to the log, so a cold CI run shows its
     // builds moving; the report (stdout) is kept for the assertions.
@@ -41,7 +41,7 @@ fn run(args: &[&str], json: &Path, verdict: Kind) -> (Report, String) {
         .output()
         .unwrap();
     let text = common::out(&o);
-    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert_eq!(o.status.code(), Some(verdict.exit_code()), "{text}");
     let doc = Report::read(json).unwrap();
     assert_eq!(doc.verdict, verdict, "{text}");
     (doc, text)
@@ -185,6 +185,12 @@ fn patch_and_test_verifies_the_fix_and_qemu_7_2_is_unaffected() {
         "{doc:#?}"
     );
 
+    // The binaries of this run, measured again below as prebuilt binaries.
+    let built = (
+        doc.baseline_binary.clone().unwrap(),
+        doc.variant("patched").unwrap().binary.clone(),
+    );
+
     // 2. The same guest under Debian 12's QEMU 7.2: no aio_add_sqe(), no stall.
     let json = dir.path().join("qemu72.json");
     let (doc, text) = run(
@@ -252,4 +258,89 @@ fn patch_and_test_verifies_the_fix_and_qemu_7_2_is_unaffected() {
         );
     }
     assert!(kernel.release.ends_with("-amd64"), "{doc:#?}");
+
+    // 4. Review any patch: our fix, a null patch (a comment in
+    // util/aio-posix.c) and a harmful one (our fix plus 1 ms held on every
+    // virtio-blk completion), built from one baseline and measured in one run.
+    let fix =
+        patch_path("patches/qemu/0001-aio-posix-wake-the-AioContext-after-queuing-an-io_ur.patch");
+    let null = patch_path(
+        "xtask/tests/fixtures/patches/0001-aio-posix-reword-a-comment-changes-no-code.patch",
+    );
+    let harm = patch_path("xtask/tests/fixtures/patches/0002-virtio-blk-hold-every-read-write-completion-for-1-ms.patch");
+    let json = dir.path().join("variants.json");
+    let (doc, text) = run(
+        &[
+            "patch-and-test",
+            "--rounds",
+            "3",
+            "--variant",
+            &format!("fix={fix}"),
+            "--variant",
+            &format!("null={null}"),
+            "--variant",
+            &format!("harmful={fix}+{harm}"),
+        ],
+        &json,
+        Kind::Regression,
+    );
+    let verdict = |n: &str| {
+        doc.variant(n)
+            .unwrap_or_else(|| panic!("no variant {n}"))
+            .verdict
+            .kind
+    };
+    assert_eq!(verdict("fix"), Kind::Verified, "{text}");
+    assert_eq!(verdict("null"), Kind::NotVerified, "{text}");
+    assert_eq!(verdict("harmful"), Kind::Regression, "{text}");
+    // The null patch's AHCI ratio, against the 2x a cure needs: measured
+    // 1.0x (7.99 -> 8.00 ms), so a false positive needs the noise to double.
+    let null_rows = &doc.variant("null").unwrap().devices;
+    let null_ratio = null_rows
+        .iter()
+        .find(|r| r.controller == "ahci" && r.mode == "poll")
+        .and_then(|r| r.p50_ratio)
+        .unwrap();
+    assert!(
+        null_ratio < 1.5,
+        "null patch AHCI ratio {null_ratio}\n{text}"
+    );
+    // The harm is named: virtio-blk, the control it slowed (measured 0.15
+    // -> 1.21 ms); AHCI is still cured by the fix underneath it.
+    let harmful = doc.variant("harmful").unwrap();
+    assert!(
+        harmful.verdict.line.contains("virtio_blk"),
+        "{}",
+        harmful.verdict.line
+    );
+    assert!(harmful
+        .controllers
+        .iter()
+        .any(|c| c.controller == "ahci" && c.finding == Finding::Affected));
+    assert_eq!(harmful.patches.len(), 2);
+    assert!(harmful.patches.iter().all(|p| p.sha256.len() == 64));
+
+    // 5. The same two binaries as part 1, prebuilt, against each other.
+    let json = dir.path().join("binaries.json");
+    let (doc, text) = run(
+        &[
+            "patch-and-test",
+            "--compare-binaries",
+            built.0.to_str().unwrap(),
+            built.1.to_str().unwrap(),
+        ],
+        &json,
+        Kind::Verified,
+    );
+    assert_eq!(doc.qemu.state, "binaries", "{text}");
+    assert_eq!(doc.finding("ahci").unwrap().finding, Finding::Affected);
+}
+
+/// A path in this workspace, as the user would type it.
+fn patch_path(rel: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(rel)
+        .display()
+        .to_string()
 }
