@@ -15,8 +15,8 @@ pub mod params;
 pub mod record;
 
 pub use controllers::{Controller, Role, CONTROLLERS};
-pub use params::{Mode, ModeSet, Params, Think};
-pub use record::{Record, Stats, JSON_PREFIX};
+pub use params::{Mode, ModeSet, Params, Think, Workload};
+pub use record::{BatchFigures, Record, Stats, JSON_PREFIX};
 
 /// Where `/init` finds the list of modules to load, one absolute path a
 /// line, in load order. The xtask writes it into the initramfs.

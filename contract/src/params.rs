@@ -79,6 +79,17 @@ named_enum!(
     }
 );
 
+named_enum!(
+    /// What the selftest does on each disk.
+    Workload {
+        /// One 4 KiB read in flight, after a think time: the latency of each.
+        Latency = "latency",
+        /// The report's reproducer: 128 KiB reads in batches of 16, a 1 ms
+        /// sleep before each batch submit and after each completion.
+        Batch = "batch",
+    }
+);
+
 /// Prefix of every word of ours on the kernel command line.
 pub const CMDLINE_PREFIX: &str = "uring_idle.";
 
@@ -104,6 +115,17 @@ pub struct Params {
     pub controllers: Vec<String>,
     /// Guest only: how long to wait for them.
     pub settle_ms: u64,
+    pub workload: Workload,
+    /// Batch workload: MiB read per device and mode.
+    pub total_mb: u32,
+    /// Batch workload: KiB per read.
+    pub chunk_kb: u32,
+    /// Batch workload: reads submitted together.
+    pub batch: u32,
+    /// Batch workload: idle time before each batch is submitted, µs.
+    pub submit_sleep_us: u64,
+    /// Batch workload: idle time after each completion is processed, µs.
+    pub completion_sleep_us: u64,
 }
 
 impl Default for Params {
@@ -119,6 +141,12 @@ impl Default for Params {
             write_blocks: 32,
             controllers: vec![],
             settle_ms: 10_000,
+            workload: Workload::Latency,
+            total_mb: 128,
+            chunk_kb: 128,
+            batch: 16,
+            submit_sleep_us: 1000,
+            completion_sleep_us: 1000,
         }
     }
 }
@@ -148,6 +176,12 @@ const KEYS: &[&str] = &[
     "write_blocks",
     "controllers",
     "settle_ms",
+    "workload",
+    "total_mb",
+    "chunk_kb",
+    "batch",
+    "submit_sleep_us",
+    "completion_sleep_us",
 ];
 
 impl Params {
@@ -165,6 +199,12 @@ impl Params {
             self.write_blocks.to_string(),
             self.controllers.join(","),
             self.settle_ms.to_string(),
+            self.workload.name().to_string(),
+            self.total_mb.to_string(),
+            self.chunk_kb.to_string(),
+            self.batch.to_string(),
+            self.submit_sleep_us.to_string(),
+            self.completion_sleep_us.to_string(),
         ];
         KEYS.iter()
             .zip(values)
@@ -217,6 +257,12 @@ impl Params {
                 }
             }
             "settle_ms" => self.settle_ms = num(v)?,
+            "workload" => self.workload = v.parse()?,
+            "total_mb" => self.total_mb = num(v)?,
+            "chunk_kb" => self.chunk_kb = num(v)?,
+            "batch" => self.batch = num(v)?,
+            "submit_sleep_us" => self.submit_sleep_us = num(v)?,
+            "completion_sleep_us" => self.completion_sleep_us = num(v)?,
             _ => bail!(
                 "unknown parameter {CMDLINE_PREFIX}{k}={v} (known: {})",
                 KEYS.join(", ")
@@ -237,6 +283,17 @@ impl Params {
         }
         if self.write_check && self.write_blocks == 0 {
             bail!("write_blocks must be at least 1 when the write check is on");
+        }
+        if self.workload == Workload::Batch {
+            if self.total_mb == 0 || self.batch == 0 || self.batch > 256 {
+                bail!("the batch workload needs total_mb >= 1 and a batch of 1 to 256 reads");
+            }
+            if self.chunk_kb == 0 || !self.chunk_kb.is_multiple_of(4) || self.chunk_kb > 4096 {
+                bail!(
+                    "chunk_kb must be a multiple of 4 from 4 to 4096 (O_DIRECT), not {}",
+                    self.chunk_kb
+                );
+            }
         }
         Ok(())
     }
@@ -276,6 +333,12 @@ mod tests {
             write_blocks: 9,
             controllers: vec!["ahci".into(), "virtio_blk".into()],
             settle_ms: 777,
+            workload: Workload::Batch,
+            total_mb: 16,
+            chunk_kb: 64,
+            batch: 8,
+            submit_sleep_us: 500,
+            completion_sleep_us: 250,
         };
         let line = format!("console=ttyS0 {} panic=-1", p.to_cmdline().join(" "));
         assert_eq!(Params::from_cmdline(&line).unwrap(), p);
@@ -307,6 +370,9 @@ mod tests {
         assert!(Params::from_cmdline("uring_idle.max_p99_ms=-1").is_err());
         assert!(Params::from_cmdline("uring_idle.write").is_err());
         assert!(Params::from_cmdline("uring_idle.think=nap").is_err());
+        assert!(Params::from_cmdline("uring_idle.workload=batch uring_idle.chunk_kb=6").is_err());
+        assert!(Params::from_cmdline("uring_idle.workload=batch uring_idle.batch=0").is_err());
+        assert!(Params::from_cmdline("uring_idle.workload=stream").is_err());
     }
 
     #[test]

@@ -73,6 +73,21 @@ impl Stats {
     }
 }
 
+/// What a batch-workload test adds: the run as a whole.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchFigures {
+    /// Wall time of all batches, sleeps included.
+    pub total_ms: f64,
+    pub mb_per_s: f64,
+    pub bytes: u64,
+    pub batches: u32,
+    /// How the 1 ms sleeps were spent: `spin` or `sleep` (nanosleep).
+    pub sleeps: String,
+    /// What one nanosleep of the requested length took here (median), µs:
+    /// without high-resolution timers it rounds up to the tick.
+    pub nanosleep_us: f64,
+}
+
 /// The machine-readable record of one test.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
@@ -91,9 +106,13 @@ pub struct Record {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<Stats>,
-    /// Every measured latency in µs, so a host tool can pool runs.
+    /// Every measured latency in µs (for the batch workload: each batch's
+    /// time, sleeps included), so a host tool can pool runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub samples_us: Vec<u32>,
+    /// Batch workload only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchFigures>,
 }
 
 impl Record {
@@ -176,6 +195,7 @@ mod tests {
             reason: None,
             stats: Some(Stats::from_ns(&[1000, 2000], 5000)),
             samples_us: vec![1, 2],
+            batch: None,
         };
         let line = r.line();
         assert!(line.starts_with(JSON_PREFIX) && !line.contains('\n'));

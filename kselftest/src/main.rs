@@ -12,7 +12,11 @@ use kselftest::{devices, run, KSFT_FAIL};
 const USAGE: &str = "\
 usage: io_uring_idle_latency [--device PATH | --file PATH]... [options]
 
-Measures io_uring 4 KiB O_DIRECT read latency, one I/O in flight, and prints KTAP.
+Measures io_uring O_DIRECT reads per target and prints KTAP: the latency of
+4 KiB reads, one in flight (--workload latency), or the batch reproducer
+(--workload batch: 128 MiB in 128 KiB reads, 16 per batch, a 1 ms sleep before
+each batch submit and after each completion; its total time, per-batch times
+and MB/s).
 As PID 1 (a guest's /init) it reads uring_idle.* from the kernel command line.
 
   --device PATH      block device to measure (repeatable)
@@ -23,6 +27,12 @@ As PID 1 (a guest's /init) it reads uring_idle.* from the kernel command line.
   --think HOW        spend the think time in nanosleep or spinning: sleep, spin [default: sleep]
   --mode MODE        sleep, poll or both                       [default: sleep]
   --max-p99-ms X     a test fails when its p99 exceeds X ms    [default: 50]
+  --workload W       latency or batch                         [default: latency]
+  --total-mb N       batch: MiB read per target and mode      [default: 128]
+  --chunk-kb N       batch: KiB per read (multiple of 4)      [default: 128]
+  --batch N          batch: reads submitted together          [default: 16]
+  --submit-sleep-us N      batch: idle before each submit     [default: 1000]
+  --completion-sleep-us N  batch: idle after each completion  [default: 1000]
   --write            also write a pattern and read it back (DESTROYS data at the
                      blocks it writes: scratch targets only)
   --write-blocks N   blocks the write check covers             [default: 32]
@@ -80,6 +90,20 @@ fn parse(args: &[String]) -> Result<Option<Cli>, String> {
                     .parse()
                     .map_err(|_| format!("--max-p99-ms: {v:?} is not a number"))?
             }
+            "--workload" => {
+                p.workload = value()?.parse().map_err(|e| format!("--workload: {e}"))?
+            }
+            "--total-mb" => {
+                p.total_mb = u32::try_from(num(value()?)?).map_err(|_| "--total-mb: too large")?
+            }
+            "--chunk-kb" => {
+                p.chunk_kb = u32::try_from(num(value()?)?).map_err(|_| "--chunk-kb: too large")?
+            }
+            "--batch" => {
+                p.batch = u32::try_from(num(value()?)?).map_err(|_| "--batch: too large")?
+            }
+            "--submit-sleep-us" => p.submit_sleep_us = num(value()?)?,
+            "--completion-sleep-us" => p.completion_sleep_us = num(value()?)?,
             "--write" => p.write_check = true,
             "--write-blocks" => {
                 p.write_blocks =
@@ -130,7 +154,18 @@ fn main() -> ExitCode {
                     if is_block { "--device" } else { "--file" }
                 );
             }
-            devices::open(&t, cli.params.write_check).map(|_| t)
+            let dev = devices::open(&t, cli.params.write_check)?;
+            let need = u64::from(cli.params.total_mb) << 20;
+            if cli.params.workload == contract::Workload::Batch && dev.size < need {
+                anyhow::bail!(
+                    "{}: {} bytes is smaller than the {} MiB the batch workload reads; use --total-mb {} or a larger target",
+                    path.display(),
+                    dev.size,
+                    cli.params.total_mb,
+                    dev.size >> 20
+                );
+            }
+            Ok(t)
         });
         match checked {
             Ok(t) => targets.push(t),

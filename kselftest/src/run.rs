@@ -7,7 +7,7 @@ use crate::devices::{self, Target};
 use crate::ktap::{self, Outcome};
 use crate::workload::{self, RingError};
 use crate::{KSFT_FAIL, KSFT_PASS, KSFT_SKIP};
-use contract::{Params, Record, Stats};
+use contract::{BatchFigures, Params, Record, Stats, Think, Workload};
 
 /// Kernel release from uname(2).
 pub fn kernel_release() -> String {
@@ -169,13 +169,39 @@ pub fn run(
         }
     }
 
+    // What a sleep of the batch workload's length really takes here, so the
+    // report can say whether spinning was needed to keep 1 ms meaning 1 ms.
+    let nap = (p.workload == Workload::Batch).then(|| {
+        let d = workload::nanosleep_cost(std::time::Duration::from_micros(p.submit_sleep_us));
+        diag(
+            out,
+            &format!(
+                "batch: {} MiB in {} KiB reads, {} per batch; nanosleep({} us) takes {} us here; the sleeps {}",
+                p.total_mb,
+                p.chunk_kb,
+                p.batch,
+                p.submit_sleep_us,
+                d.as_micros(),
+                match p.think {
+                    Think::Spin => "spin",
+                    Think::Sleep => "use nanosleep",
+                }
+            ),
+        );
+        d
+    });
     for target in targets {
+        // Batch tests are named apart: their figures are per batch.
+        let stem = match p.workload {
+            Workload::Latency => target.name.clone(),
+            Workload::Batch => format!("{}_batch", target.name),
+        };
         let record = |mode: &str,
                       ok: bool,
                       reason: Option<String>,
                       stats: Option<Stats>,
                       samples: Vec<u32>| Record {
-            test: format!("{}_{mode}", target.name),
+            test: format!("{stem}_{mode}"),
             device: target.name.clone(),
             path: target.path.display().to_string(),
             controller: target.controller.clone(),
@@ -184,6 +210,7 @@ pub fn run(
             reason,
             stats,
             samples_us: samples,
+            batch: None,
         };
         let dev = match devices::open(target, p.write_check) {
             Ok(d) => d,
@@ -210,15 +237,32 @@ pub fn run(
             ),
         );
         for &mode in p.modes.modes() {
-            match workload::measure(&mut ring, &dev, mode, p, seed_for(&target.name)) {
-                Ok(s) => {
-                    let stats = Stats::from_ns(&s.latencies_ns, s.wall.as_nanos() as u64);
-                    let samples = s
-                        .latencies_ns
+            let measured = match p.workload {
+                Workload::Latency => {
+                    workload::measure(&mut ring, &dev, mode, p, seed_for(&target.name))
+                        .map(|s| (s.latencies_ns, s.wall, None))
+                }
+                Workload::Batch => workload::batch(&mut ring, &dev, mode, p).map(|b| {
+                    let secs = b.wall.as_secs_f64();
+                    let figures = BatchFigures {
+                        total_ms: (secs * 100_000.0).round() / 100.0,
+                        mb_per_s: ((b.bytes as f64 / 1048576.0 / secs) * 100.0).round() / 100.0,
+                        bytes: b.bytes,
+                        batches: b.batch_ns.len() as u32,
+                        sleeps: p.think.name().into(),
+                        nanosleep_us: nap.map(|d| d.as_micros() as f64).unwrap_or(0.0),
+                    };
+                    (b.batch_ns, b.wall, Some(figures))
+                }),
+            };
+            match measured {
+                Ok((ns, wall, batch)) => {
+                    let stats = Stats::from_ns(&ns, wall.as_nanos() as u64);
+                    let samples = ns
                         .iter()
                         .map(|&ns| (ns / 1000).min(u64::from(u32::MAX)) as u32)
                         .collect();
-                    let figures = format!(
+                    let mut figures = format!(
                         "n={} p50_us={} p90_us={} p99_us={} max_us={} total_ms={}",
                         stats.n,
                         stats.p50_us,
@@ -227,7 +271,12 @@ pub fn run(
                         stats.max_us,
                         stats.total_ms
                     );
-                    let over = stats.p99_us > p.max_p99_ms * 1000.0;
+                    if let Some(b) = &batch {
+                        figures.push_str(&format!(" mb_per_s={}", b.mb_per_s));
+                    }
+                    // A batch holds 17 ms of sleeps by design: the p99 limit
+                    // is for single requests.
+                    let over = batch.is_none() && stats.p99_us > p.max_p99_ms * 1000.0;
                     let why = over.then(|| {
                         format!(
                             "p99 {} ms exceeds the {} ms limit; {figures}",
@@ -235,11 +284,9 @@ pub fn run(
                             p.max_p99_ms
                         )
                     });
-                    t.report(
-                        out,
-                        &record(mode.name(), !over, why, Some(stats), samples),
-                        &figures,
-                    );
+                    let mut r = record(mode.name(), !over, why, Some(stats), samples);
+                    r.batch = batch;
+                    t.report(out, &r, &figures);
                 }
                 Err(e) => t.report(
                     out,

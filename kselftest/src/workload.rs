@@ -71,7 +71,8 @@ pub enum RingError {
 }
 
 pub fn new_ring() -> std::result::Result<IoUring, RingError> {
-    IoUring::new(8).map_err(|e| match e.raw_os_error() {
+    // Room for a whole batch of the batch workload in flight.
+    IoUring::new(256).map_err(|e| match e.raw_os_error() {
         Some(libc::ENOSYS) => RingError::Unavailable("io_uring_setup: ENOSYS (kernel built without CONFIG_IO_URING)".into()),
         Some(libc::EPERM) => RingError::Unavailable(
             "io_uring_setup: EPERM (disabled by sysctl kernel.io_uring_disabled, or by a seccomp policy)".into(),
@@ -183,15 +184,7 @@ pub fn measure(
     let start = Instant::now();
     for i in 0..u64::from(p.iterations) {
         // Idle first: the stall needs a main loop that has gone back to sleep.
-        match p.think {
-            Think::Sleep => std::thread::sleep(think),
-            Think::Spin => {
-                let until = Instant::now() + think;
-                while Instant::now() < until {
-                    std::hint::spin_loop();
-                }
-            }
-        }
+        idle(think, p.think);
         let off = offset(seed, u64::from(p.warmup) + i, blocks);
         let t = read_at(ring, dev, &mut buf, off, mode)?;
         latencies_ns.push(t.as_nanos() as u64);
@@ -200,6 +193,131 @@ pub fn measure(
         latencies_ns,
         wall: start.elapsed(),
     })
+}
+
+/// Idles for `d`: nanosleep, or a spin on CLOCK_MONOTONIC.
+pub fn idle(d: Duration, how: Think) {
+    match how {
+        Think::Sleep => std::thread::sleep(d),
+        Think::Spin => {
+            let until = Instant::now() + d;
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
+/// What one nanosleep of `d` really takes here (median of 9): without
+/// high-resolution timers it rounds up to the kernel's tick.
+pub fn nanosleep_cost(d: Duration) -> Duration {
+    let mut v: Vec<Duration> = (0..9)
+        .map(|_| {
+            let t = Instant::now();
+            std::thread::sleep(d);
+            t.elapsed()
+        })
+        .collect();
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// One run of the batch workload on one device.
+#[derive(Debug, Clone)]
+pub struct BatchRun {
+    /// Each batch's time: the sleep before its submit, the submit, and
+    /// every completion with the sleep after it.
+    pub batch_ns: Vec<u64>,
+    pub wall: Duration,
+    pub bytes: u64,
+}
+
+/// The report's reproducer: read `total_mb` MiB in `chunk_kb` KiB
+/// `O_DIRECT` reads from the start of the device, `batch` at a time;
+/// idle `submit_sleep_us` before each batch is submitted and
+/// `completion_sleep_us` after each completion is processed.
+pub fn batch(ring: &mut IoUring, dev: &Opened, mode: Mode, p: &Params) -> Result<BatchRun> {
+    let chunk = p.chunk_kb as usize * 1024;
+    let bytes = u64::from(p.total_mb) << 20;
+    if bytes > dev.size {
+        bail!(
+            "the batch workload reads {} MiB but the target holds {} bytes: use a larger file or device, or a smaller total (--total-mb)",
+            p.total_mb,
+            dev.size
+        );
+    }
+    let chunks = bytes.div_ceil(chunk as u64);
+    let mut bufs: Vec<AlignedBuf> = (0..p.batch).map(|_| AlignedBuf::new(chunk)).collect();
+    let (before, after) = (
+        Duration::from_micros(p.submit_sleep_us),
+        Duration::from_micros(p.completion_sleep_us),
+    );
+    let mut batch_ns = Vec::new();
+    let start = Instant::now();
+    let mut next = 0u64;
+    while next < chunks {
+        let t = Instant::now();
+        idle(before, p.think);
+        let n = (chunks - next).min(u64::from(p.batch)) as usize;
+        for (i, buf) in bufs.iter_mut().take(n).enumerate() {
+            let off = (next + i as u64) * chunk as u64;
+            let e = opcode::Read::new(
+                types::Fd(dev.fd()),
+                buf.as_mut_slice().as_mut_ptr(),
+                chunk as u32,
+            )
+            .offset(off)
+            .build()
+            .user_data(off);
+            // SAFETY: the buffers outlive the batch, which is drained below.
+            unsafe { ring.submission().push(&e) }
+                .map_err(|_| anyhow::anyhow!("submission queue full"))?;
+        }
+        ring.submit().context("io_uring_enter(submit)")?;
+        for _ in 0..n {
+            let cqe = wait_one(ring, mode)?;
+            let (res, off) = (cqe.result(), cqe.user_data());
+            if res < 0 {
+                bail!(
+                    "read at offset {off}: {}",
+                    std::io::Error::from_raw_os_error(-res)
+                );
+            }
+            if res as usize != chunk {
+                bail!("read at offset {off}: short transfer of {res} bytes");
+            }
+            idle(after, p.think);
+        }
+        batch_ns.push(t.elapsed().as_nanos() as u64);
+        next += n as u64;
+    }
+    Ok(BatchRun {
+        batch_ns,
+        wall: start.elapsed(),
+        bytes,
+    })
+}
+
+/// The next completion, waited for in `mode`.
+fn wait_one(ring: &mut IoUring, mode: Mode) -> Result<io_uring::cqueue::Entry> {
+    let start = Instant::now();
+    loop {
+        if let Some(c) = ring.completion().next() {
+            return Ok(c);
+        }
+        match mode {
+            Mode::Sleep => {
+                ring.submit_and_wait(1)
+                    .context("io_uring_enter(GETEVENTS)")?;
+            }
+            Mode::Poll => {
+                std::hint::spin_loop();
+                if start.elapsed() > POLL_GIVE_UP {
+                    bail!("no completion after {POLL_GIVE_UP:?} of polling the CQ ring");
+                }
+            }
+        }
+    }
 }
 
 /// The content of one pattern block: depends on the run's seed and the

@@ -372,3 +372,88 @@ fn help_exits_0_and_names_every_flag() {
         assert!(text.contains(flag), "{flag}");
     }
 }
+
+#[test]
+fn batch_workload_reads_everything_in_batches_and_its_figures_add_up() {
+    let f = scratch("batch.img", 8 << 20);
+    let out = run(&[
+        "--file",
+        f.to_str().unwrap(),
+        "--workload",
+        "batch",
+        "--total-mb",
+        "8",
+        "--chunk-kb",
+        "64",
+        "--batch",
+        "4",
+        "--submit-sleep-us",
+        "500",
+        "--completion-sleep-us",
+        "200",
+        "--think",
+        "spin",
+        "--mode",
+        "both",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let k = parse(&out.stdout);
+    assert_eq!(k.plan, 2);
+    let names: Vec<&str> = k.results.iter().map(|r| r.2.as_str()).collect();
+    assert_eq!(
+        names,
+        ["file_batch_img_batch_sleep", "file_batch_img_batch_poll"]
+    );
+    for r in &k.records {
+        let b = r.batch.as_ref().expect("batch figures");
+        // 8 MiB in 64 KiB reads, 4 per batch: 32 batches of 256 KiB.
+        assert_eq!((b.batches, b.bytes, r.samples_us.len()), (32, 8 << 20, 32));
+        assert_eq!(b.sleeps, "spin");
+        // Spun sleeps are exact: every batch holds at least 0.5 ms before
+        // its submit and 4 x 0.2 ms after its completions.
+        assert!(
+            r.samples_us.iter().all(|&us| us >= 1300),
+            "{:?}",
+            r.samples_us
+        );
+        assert!(b.total_ms >= 32.0 * 1.3, "{b:?}");
+        // The batches are the whole run; MB/s is bytes over that time.
+        let sum_ms: f64 = r.samples_us.iter().map(|&us| f64::from(us) / 1000.0).sum();
+        assert!(
+            (b.total_ms - sum_ms).abs() < 0.05 * b.total_ms,
+            "{b:?} vs {sum_ms}"
+        );
+        let want = 8.0 / (b.total_ms / 1000.0);
+        assert!((b.mb_per_s - want).abs() < 0.01 * want, "{b:?}");
+    }
+}
+
+#[test]
+fn batch_on_a_file_smaller_than_the_total_is_refused_before_any_ktap() {
+    let f = scratch("small-batch.img", 4 << 20);
+    let out = run(&[
+        "--file",
+        f.to_str().unwrap(),
+        "--workload",
+        "batch",
+        "--total-mb",
+        "16",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("smaller than the 16 MiB the batch workload reads")
+            && err.contains("--total-mb 4"),
+        "{err}"
+    );
+}

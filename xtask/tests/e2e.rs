@@ -320,6 +320,57 @@ fn patch_and_test_verifies_the_fix_and_qemu_7_2_is_unaffected() {
     assert_eq!(harmful.patches.len(), 2);
     assert!(harmful.patches.iter().all(|p| p.sha256.len() == 64));
 
+    // 6. The report's own reproducer, reduced to 16 MiB (8 batches of 16 x
+    // 128 KiB per mode and round) on AHCI and a control. Under TCG an
+    // unfixed batch waits at most one guest tick, and a batch with spun
+    // 1 ms sleeps lasts about two ticks: measured totals 1.01-1.05x, so the
+    // verdict on totals is not asserted here (NOT VERIFIED on this machine,
+    // and the phase could differ elsewhere). What the measurements do
+    // support: every read of the unfixed batches waited in QEMU (measured
+    // 1.5-1.7 ms against 0.06 ms patched, hence 10x), and the fix never
+    // makes the total longer (0.9x leaves room for the 1-5% round spread).
+    let json = dir.path().join("batch.json");
+    let o = Command::new(common::XTASK)
+        .args([
+            "patch-and-test",
+            "--workload",
+            "batch",
+            "--total-mb",
+            "16",
+            "--controllers",
+            "ahci,virtio_blk",
+            "--json",
+        ])
+        .arg(&json)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    let text = common::out(&o);
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{text}");
+    assert!(
+        text.contains("report (KVM, idle): 25.76 s before the fix"),
+        "{text}"
+    );
+    let doc = Report::read(&json).unwrap();
+    for mode in ["sleep", "poll"] {
+        let r = row(&doc, "ahci", mode);
+        assert_eq!(r.baseline.n, 2 * 8, "two rounds of 8 batches");
+        let (b, p) = (&r.baseline_round_total_ms, &r.patched_round_total_ms);
+        let mean = |v: &Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
+        assert!(
+            mean(b) >= 0.9 * mean(p),
+            "AHCI {mode} totals {b:?} vs {p:?}"
+        );
+        let (hb, hp) = (
+            r.host_baseline.as_ref().unwrap().p50_us,
+            r.host_patched.as_ref().unwrap().p50_us,
+        );
+        assert!(
+            hb >= 10.0 * hp,
+            "AHCI {mode} queued in QEMU {hb} -> {hp} us\n{text}"
+        );
+    }
+
     // 5. The same two binaries as part 1, prebuilt, against each other.
     let json = dir.path().join("binaries.json");
     let (doc, text) = run(
