@@ -41,6 +41,7 @@ impl Bench {
             None => c.arg("--qemu-src").arg(&self.source.qemu_src),
         };
         let t = Instant::now();
+        crate::children::prepare(&mut c);
         let out = c.output().context("running patch-and-test")?;
         let wall = t.elapsed().as_secs_f64();
         // 0 and 1 are verdicts (verified, or not): the run completed and its

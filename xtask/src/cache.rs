@@ -130,6 +130,67 @@ pub fn tree_fingerprint(root: &Path, exclude_top: &[&str]) -> Result<String> {
     Ok(hex(&h.finalize()[..8]))
 }
 
+/// What each cold build needs in the cache, measured here: the QEMU work
+/// copy (394 MB) and build directory (333 MB); the unpacked kernel source
+/// (1.5 GB) and its build directory (170 MB). Rounded up.
+pub const QEMU_BUILD_BYTES: u64 = 900 << 20;
+pub const KERNEL_SOURCE_BYTES: u64 = 1700 << 20;
+pub const KERNEL_BUILD_BYTES: u64 = 250 << 20;
+
+fn gib(b: u64) -> String {
+    format!("{:.1} GB", b as f64 / (1u64 << 30) as f64)
+}
+
+/// The error for `free` bytes where `what` needs `need`, or none.
+pub fn space_error(what: &str, need: u64, free: u64, root: &Path) -> Option<String> {
+    (free < need).then(|| {
+        format!(
+            "not enough free space for {what}: it needs about {} in {} and that filesystem has {} free; \
+             free {} there, or set XDG_CACHE_HOME to a cache on a larger filesystem",
+            gib(need),
+            root.display(),
+            gib(free),
+            gib(need - free)
+        )
+    })
+}
+
+/// Fails before a cold build that would run out of space in the cache.
+pub fn ensure_free(what: &str, need: u64) -> Result<()> {
+    let root = root()?;
+    std::fs::create_dir_all(&root)?;
+    let c = std::ffi::CString::new(root.as_os_str().as_encoded_bytes())?;
+    // SAFETY: statvfs fills the struct we pass.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Ok(()); // cannot tell: let the build say
+    }
+    let free = st.f_bavail as u64 * st.f_frsize as u64;
+    match space_error(what, need, free, &root) {
+        Some(e) => anyhow::bail!(e),
+        None => Ok(()),
+    }
+}
+
+/// Keeps the newest `keep` entries of `dir` (by modification time) and
+/// deletes the rest; returns how many went.
+pub fn prune(dir: &Path, keep: usize) -> Result<usize> {
+    let mut entries: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    entries.sort_by_key(|e| std::cmp::Reverse(e.0));
+    let mut gone = 0;
+    for (_, p) in entries.into_iter().skip(keep) {
+        if std::fs::remove_dir_all(&p).is_ok() {
+            gone += 1;
+        }
+    }
+    Ok(gone)
+}
+
 /// An exclusive lock on a cache directory (flock), held until dropped, so
 /// two runs never build in the same directory at once.
 pub struct Lock {
@@ -165,6 +226,47 @@ impl Lock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn space_errors_say_how_much_and_where() {
+        let e = space_error(
+            "the QEMU build",
+            900 << 20,
+            300 << 20,
+            Path::new("/c/uring-idle"),
+        )
+        .unwrap();
+        assert!(
+            e.contains("needs about 0.9 GB in /c/uring-idle")
+                && e.contains("has 0.3 GB free")
+                && e.contains("free 0.6 GB")
+                && e.contains("XDG_CACHE_HOME"),
+            "{e}"
+        );
+        assert!(space_error("x", 1, 2, Path::new("/")).is_none());
+    }
+
+    #[test]
+    fn prune_keeps_the_newest() {
+        let t = tempfile::tempdir().unwrap();
+        for (i, n) in ["a", "b", "c", "d"].iter().enumerate() {
+            let d = t.path().join(n);
+            std::fs::create_dir(&d).unwrap();
+            let when =
+                std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000 + i as u64);
+            std::fs::File::open(&d)
+                .unwrap()
+                .set_times(std::fs::FileTimes::new().set_modified(when))
+                .unwrap();
+        }
+        assert_eq!(prune(t.path(), 2).unwrap(), 2);
+        let mut left: Vec<String> = std::fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["c", "d"]);
+    }
 
     #[test]
     fn keys_are_stable_and_separate_parts() {

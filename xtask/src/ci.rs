@@ -78,14 +78,15 @@ fn add_result(t: &mut Totals, line: &str) {
 /// counting the results.
 fn test_streaming(sh: &Shell) -> Result<Totals> {
     use std::io::{BufRead, BufReader};
-    let mut child = std::process::Command::new("cargo")
-        .args(["test", "--workspace", "--locked"])
+    let mut cmd = std::process::Command::new("cargo");
+    cmd.args(["test", "--workspace", "--locked"])
         // The end-to-end guest tests are skipped unless asked for.
         .env("URING_IDLE_E2E", "1")
         .current_dir(sh.current_dir())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .context("starting cargo test")?;
+        .stdout(std::process::Stdio::piped());
+    crate::children::prepare(&mut cmd);
+    let mut child = cmd.spawn().context("starting cargo test")?;
+    let _registered = crate::children::register(child.id());
     let mut t = Totals::default();
     for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
         let line = line.context("reading cargo test output")?;

@@ -334,13 +334,16 @@ fn boot(
     writeln!(log, "# {} {}", b.qemu.display(), shell_words(&args))?;
     sink(Event::BootStarted { label, accel });
     let start = Instant::now();
-    let mut child = Command::new(&b.qemu)
-        .args(&args)
+    let mut cmd = Command::new(&b.qemu);
+    cmd.args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&stderr_path)?)
+        .stderr(std::fs::File::create(&stderr_path)?);
+    crate::children::prepare(&mut cmd);
+    let mut child = cmd
         .spawn()
         .with_context(|| format!("starting {}", b.qemu.display()))?;
+    let _registered = crate::children::register(child.id());
     let stdout = child.stdout.take().expect("piped");
     let (tx, rx) = mpsc::channel();
     let reader = std::thread::spawn(move || {
@@ -403,6 +406,10 @@ fn boot(
     }
     let status = child.wait().context("waiting for QEMU")?;
     let _ = reader.join();
+    // The images are made anew each boot; the logs and traces stay.
+    for img in &images {
+        let _ = std::fs::remove_file(img);
+    }
     log.flush()?;
     let elapsed = start.elapsed();
     if !seen_output && first_output.is_some() {

@@ -120,6 +120,7 @@ fn debian_tree() -> Result<(PathBuf, String)> {
     if cache::is_filled(&base) {
         return Ok((tree, source));
     }
+    cache::ensure_free("the kernel source", cache::KERNEL_SOURCE_BYTES)?;
     cache::refill(&base, |base| {
         ui::info(&format!("downloading {DEFAULT_KERNEL_PACKAGE} {version}"));
         let deb = apt.download_deb(DEFAULT_KERNEL_PACKAGE)?;
@@ -211,6 +212,9 @@ pub fn build(tree: &Path, source: &str) -> Result<Kernel> {
         }
     }
     let build = work.join(format!("build-{frag_key}"));
+    if !build.join(".config").is_file() {
+        cache::ensure_free("the guest kernel build", cache::KERNEL_BUILD_BYTES)?;
+    }
     std::fs::create_dir_all(&build)?;
     std::fs::create_dir_all(&out)?;
     let log = work.join("build.log");

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod build_qemu;
 pub mod cache;
 pub mod check;
+pub mod children;
 pub mod ci;
 pub mod deps;
 pub mod fetch;

@@ -34,6 +34,7 @@ enum Cmd {
 
 fn main() -> std::process::ExitCode {
     use clap::{CommandFactory, FromArgMatches};
+    xtask::children::install();
     // The verdict rules are printed from the constants that apply them.
     let matches = Cli::command()
         .mut_subcommand("patch-and-test", |c| c.after_help(xtask::report::rules()))

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use contract::{controllers, Controller, ModeSet, Params, Think, Workload};
 
 use crate::guest::{self, Accel, AccelChoice, AccelPicker, Boot};
@@ -118,9 +118,12 @@ pub struct PatchAndTest {
     /// unfixed request waits the same (tick - think) every time.
     #[arg(long, default_value = "spin", value_parser = parse_think)]
     pub think: Think,
-    /// Write the machine-readable report here.
+    /// Write the machine-readable report here (a copy is always kept in the run's folder).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Run folders (console logs, traces, report) kept in the cache; older ones are deleted.
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub keep_runs: u32,
     /// Do not trace QEMU's io_uring events (the host-side queue times).
     #[arg(long)]
     pub no_trace: bool,
@@ -153,10 +156,10 @@ enum QemuInput {
         baseline: BaselineMode,
         sets: Vec<PatchSet>,
     },
-    /// A prebuilt binary measured alone.
-    Binary(PathBuf),
-    /// Two prebuilt binaries, the first as the baseline.
-    Pair(PathBuf, PathBuf),
+    /// A prebuilt binary measured alone, and its QEMU version.
+    Binary(PathBuf, String),
+    /// Two prebuilt binaries, the first as the baseline, and its version.
+    Pair(PathBuf, PathBuf, String),
 }
 
 /// A QEMU binary under a name the report uses; the first is the baseline.
@@ -198,6 +201,8 @@ struct Campaign {
     skipped: Vec<Skipped>,
     /// Why there are no host-side figures, if there are none.
     no_host_evidence: Option<String>,
+    /// Where this run's logs, traces and report are.
+    run_dir: PathBuf,
 }
 
 /// What a finished campaign puts into the report.
@@ -451,6 +456,13 @@ impl PatchAndTest {
         };
         let doc = self.document(&verdict, qemu_info(&input), Some(measured), t, total);
         self.write_json(&doc)?;
+        let kept = camp.run_dir.join("report.json");
+        std::fs::write(&kept, serde_json::to_string_pretty(&doc)?)
+            .with_context(|| format!("writing {}", kept.display()))?;
+        println!(
+            "run files (console logs, QEMU traces, report.json): {}",
+            camp.run_dir.display()
+        );
         Ok(verdict.kind.exit_code())
     }
 
@@ -473,20 +485,22 @@ impl PatchAndTest {
 
     /// Inputs: which QEMU, and what the baseline is.
     fn inputs(&self) -> Result<QemuInput> {
-        let exists = |flag: &str, b: &Path| -> Result<()> {
+        let exists = |flag: &str, b: &Path| -> Result<String> {
             if !b.is_file() {
                 bail!("{flag} {}: no such file", b.display());
             }
-            Ok(())
+            let version = qemu::probe(b).with_context(|| format!("{flag} {}", b.display()))?;
+            ui::stage(&format!("{flag}: {} is QEMU {version}", b.display()));
+            Ok(version)
         };
         if let Some(b) = &self.qemu_binary {
-            exists("--qemu-binary", b)?;
-            return Ok(QemuInput::Binary(b.clone()));
+            let v = exists("--qemu-binary", b)?;
+            return Ok(QemuInput::Binary(b.clone(), v));
         }
         if let [a, b] = self.compare_binaries.as_slice() {
-            exists("--compare-binaries", a)?;
+            let v = exists("--compare-binaries", a)?;
             exists("--compare-binaries", b)?;
-            return Ok(QemuInput::Pair(a.clone(), b.clone()));
+            return Ok(QemuInput::Pair(a.clone(), b.clone(), v));
         }
         // Bad patch files are named before anything is fetched or built.
         let sets = self.patches.sets()?;
@@ -560,12 +574,12 @@ impl PatchAndTest {
                 }));
                 v
             }
-            QemuInput::Binary(b) => vec![Variant {
+            QemuInput::Binary(b, _) => vec![Variant {
                 name: "binary".into(),
                 binary: b.clone(),
                 patches: None,
             }],
-            QemuInput::Pair(a, b) => vec![
+            QemuInput::Pair(a, b, _) => vec![
                 Variant {
                     name: "baseline".into(),
                     binary: a.clone(),
@@ -626,7 +640,10 @@ impl PatchAndTest {
             + Duration::from_micros(
                 (self.think_us + 600_000) * u64::from(self.iterations) * tests_per_run,
             );
-        let run_dir = cache::dir("runs")?.join(format!("{}-{}", std::process::id(), unix_now()));
+        let runs = cache::dir("runs")?;
+        // This run's folder is one of the kept ones.
+        cache::prune(&runs, self.keep_runs as usize - 1)?;
+        let run_dir = runs.join(format!("{}-{}", std::process::id(), unix_now()));
         let traced = host_evidence(self.no_trace, &art.variants);
         if let Err(why) = &traced {
             ui::info(&format!("no host-side trace: {why}"));
@@ -686,6 +703,7 @@ impl PatchAndTest {
             runs,
             skipped,
             no_host_evidence: traced.err(),
+            run_dir,
         })
     }
 
@@ -804,12 +822,14 @@ fn qemu_info(input: &QemuInput) -> QemuInfo {
             state: state.name().into(),
             baseline: (*state != State::Unaffected).then(|| baseline.name().into()),
         },
-        QemuInput::Binary(b) => QemuInfo {
+        QemuInput::Binary(b, version) => QemuInfo {
+            version: Some(version.clone()),
             binary: Some(b.clone()),
             state: "binary".into(),
             ..QemuInfo::default()
         },
-        QemuInput::Pair(a, b) => QemuInfo {
+        QemuInput::Pair(a, b, version) => QemuInfo {
+            version: Some(version.clone()),
             binary: Some(a.clone()),
             compared_with: Some(b.clone()),
             state: "binaries".into(),

@@ -76,6 +76,9 @@ pub struct Binary {
     pub path: PathBuf,
     /// Seconds its build took when it was built (0 for the cached).
     pub build_s: f64,
+    /// Its size when it was built: a cache entry of another size is damaged.
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 /// The baseline and one binary per patch set, in the order asked.
@@ -85,17 +88,38 @@ pub struct Built {
     pub variants: Vec<(PatchSet, Binary)>,
 }
 
+/// The binary cached in `dir`, if it is whole: a missing or truncated one
+/// is rebuilt, with a warning, rather than booted into a confusing failure.
 fn cached(dir: &Path) -> Option<Binary> {
     let b: Binary =
         serde_json::from_str(&std::fs::read_to_string(dir.join("built.json")).ok()?).ok()?;
-    b.path.is_file().then_some(b)
+    let len = std::fs::metadata(&b.path).map(|m| m.len()).unwrap_or(0);
+    if len == 0 || (b.bytes != 0 && len != b.bytes) {
+        ui::warn(&format!(
+            "cached QEMU binary {} is {} ({len} bytes, built as {}): rebuilding it",
+            b.path.display(),
+            if len == 0 {
+                "missing or empty"
+            } else {
+                "damaged"
+            },
+            b.bytes
+        ));
+        return None;
+    }
+    Some(b)
 }
 
 fn keep(dir: &Path, build: &Path, build_s: f64) -> Result<Binary> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join("qemu-system-x86_64");
     copy_binary(build, &path)?;
-    let b = Binary { path, build_s };
+    let bytes = std::fs::metadata(&path)?.len();
+    let b = Binary {
+        path,
+        build_s,
+        bytes,
+    };
     std::fs::write(dir.join("built.json"), serde_json::to_string_pretty(&b)?)?;
     Ok(b)
 }
@@ -143,6 +167,7 @@ pub fn build(tree: &QemuTree, baseline: BaselineMode, sets: &[PatchSet]) -> Resu
             ui::info("baseline: removed the fix from aio_add_sqe() (revert-fix)");
         }
         if !build.join("build.ninja").is_file() {
+            cache::ensure_free("the QEMU build", cache::QEMU_BUILD_BYTES)?;
             configure(&src, &build, &log)?;
         }
         if base_cached.is_none() {
@@ -341,6 +366,97 @@ pub fn parse_device_help(text: &str) -> std::collections::BTreeSet<String> {
         .filter_map(|l| l.split('"').next())
         .map(str::to_string)
         .collect()
+}
+
+/// What a prebuilt QEMU binary is, checked before it is measured.
+pub fn probe(binary: &Path) -> Result<String> {
+    let run = |args: &[&str]| -> Result<(bool, String)> {
+        let out = Command::new(binary)
+            .args(args)
+            .output()
+            .with_context(|| format!("running {} {}", binary.display(), args.join(" ")))?;
+        Ok((
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ))
+    };
+    let (ok, text) = run(&["--version"])?;
+    let version = text
+        .lines()
+        .find_map(|l| l.split("QEMU emulator version ").nth(1))
+        .map(|v| v.split_whitespace().next().unwrap_or(v).to_string());
+    let Some(version) = version.filter(|_| ok) else {
+        bail!(
+            "{} is not a QEMU system emulator: `--version` said {:?}; pass a qemu-system-x86_64 binary",
+            binary.display(),
+            text.lines().next().unwrap_or("nothing")
+        );
+    };
+    let (_, machines) = run(&["-machine", "help"])?;
+    if !machines
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some("q35"))
+    {
+        bail!(
+            "{} (QEMU {version}) has no q35 machine: pass a qemu-system-x86_64 built with it",
+            binary.display()
+        );
+    }
+    if !device_types(binary)?.contains("isa-debug-exit") {
+        bail!(
+            "{} (QEMU {version}) has no isa-debug-exit device, which carries the guest's verdict",
+            binary.display()
+        );
+    }
+    // aio=io_uring on a real file: a build without liburing refuses it at
+    // once; one with it starts (paused) and is stopped here.
+    let mut c = Command::new(binary);
+    c.args([
+        "-machine",
+        "none",
+        "-nodefaults",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-S",
+        "-drive",
+        "file=/dev/null,if=none,format=raw,readonly=on,aio=io_uring",
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped());
+    crate::children::prepare(&mut c);
+    let mut child = c.spawn().context("starting QEMU to check aio=io_uring")?;
+    let _registered = crate::children::register(child.id());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            if !status.success() {
+                bail!(
+                    "{} (QEMU {version}) refuses aio=io_uring: {}; it needs a build with liburing (--enable-linux-io-uring)",
+                    binary.display(),
+                    err.trim()
+                );
+            }
+            break;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(version)
 }
 
 /// The device types a QEMU binary offers.

@@ -191,7 +191,11 @@ fn patch_and_test_verifies_the_fix_and_qemu_7_2_is_unaffected() {
         doc.variant("patched").unwrap().binary.clone(),
     );
 
+    // Signals: the xtask's children die with it, however it dies.
+    signals_leave_no_child_behind(dir.path());
+
     // 2. The same guest under Debian 12's QEMU 7.2: no aio_add_sqe(), no stall.
+    // (Also the run after the killed ones above: it must succeed.)
     let json = dir.path().join("qemu72.json");
     let (doc, text) = run(
         &[
@@ -394,4 +398,94 @@ fn patch_path(rel: &str) -> String {
         .join(rel)
         .display()
         .to_string()
+}
+
+/// A fake QEMU: passes the binary checks, then boots nothing and never
+/// exits, after writing its pid where the test can find it.
+const FAKE_QEMU: &str = r#"#!/bin/sh
+case "$*" in
+  *--version*) echo "QEMU emulator version 10.2.2 (fake)"; exit 0 ;;
+  *"-machine help"*) echo "q35   Standard PC (Q35 + ICH9, 2009)"; exit 0 ;;
+  *"-device help"*) for d in isa-debug-exit ide-hd virtio-blk-pci nvme; do echo "name \"$d\", bus x"; done; exit 0 ;;
+  *"-trace help"*) exit 0 ;;
+  *" -S "*) exit 0 ;;
+esac
+echo "fake guest console"
+echo $$ > "$FAKE_QEMU_PIDFILE"
+exec sleep 1000
+"#;
+
+/// Whether `pid` is gone (or a zombie nobody reaped yet: not running).
+fn gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+    }
+}
+
+fn signals_leave_no_child_behind(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::ExitStatusExt;
+    let fake = dir.join("fake-qemu");
+    std::fs::write(&fake, FAKE_QEMU).unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for (sig, want) in [
+        (libc::SIGINT, Some(130)),
+        (libc::SIGTERM, Some(143)),
+        (libc::SIGKILL, None),
+    ] {
+        let pidfile = dir.join(format!("fake-{sig}.pid"));
+        let mut xt = Command::new(common::XTASK)
+            .args([
+                "patch-and-test",
+                "--accel",
+                "tcg",
+                "--rounds",
+                "1",
+                "--iterations",
+                "1",
+            ])
+            .args(["--controllers", "ahci,nvme", "--qemu-binary"])
+            .arg(&fake)
+            .env("FAKE_QEMU_PIDFILE", &pidfile)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let qemu: i32 = loop {
+            if let Some(p) = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+            {
+                break p;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the fake QEMU never started"
+            );
+            assert!(
+                xt.try_wait().unwrap().is_none(),
+                "the xtask ended before starting QEMU"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        // To the xtask alone, as timeout(1), CI runners and supervisors do.
+        unsafe { libc::kill(xt.id() as i32, sig) };
+        let status = xt.wait().unwrap();
+        match want {
+            Some(code) => assert_eq!(status.code(), Some(code), "signal {sig}: {status:?}"),
+            None => assert_eq!(status.signal(), Some(libc::SIGKILL)),
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !gone(qemu) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "signal {sig}: QEMU {qemu} outlived the xtask"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
 }

@@ -1,0 +1,111 @@
+//! Every long-running child (QEMU, make, ninja, configure, cargo, apt)
+//! dies with the xtask. Each runs in its own process group with a
+//! parent-death signal, so even a SIGKILL of the xtask takes QEMU down; on
+//! SIGINT, SIGTERM and SIGHUP the handler kills every registered group and
+//! exits 128 + the signal (130, 143, 129). Cache entries are only marked
+//! complete after they are filled (`cache::refill`), so an interrupted one
+//! is redone next time.
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+const SLOTS: usize = 64;
+static CHILDREN: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    for slot in &CHILDREN {
+        let pid = slot.load(Ordering::SeqCst);
+        if pid > 0 {
+            // SAFETY: kill(2) is async-signal-safe; the group is the child's own.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+    // SAFETY: _exit(2) is async-signal-safe and skips destructors on purpose.
+    unsafe { libc::_exit(128 + sig) }
+}
+
+/// Installs the handlers; call once at start.
+pub fn install() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: a plain C handler that only calls async-signal-safe functions.
+        unsafe {
+            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+        }
+    }
+}
+
+/// Makes `cmd`'s child the leader of its own process group, killed when
+/// the xtask dies however it dies.
+pub fn prepare(cmd: &mut Command) {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setpgid(0, 0);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            // The parent may have died before prctl took effect.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// A registered child: the signal handler kills its group until this is
+/// dropped (after the child was waited for).
+pub struct Registered(usize);
+
+pub fn register(pid: u32) -> Registered {
+    for (i, slot) in CHILDREN.iter().enumerate() {
+        if slot
+            .compare_exchange(0, pid as i32, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            return Registered(i);
+        }
+    }
+    // More than SLOTS at once never happens here (one child at a time);
+    // the parent-death signal still covers it.
+    Registered(SLOTS)
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Some(slot) = CHILDREN.get(self.0) {
+            slot.store(0, Ordering::SeqCst);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registration_takes_and_frees_a_slot() {
+        let a = register(4242);
+        let b = register(4243);
+        assert_ne!(a.0, b.0);
+        assert!(CHILDREN.iter().any(|s| s.load(Ordering::SeqCst) == 4242));
+        drop(a);
+        assert!(!CHILDREN.iter().any(|s| s.load(Ordering::SeqCst) == 4242));
+        drop(b);
+    }
+
+    #[test]
+    fn a_prepared_child_leads_its_own_group() {
+        let mut c = Command::new("sh");
+        c.args(["-c", "ps -o pgid= -p $$; echo $$"]);
+        prepare(&mut c);
+        let out = c.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(v.len(), 2, "{text}");
+        assert_eq!(v[0], v[1], "pgid == pid: {text}");
+    }
+}
