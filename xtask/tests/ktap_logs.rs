@@ -102,3 +102,68 @@ fn sample_count_must_match_n() {
     let tampered = PASS.replacen("\"n\":100", "\"n\":99", 1);
     assert!(err(&tampered).contains("says n=99 but carries 100 samples"));
 }
+
+/// kunit.py from the kernel tree the pipeline uses (the cached Debian
+/// linux-source), if one is cached.
+fn kunit_py() -> Option<std::path::PathBuf> {
+    let sources = xtask::cache::root().ok()?.join("sources");
+    std::fs::read_dir(sources)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("linux-source-"))
+        .flat_map(|e| std::fs::read_dir(e.path()).into_iter().flatten().flatten())
+        .map(|e| e.path().join("tools/testing/kunit/kunit.py"))
+        .find(|p| p.is_file())
+}
+
+fn kunit_parse(kunit: &Path, log: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("console.log");
+    std::fs::write(&file, log).unwrap();
+    let o = std::process::Command::new("python3")
+        .arg(kunit)
+        .arg("parse")
+        .arg(&file)
+        .output()
+        .unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn the_kernels_own_ktap_parser_reads_our_console() {
+    let Some(kunit) = kunit_py() else {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "kunit.py test skipped: no linux-source in the cache yet (cargo xtask patch-and-test fetches it)"
+        );
+        return;
+    };
+    // A passing run: the plan and every result, with kernel lines around them.
+    let (code, out) = kunit_parse(&kunit, PASS);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("Ran 9 tests: passed: 9"), "{out}");
+    for name in [
+        "ahci_sda_sleep",
+        "ahci_sda_poll",
+        "virtio_blk_vda_integrity",
+        "nvme_nvme0n1_poll",
+    ] {
+        assert!(out.contains(&format!("[PASSED] {name}")), "{name}: {out}");
+    }
+    // A failing one: kunit.py names the failure and exits non-zero.
+    let failing = PASS.replace(
+        "\nok 5 virtio_blk_vda_poll",
+        "\nnot ok 5 virtio_blk_vda_poll",
+    );
+    assert_ne!(failing, PASS);
+    let (code, out) = kunit_parse(&kunit, &failing);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("[FAILED] virtio_blk_vda_poll") && out.contains("passed: 8, failed: 1"),
+        "{out}"
+    );
+}
