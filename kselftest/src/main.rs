@@ -39,7 +39,16 @@ As PID 1 (a guest's /init) it reads uring_idle.* from the kernel command line.
   --json             print only the machine-readable records, one JSON object a line
   -h, --help         this text
 
-Exit status (kselftest): 0 pass, 1 fail or bad input, 4 skip (no io_uring).";
+Without arguments (as kselftest's run_kselftest.sh runs it), the targets come
+from URING_IDLE_TARGETS: scratch files or block devices, separated by spaces
+or colons, each measured as --file or --device by what it is; with none set,
+the test is skipped.
+
+Exit status (kselftest): 0 pass, 1 fail or bad input, 4 skip (no io_uring, or
+no targets under run_kselftest.sh).";
+
+/// The targets kselftest's runner gives us: it passes no arguments.
+pub const TARGETS_ENV: &str = "URING_IDLE_TARGETS";
 
 struct Cli {
     paths: Vec<(PathBuf, bool)>,
@@ -124,7 +133,26 @@ fn main() -> ExitCode {
     if std::process::id() == 1 {
         kselftest::init::main();
     }
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.is_empty() {
+        let targets = std::env::var(TARGETS_ENV).unwrap_or_default();
+        let paths: Vec<&str> = targets
+            .split([' ', ':'])
+            .filter(|p| !p.is_empty())
+            .collect();
+        if paths.is_empty() {
+            println!("{}", kselftest::ktap::header());
+            println!("1..0 # SKIP no targets: set {TARGETS_ENV} to scratch files or block devices (their data is read, and written only with --write)");
+            return ExitCode::from(kselftest::KSFT_SKIP as u8);
+        }
+        for p in paths {
+            let is_block = std::fs::metadata(p)
+                .map(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()))
+                .unwrap_or(false);
+            args.push(if is_block { "--device" } else { "--file" }.into());
+            args.push(p.into());
+        }
+    }
     let cli = match parse(&args) {
         Ok(Some(c)) => c,
         Ok(None) => {

@@ -321,7 +321,10 @@ fn bad_inputs_get_one_clear_message_and_exit_1() {
             vec!["--device".into(), file.display().to_string()],
             "use --file",
         ),
-        (vec![], "nothing to measure"),
+        (
+            vec!["--iterations".into(), "5".into()],
+            "nothing to measure",
+        ),
         (vec!["--bogus".into()], "unknown argument"),
         (
             vec![
@@ -455,5 +458,37 @@ fn batch_on_a_file_smaller_than_the_total_is_refused_before_any_ktap() {
         err.contains("smaller than the 16 MiB the batch workload reads")
             && err.contains("--total-mb 4"),
         "{err}"
+    );
+}
+
+#[test]
+fn under_run_kselftest_sh_targets_come_from_the_environment() {
+    // No arguments and no targets: a kselftest skip, with what to set.
+    let out = Command::new(BIN)
+        .env_remove("URING_IDLE_TARGETS")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("KTAP version 1\n1..0 # SKIP") && text.contains("URING_IDLE_TARGETS"),
+        "{text}"
+    );
+    // With targets: measured as if given with --file.
+    let f = scratch("env-target.img", 4 << 20);
+    let out = Command::new(BIN)
+        .env("URING_IDLE_TARGETS", &f)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let k = parse(&out.stdout);
+    assert_eq!(
+        (k.plan, k.results[0].2.as_str()),
+        (1, "file_env_target_img_sleep")
     );
 }

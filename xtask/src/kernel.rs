@@ -251,6 +251,12 @@ pub fn build(tree: &Path, source: &str) -> Result<Kernel> {
         .map(|n| n.get())
         .unwrap_or(2)
         .to_string();
+    // The previous build of this configuration tells how many objects to
+    // expect, for the estimate.
+    let count_file = work.join(format!("objects-{frag_key}"));
+    let expected: Option<u64> = std::fs::read_to_string(&count_file)
+        .ok()
+        .and_then(|t| t.trim().parse().ok());
     let mut progress = ui::Progress::new("kernel objects compiled");
     let mut objects = 0u64;
     let mut c = make(tree, &build);
@@ -258,10 +264,11 @@ pub fn build(tree: &Path, source: &str) -> Result<Kernel> {
     ui::run_logged(c, &log, "kernel build (make bzImage)", |l| {
         if l.trim_start().starts_with("CC ") {
             objects += 1;
-            progress.tick(objects);
+            progress.tick(objects, expected);
         }
     })?;
     progress.finish();
+    let _ = std::fs::write(&count_file, objects.to_string());
     let headers = out.join("headers");
     let mut c = make(tree, &build);
     c.arg(format!("INSTALL_HDR_PATH={}", headers.display()))

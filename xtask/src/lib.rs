@@ -2,7 +2,7 @@
 //! build, boot, measure and report. Modules by role, in the order data
 //! flows: inputs (`source`, `fetch`, `tree`, `patch`), builds (`qemu`,
 //! `kernel`, `selftest`, `initramfs`), guest runs (`guest`), parsed results
-//! (`ktap`, `trace`), output (`report`); `pipeline` wires them; `cache`, `ui` and
+//! (`ktap`, `trace`), output (`report`, `plot`); `pipeline` wires them; `cache`, `ui` and
 //! `deps` serve all. The binary (`main.rs`) only parses flags and dispatches.
 
 pub mod bench;
@@ -16,9 +16,11 @@ pub mod fetch;
 pub mod guest;
 pub mod initramfs;
 pub mod kernel;
+pub mod kselftest_install;
 pub mod ktap;
 pub mod patch;
 pub mod pipeline;
+pub mod plot;
 pub mod qemu;
 pub mod report;
 pub mod selftest;

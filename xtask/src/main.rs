@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
-use xtask::{bench, build_qemu, check, ci, deps, pipeline};
+use xtask::{bench, build_qemu, check, ci, deps, kselftest_install, pipeline};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -30,6 +30,8 @@ enum Cmd {
     Bench(bench::Bench),
     /// Check, and with --install install, the Debian packages the pipeline and tests need.
     Deps(deps::Deps),
+    /// Install the selftest as a kselftest collection (uring_idle) for run_kselftest.sh.
+    KselftestInstall(kselftest_install::KselftestInstall),
 }
 
 fn main() -> std::process::ExitCode {
@@ -50,6 +52,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Ci(c) => c.run(),
         Cmd::Bench(b) => b.run(),
         Cmd::BuildQemu(b) => b.run(),
+        Cmd::KselftestInstall(k) => k.run(),
     };
     match result {
         Ok(code) => std::process::ExitCode::from(code as u8),

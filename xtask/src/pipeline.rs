@@ -121,6 +121,9 @@ pub struct PatchAndTest {
     /// Write the machine-readable report here (a copy is always kept in the run's folder).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Write the latency CDFs (SVG) here; default: beside --json, else in the run's folder.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
     /// Run folders (console logs, traces, report) kept in the cache; older ones are deleted.
     #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub keep_runs: u32,
@@ -456,6 +459,14 @@ impl PatchAndTest {
         };
         let doc = self.document(&verdict, qemu_info(&input), Some(measured), t, total);
         self.write_json(&doc)?;
+        let plot = match (&self.plot, &self.json) {
+            (Some(p), _) => p.clone(),
+            (None, Some(j)) => j.with_extension("svg"),
+            (None, None) => camp.run_dir.join("latency.svg"),
+        };
+        let names: Vec<&str> = art.variants.iter().map(|v| v.name.as_str()).collect();
+        let panels = crate::plot::render(&plot, &camp.samples, &names)?;
+        println!("plot ({panels} panels): {}", plot.display());
         let kept = camp.run_dir.join("report.json");
         std::fs::write(&kept, serde_json::to_string_pretty(&doc)?)
             .with_context(|| format!("writing {}", kept.display()))?;
@@ -467,14 +478,14 @@ impl PatchAndTest {
     }
 
     fn check_json_dir(&self) -> Result<()> {
-        if let Some(j) = &self.json {
+        for j in self.json.iter().chain(&self.plot) {
             let parent = j
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
             if !parent.is_dir() {
                 bail!(
-                    "--json {}: directory {} does not exist",
+                    "{}: directory {} does not exist",
                     j.display(),
                     parent.display()
                 );
@@ -649,6 +660,7 @@ impl PatchAndTest {
             ui::info(&format!("no host-side trace: {why}"));
         }
         let mut picker = AccelPicker::new(self.accel)?;
+        let mut display = ui::GuestDisplay::default();
         let mut samples = report::Samples::new();
         let mut kernel_release = art.kernel.release.clone();
         let mut runs = Vec::new();
@@ -664,7 +676,7 @@ impl PatchAndTest {
                     deadline,
                     trace: traced.is_ok(),
                 };
-                let (run, accel) = picker.boot(&boot, &label, &mut ui::guest_event)?;
+                let (run, accel) = picker.boot(&boot, &label, &mut |e| display.event(e))?;
                 let parsed = ktap::parse_file(&run.console)?;
                 let checked = check_run(&parsed, run.code, &active, &label, &run.console)?;
                 if let Some(k) = checked.kernel_release {

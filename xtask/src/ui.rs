@@ -28,54 +28,95 @@ pub fn warn(msg: &str) {
     eprintln!("warning: {msg}");
 }
 
-/// Shows what a guest run reports: its start, each KTAP result as it comes
-/// (the console itself goes to the run's log file), the fallback from KVM,
-/// and the run's figures.
-pub fn guest_event(e: crate::guest::Event) {
-    use crate::guest::Event;
-    match e {
-        Event::BootStarted { label, accel } => {
-            stage(&format!("guest run {label} ({})", accel.name()))
-        }
-        Event::Console { label, line } => {
-            if line.starts_with("ok ")
-                || line.starts_with("not ok ")
-                || line.starts_with("Bail out!")
-            {
+/// Shows what guest runs report: each boot's start, each KTAP result as it
+/// comes (the console itself goes to the run's log file) with a bar over
+/// the boot's planned tests on a terminal, the fallback from KVM, and the
+/// run's figures.
+#[derive(Default)]
+pub struct GuestDisplay {
+    progress: Option<Progress>,
+    plan: u64,
+}
+
+impl GuestDisplay {
+    pub fn event(&mut self, e: crate::guest::Event) {
+        use crate::guest::Event;
+        match e {
+            Event::BootStarted { label, accel } => {
+                self.progress = None;
+                stage(&format!("guest run {label} ({})", accel.name()));
+                self.progress = Some(Progress::new(&format!("{label} tests")));
+                self.plan = 0;
+            }
+            Event::Console { label, line } => {
+                if let Some(n) = line.strip_prefix("1..").and_then(|n| n.trim().parse().ok()) {
+                    self.plan = n;
+                }
+                let result = line.starts_with("ok ") || line.starts_with("not ok ");
+                if result || line.starts_with("Bail out!") {
+                    let text =
+                        format!("    [{label}] {}", line.split(" # ").next().unwrap_or(line));
+                    match &mut self.progress {
+                        Some(p) => p.println(&text),
+                        None => eprintln!("{text}"),
+                    }
+                }
+                if let (true, Some(p)) = (result, &mut self.progress) {
+                    let n: u64 = line
+                        .trim_start_matches("not ")
+                        .trim_start_matches("ok ")
+                        .split_whitespace()
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0);
+                    if self.plan > 0 && p.bar.is_some() {
+                        p.update(n, self.plan);
+                    }
+                }
+            }
+            Event::KvmFallback { why } => warn(&format!(
+                "the KVM guest {why} (nested or restricted KVM, e.g. kvm-pvm): falling back to TCG"
+            )),
+            Event::Finished { label, run } => {
+                self.progress = None;
                 info(&format!(
-                    "[{label}] {}",
-                    line.split(" # ").next().unwrap_or(line)
-                ));
+                    "{label}: {:.1} s wall, KTAP after {:.1} s, guest status {}",
+                    run.elapsed.as_secs_f64(),
+                    run.to_ktap.map(|d| d.as_secs_f64()).unwrap_or(0.0),
+                    run.code
+                ))
             }
         }
-        Event::KvmFallback { why } => warn(&format!(
-            "the KVM guest {why} (nested or restricted KVM, e.g. kvm-pvm): falling back to TCG"
-        )),
-        Event::Finished { label, run } => info(&format!(
-            "{label}: {:.1} s wall, KTAP after {:.1} s, guest status {}",
-            run.elapsed.as_secs_f64(),
-            run.to_ktap.map(|d| d.as_secs_f64()).unwrap_or(0.0),
-            run.code
-        )),
     }
 }
 
-/// Renders `[done/total] label` in place on a terminal; on a log it prints
-/// at most one line per tenth of the work so CI logs stay short.
+/// Progress of a long step: on a terminal an indicatif bar with elapsed
+/// time and an estimate; on a log at most one line per tenth of the work,
+/// so CI logs stay short.
 pub struct Progress {
     label: String,
-    tty: bool,
+    bar: Option<indicatif::ProgressBar>,
     last_decile: Option<u64>,
-    drawn: bool,
 }
 
 impl Progress {
     pub fn new(label: &str) -> Progress {
+        let bar = is_tty().then(|| {
+            let b = indicatif::ProgressBar::new(0);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "    {msg} [{bar:30}] {pos}/{len} {elapsed} elapsed, ETA {eta}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            b.set_message(label.to_string());
+            b
+        });
         Progress {
             label: label.into(),
-            tty: is_tty(),
+            bar,
             last_decile: None,
-            drawn: false,
         }
     }
 
@@ -83,38 +124,47 @@ impl Progress {
         if total == 0 {
             return;
         }
-        if self.tty {
-            eprint!("\r\x1b[2K    [{done}/{total}] {}", self.label);
-            let _ = std::io::stderr().flush();
-            self.drawn = true;
-        } else {
-            let decile = done * 10 / total;
-            if self.last_decile != Some(decile) {
-                self.last_decile = Some(decile);
-                eprintln!("    [{done}/{total}] {}", self.label);
+        match &self.bar {
+            Some(b) => {
+                b.set_length(total);
+                b.set_position(done);
+            }
+            None => {
+                let decile = done * 10 / total;
+                if self.last_decile != Some(decile) {
+                    self.last_decile = Some(decile);
+                    eprintln!("    [{done}/{total}] {}", self.label);
+                }
             }
         }
     }
 
-    /// For work of unknown size: a count, redrawn on a terminal and printed
-    /// every 500 on a log.
-    pub fn tick(&mut self, done: u64) {
-        if self.tty {
-            if done.is_multiple_of(10) {
-                eprint!("\r\x1b[2K    {done} {}", self.label);
-                let _ = std::io::stderr().flush();
-                self.drawn = true;
+    /// For work whose size is known only from an earlier run: a bar with
+    /// an estimate when `expected` is known, else a count.
+    pub fn tick(&mut self, done: u64, expected: Option<u64>) {
+        if let Some(total) = expected {
+            return self.update(done.min(total), total);
+        }
+        match &self.bar {
+            Some(b) => {
+                b.set_position(done);
             }
-        } else if done.is_multiple_of(500) {
-            eprintln!("    {done} {}", self.label);
+            None if done.is_multiple_of(500) => eprintln!("    {done} {}", self.label),
+            None => {}
+        }
+    }
+
+    /// A line above the bar (or on its own without one).
+    pub fn println(&self, line: &str) {
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => eprintln!("{line}"),
         }
     }
 
     pub fn finish(&mut self) {
-        if self.drawn {
-            eprint!("\r\x1b[2K");
-            let _ = std::io::stderr().flush();
-            self.drawn = false;
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
         }
     }
 }

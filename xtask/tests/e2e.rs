@@ -389,6 +389,47 @@ fn patch_and_test_verifies_the_fix_and_qemu_7_2_is_unaffected() {
     );
     assert_eq!(doc.qemu.state, "binaries", "{text}");
     assert_eq!(doc.finding("ahci").unwrap().finding, Finding::Affected);
+
+    // 7. As a kselftest collection, run by the kernel's own runner (copied
+    // from the cached linux-source that part 1 fetched).
+    let install = dir.path().join("kselftest");
+    let o = Command::new(common::XTASK)
+        .args(["kselftest-install"])
+        .arg(&install)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::out(&o));
+    let list = std::fs::read_to_string(install.join("kselftest-list.txt")).unwrap();
+    assert!(
+        list.lines()
+            .any(|l| l == "uring_idle:io_uring_idle_latency"),
+        "{list}"
+    );
+    for f in ["io_uring_idle_latency", "settings", "config"] {
+        assert!(install.join("uring_idle").join(f).is_file(), "{f}");
+    }
+    let scratch = dir.path().join("kselftest-scratch.img");
+    std::fs::File::create(&scratch)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    let o = Command::new(install.join("run_kselftest.sh"))
+        .args(["-c", "uring_idle"])
+        .env("URING_IDLE_TARGETS", &scratch)
+        .output()
+        .unwrap();
+    let text = common::out(&o);
+    assert!(o.status.success(), "{text}");
+    // The runner's own KTAP: one test, ours, passed, with our KTAP nested.
+    assert!(
+        text.contains("ok 1 selftests: uring_idle: io_uring_idle_latency"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# ok 1 file_kselftest_scratch_img_sleep"),
+        "{text}"
+    );
 }
 
 /// A path in this workspace, as the user would type it.
