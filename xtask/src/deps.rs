@@ -16,6 +16,10 @@ pub const PIPELINE: &[(&str, &str)] = &[
     ("xz-utils", "unpacking kernel and QEMU sources"),
     ("git", "git apply"),
     ("rsync", "syncing a source tree into its work copy"),
+    (
+        "curl",
+        "asking the mirror whether a listed Debian version's files are there",
+    ),
     ("make", "kernel and QEMU builds"),
     ("gcc", "kernel and QEMU builds"),
     ("pkg-config", "QEMU configure"),

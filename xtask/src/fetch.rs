@@ -166,6 +166,33 @@ impl Apt {
         v
     }
 
+    /// Whether the mirror has the files of `pkg=version` (its .dsc answers
+    /// HTTP 200): `None` when that cannot be told (no curl, no answer).
+    pub fn downloadable(&self, pkg: &str, version: &str) -> Option<bool> {
+        let mut c = self.command("apt-get");
+        c.args(["source", "--print-uris", &format!("{pkg}={version}")]);
+        let out = c.output().ok()?;
+        let uri = dsc_uri(&String::from_utf8_lossy(&out.stdout))?;
+        let code = Command::new("curl")
+            .args([
+                "-sI",
+                "--max-time",
+                "15",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &uri,
+            ])
+            .output()
+            .ok()?;
+        match String::from_utf8_lossy(&code.stdout).trim() {
+            "200" => Some(true),
+            "404" | "410" => Some(false),
+            _ => None,
+        }
+    }
+
     /// Downloads and unpacks a source package (Debian patches applied by
     /// dpkg-source), once; returns the tree.
     pub fn source_tree(&self, pkg: &str, version: &str) -> Result<PathBuf> {
@@ -185,6 +212,14 @@ impl Apt {
                     known.join(", ")
                 }
             );
+        }
+        if self.downloadable(pkg, version) == Some(false) {
+            let others: Vec<(String, Option<bool>)> = known
+                .iter()
+                .filter(|v| *v != version)
+                .map(|v| (v.clone(), self.downloadable(pkg, v)))
+                .collect();
+            bail!(not_on_mirror(pkg, version, &others));
         }
         cache::refill(&base, |base| {
             ui::info(&format!("downloading source package {pkg}={version}"));
@@ -251,6 +286,30 @@ impl Apt {
     }
 }
 
+/// The `.dsc` URI in `apt-get source --print-uris` output.
+pub fn dsc_uri(print_uris: &str) -> Option<String> {
+    print_uris
+        .lines()
+        .filter_map(|l| l.strip_prefix('\'')?.split_once('\''))
+        .map(|(uri, _)| uri)
+        .find(|uri| uri.ends_with(".dsc"))
+        .map(str::to_string)
+}
+
+/// The error for a version the index lists but the mirror lacks, naming
+/// the versions whose files are there.
+pub fn not_on_mirror(pkg: &str, version: &str, others: &[(String, Option<bool>)]) -> String {
+    let ok: Vec<&str> = others
+        .iter()
+        .filter(|(_, d)| *d == Some(true))
+        .map(|(v, _)| v.as_str())
+        .collect();
+    format!(
+        "the archive index lists {pkg}={version} but its files are not on the mirror (HTTP 404); versions that download: {}",
+        if ok.is_empty() { "none found".to_string() } else { ok.join(", ") }
+    )
+}
+
 fn newest_deb(dir: &Path, pkg: &str) -> Result<PathBuf> {
     let mut debs: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok())
@@ -269,6 +328,34 @@ fn newest_deb(dir: &Path, pkg: &str) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Recorded from `apt-get source --print-uris qemu=1:11.1.3+ds-1`.
+    const PRINT_URIS: &str = "Reading package lists...\nNeed to get 39.3 MB of source archives.\n\
+'http://deb.debian.org/debian/pool/main/q/qemu/qemu_11.1.3%2bds-1.dsc' qemu_11.1.3+ds-1.dsc 9743 SHA256:f956bb\n\
+'http://deb.debian.org/debian/pool/main/q/qemu/qemu_11.1.3%2bds.orig.tar.xz' qemu_11.1.3+ds.orig.tar.xz 39239656 SHA256:502fe3\n";
+
+    #[test]
+    fn a_listed_version_missing_from_the_mirror_names_those_that_download() {
+        assert_eq!(
+            dsc_uri(PRINT_URIS).as_deref(),
+            Some("http://deb.debian.org/debian/pool/main/q/qemu/qemu_11.1.3%2bds-1.dsc")
+        );
+        assert_eq!(dsc_uri("Reading package lists...\n"), None);
+        // As measured: 11.1.3 and 11.1.2 answer 404, 10.2.2 downloads.
+        let e = not_on_mirror(
+            "qemu",
+            "1:11.1.3+ds-1",
+            &[
+                ("1:10.2.2+ds-1".into(), Some(true)),
+                ("1:11.1.2+ds-3".into(), Some(false)),
+            ],
+        );
+        assert_eq!(
+            e,
+            "the archive index lists qemu=1:11.1.3+ds-1 but its files are not on the mirror (HTTP 404); versions that download: 1:10.2.2+ds-1"
+        );
+        assert!(not_on_mirror("qemu", "x", &[("y".into(), None)]).ends_with("none found"));
+    }
 
     #[test]
     fn mirror_from_deb822_skips_security() {
