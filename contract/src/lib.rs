@@ -15,7 +15,7 @@ pub mod params;
 pub mod record;
 
 pub use controllers::{Controller, Role, CONTROLLERS};
-pub use params::{Mode, ModeSet, Params, Think, Workload};
+pub use params::{Mode, ModeSet, Params, Think, Workload, BUDGET_MIN_SAMPLES};
 pub use record::{BatchFigures, Record, Stats, JSON_PREFIX};
 
 /// Where `/init` finds the list of modules to load, one absolute path a

@@ -126,7 +126,14 @@ pub struct Params {
     pub submit_sleep_us: u64,
     /// Batch workload: idle time after each completion is processed, µs.
     pub completion_sleep_us: u64,
+    /// Latency workload: stop a test once its measured loop has run this
+    /// long (ms) with at least `BUDGET_MIN_SAMPLES` samples; 0: no budget.
+    /// Under KVM an unfixed request can take ~0.5 s.
+    pub budget_ms: u64,
 }
+
+/// Samples a test keeps even past its time budget: enough for a p50.
+pub const BUDGET_MIN_SAMPLES: usize = 10;
 
 impl Default for Params {
     fn default() -> Self {
@@ -147,6 +154,7 @@ impl Default for Params {
             batch: 16,
             submit_sleep_us: 1000,
             completion_sleep_us: 1000,
+            budget_ms: 0,
         }
     }
 }
@@ -182,6 +190,7 @@ const KEYS: &[&str] = &[
     "batch",
     "submit_sleep_us",
     "completion_sleep_us",
+    "budget_ms",
 ];
 
 impl Params {
@@ -205,6 +214,7 @@ impl Params {
             self.batch.to_string(),
             self.submit_sleep_us.to_string(),
             self.completion_sleep_us.to_string(),
+            self.budget_ms.to_string(),
         ];
         KEYS.iter()
             .zip(values)
@@ -263,6 +273,7 @@ impl Params {
             "batch" => self.batch = num(v)?,
             "submit_sleep_us" => self.submit_sleep_us = num(v)?,
             "completion_sleep_us" => self.completion_sleep_us = num(v)?,
+            "budget_ms" => self.budget_ms = num(v)?,
             _ => bail!(
                 "unknown parameter {CMDLINE_PREFIX}{k}={v} (known: {})",
                 KEYS.join(", ")
@@ -339,6 +350,7 @@ mod tests {
             batch: 8,
             submit_sleep_us: 500,
             completion_sleep_us: 250,
+            budget_ms: 4321,
         };
         let line = format!("console=ttyS0 {} panic=-1", p.to_cmdline().join(" "));
         assert_eq!(Params::from_cmdline(&line).unwrap(), p);

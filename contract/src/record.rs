@@ -113,6 +113,9 @@ pub struct Record {
     /// Batch workload only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<BatchFigures>,
+    /// Why the test took fewer samples than asked, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<String>,
 }
 
 impl Record {
@@ -196,6 +199,7 @@ mod tests {
             stats: Some(Stats::from_ns(&[1000, 2000], 5000)),
             samples_us: vec![1, 2],
             batch: None,
+            stopped_early: None,
         };
         let line = r.line();
         assert!(line.starts_with(JSON_PREFIX) && !line.contains('\n'));

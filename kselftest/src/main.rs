@@ -33,6 +33,8 @@ As PID 1 (a guest's /init) it reads uring_idle.* from the kernel command line.
   --batch N          batch: reads submitted together          [default: 16]
   --submit-sleep-us N      batch: idle before each submit     [default: 1000]
   --completion-sleep-us N  batch: idle after each completion  [default: 1000]
+  --budget-ms N      stop a latency test after N ms (keeping >= 10 samples)
+                                                              [default: 0, none]
   --write            also write a pattern and read it back (DESTROYS data at the
                      blocks it writes: scratch targets only)
   --write-blocks N   blocks the write check covers             [default: 32]
@@ -112,6 +114,7 @@ fn parse(args: &[String]) -> Result<Option<Cli>, String> {
                 p.batch = u32::try_from(num(value()?)?).map_err(|_| "--batch: too large")?
             }
             "--submit-sleep-us" => p.submit_sleep_us = num(value()?)?,
+            "--budget-ms" => p.budget_ms = num(value()?)?,
             "--completion-sleep-us" => p.completion_sleep_us = num(value()?)?,
             "--write" => p.write_check = true,
             "--write-blocks" => {

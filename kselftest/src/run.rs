@@ -211,6 +211,7 @@ pub fn run(
             stats,
             samples_us: samples,
             batch: None,
+            stopped_early: None,
         };
         let dev = match devices::open(target, p.write_check) {
             Ok(d) => d,
@@ -237,10 +238,16 @@ pub fn run(
             ),
         );
         for &mode in p.modes.modes() {
+            let mut stopped = None;
             let measured = match p.workload {
                 Workload::Latency => {
-                    workload::measure(&mut ring, &dev, mode, p, seed_for(&target.name))
-                        .map(|s| (s.latencies_ns, s.wall, None))
+                    workload::measure(&mut ring, &dev, mode, p, seed_for(&target.name)).map(|s| {
+                        if let Some(why) = &s.stopped_early {
+                            diag(out, &format!("{}: {why}", target.name));
+                        }
+                        stopped = s.stopped_early;
+                        (s.latencies_ns, s.wall, None)
+                    })
                 }
                 Workload::Batch => workload::batch(&mut ring, &dev, mode, p).map(|b| {
                     let secs = b.wall.as_secs_f64();
@@ -286,6 +293,7 @@ pub fn run(
                     });
                     let mut r = record(mode.name(), !over, why, Some(stats), samples);
                     r.batch = batch;
+                    r.stopped_early = stopped.take();
                     t.report(out, &r, &figures);
                 }
                 Err(e) => t.report(

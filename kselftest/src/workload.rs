@@ -165,6 +165,8 @@ pub struct Samples {
     pub latencies_ns: Vec<u64>,
     /// Wall time of the measured loop, think time included.
     pub wall: Duration,
+    /// Why the loop stopped before `iterations`, if it did.
+    pub stopped_early: Option<String>,
 }
 
 pub fn measure(
@@ -188,10 +190,29 @@ pub fn measure(
         let off = offset(seed, u64::from(p.warmup) + i, blocks);
         let t = read_at(ring, dev, &mut buf, off, mode)?;
         latencies_ns.push(t.as_nanos() as u64);
+        let spent = start.elapsed();
+        if p.budget_ms > 0
+            && spent > Duration::from_millis(p.budget_ms)
+            && latencies_ns.len() >= contract::BUDGET_MIN_SAMPLES
+            && latencies_ns.len() < p.iterations as usize
+        {
+            let why = format!(
+                "stopped after {} of {} I/Os: the {} ms time budget was spent",
+                latencies_ns.len(),
+                p.iterations,
+                p.budget_ms
+            );
+            return Ok(Samples {
+                latencies_ns,
+                wall: spent,
+                stopped_early: Some(why),
+            });
+        }
     }
     Ok(Samples {
         latencies_ns,
         wall: start.elapsed(),
+        stopped_early: None,
     })
 }
 

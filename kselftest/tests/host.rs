@@ -492,3 +492,33 @@ fn under_run_kselftest_sh_targets_come_from_the_environment() {
         (1, "file_env_target_img_sleep")
     );
 }
+
+#[test]
+fn a_time_budget_stops_a_test_early_and_says_so() {
+    // 1000 I/Os 2 ms apart would take 2 s; the budget is 40 ms.
+    let f = scratch("budget.img", 4 << 20);
+    let out = run(&[
+        "--file",
+        f.to_str().unwrap(),
+        "--iterations",
+        "1000",
+        "--think-us",
+        "2000",
+        "--think",
+        "spin",
+        "--budget-ms",
+        "40",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let k = parse(&out.stdout);
+    let r = &k.records[0];
+    // At least the minimum kept, far fewer than asked; the record says why.
+    let n = r.samples_us.len();
+    assert!((10..100).contains(&n), "{n}");
+    assert_eq!(r.stats.as_ref().unwrap().n as usize, n);
+    let why = r.stopped_early.as_deref().unwrap();
+    assert!(
+        why.contains(&format!("stopped after {n} of 1000 I/Os")) && why.contains("40 ms"),
+        "{why}"
+    );
+}

@@ -99,6 +99,11 @@ pub struct PatchAndTest {
     /// Batch workload: MiB read per disk and mode (the report read 128).
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub total_mb: u32,
+    /// Time budget per device and mode, seconds: a latency test stops once
+    /// it has run this long with at least 10 samples (under KVM an unfixed
+    /// request can take ~0.5 s; at 100 I/Os that is most of a minute).
+    #[arg(long, value_name = "S", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub budget_s: u64,
     /// Measured I/Os per device, mode and guest run.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub iterations: u32,
@@ -206,6 +211,8 @@ struct Campaign {
     no_host_evidence: Option<String>,
     /// Where this run's logs, traces and report are.
     run_dir: PathBuf,
+    /// Tests that stopped early at their time budget.
+    notes: Vec<String>,
 }
 
 /// What a finished campaign puts into the report.
@@ -412,6 +419,9 @@ impl PatchAndTest {
         }
         if let Some(why) = &camp.no_host_evidence {
             println!("no host-side evidence: {why}");
+        }
+        for n in &camp.notes {
+            println!("{n}");
         }
         println!();
         println!(
@@ -625,6 +635,27 @@ impl PatchAndTest {
         })
     }
 
+    /// A hang guard for one boot, consistent with the time budget: 90 s to
+    /// boot, then per test the smaller of every I/O at a full KVM-sized stall
+    /// (0.6 s: the reported ~0.5 s and some) and the budget plus the
+    /// warm-up and the one I/O that ends past it, and per disk its write
+    /// phase (32 writes, a flush, 32 reads back) at that stall each.
+    fn deadline(&self, disks: usize) -> Duration {
+        const STALL_US: u64 = 600_000;
+        let per_io = self.think_us + STALL_US;
+        let warmup = u64::from(Params::default().warmup) + 1;
+        let all = per_io * u64::from(self.iterations);
+        let budgeted = self.budget_s * 1_000_000 + per_io * warmup;
+        let per_test = match self.workload {
+            Workload::Latency => all.min(budgeted),
+            // 64 batches of 16 at a stall each, and the 17 ms of sleeps.
+            Workload::Batch => (u64::from(self.total_mb) / 2 + 1) * (STALL_US + 17_000),
+        };
+        let tests = (disks * self.mode.modes().len()) as u64;
+        Duration::from_secs(90)
+            + Duration::from_micros(per_test * tests + disks as u64 * 66 * STALL_US)
+    }
+
     /// What every guest is asked to do, with one disk per controller.
     fn guest_params(&self, ctrls: &[&Controller]) -> Params {
         Params {
@@ -636,6 +667,7 @@ impl PatchAndTest {
             controllers: ctrls.iter().map(|c| c.name.to_string()).collect(),
             workload: self.workload,
             total_mb: self.total_mb,
+            budget_ms: self.budget_s * 1000,
             ..Params::default()
         }
     }
@@ -644,13 +676,8 @@ impl PatchAndTest {
     fn campaign(&self, art: &Artifacts) -> Result<Campaign> {
         let mut active = art.controllers.clone();
         let mut skipped: Vec<Skipped> = Vec::new();
-        let tests_per_run = (active.len() * self.mode.modes().len()) as u64;
-        // A hang guard, not a performance bound: boot, then every I/O at its
-        // think time plus a full KVM-sized stall.
-        let deadline = Duration::from_secs(90)
-            + Duration::from_micros(
-                (self.think_us + 600_000) * u64::from(self.iterations) * tests_per_run,
-            );
+        let mut notes: Vec<String> = Vec::new();
+        let deadline = self.deadline(active.len());
         let runs = cache::dir("runs")?;
         // This run's folder is one of the kept ones.
         cache::prune(&runs, self.keep_runs as usize - 1)?;
@@ -690,6 +717,16 @@ impl PatchAndTest {
                     skipped.push(s);
                 }
                 report::collect(&mut samples, &parsed.records, &v.name);
+                for r in parsed.records.iter().filter(|r| r.stopped_early.is_some()) {
+                    let note = format!(
+                        "{label} {} {}: {}",
+                        r.device,
+                        r.mode,
+                        r.stopped_early.as_deref().unwrap_or_default()
+                    );
+                    ui::info(&note);
+                    notes.push(note);
+                }
                 let host = match &run.trace_log {
                     Some(log) => Some(self.host_samples(&mut samples, log, &run.fds, &v.name)?),
                     None => None,
@@ -716,6 +753,7 @@ impl PatchAndTest {
             skipped,
             no_host_evidence: traced.err(),
             run_dir,
+            notes,
         })
     }
 
@@ -884,6 +922,7 @@ mod tests {
             stats: None,
             samples_us: vec![],
             batch: None,
+            stopped_early: None,
         }
     }
 
@@ -937,6 +976,30 @@ mod tests {
             e.contains("data integrity check failed") && e.contains("ahci_sda"),
             "{e}"
         );
+    }
+
+    fn options(args: &[&str]) -> PatchAndTest {
+        #[derive(clap::Parser)]
+        struct W {
+            #[command(flatten)]
+            p: PatchAndTest,
+        }
+        let mut all = vec!["x"];
+        all.extend(args);
+        <W as clap::Parser>::try_parse_from(all).unwrap().p
+    }
+
+    #[test]
+    fn the_deadline_follows_the_time_budget() {
+        // Default: 3 disks, 2 modes, 100 I/Os at 2 ms think. Each test is
+        // bounded by its 20 s budget plus 11 stalled I/Os (26.6 s), not by
+        // 100 stalled I/Os (60.2 s); each disk's write phase 66 x 0.6 s.
+        let d = options(&[]).deadline(3).as_secs_f64();
+        assert!((d - (90.0 + 6.0 * 26.622 + 3.0 * 39.6)).abs() < 0.01, "{d}");
+        // A short run is bounded by its I/Os, not by the budget.
+        let d = options(&["--iterations", "10"]).deadline(3).as_secs_f64();
+        assert!((d - (90.0 + 6.0 * 6.02 + 3.0 * 39.6)).abs() < 0.01, "{d}");
+        assert!(options(&["--budget-s", "60"]).deadline(3) > options(&[]).deadline(3));
     }
 
     #[test]

@@ -1106,6 +1106,7 @@ mod tests {
             stats: None,
             samples_us: samples,
             batch: None,
+            stopped_early: None,
         }
     }
 
