@@ -39,6 +39,9 @@ pub struct Controller {
     /// `-device` values in order. `{id}` is this controller's QEMU id,
     /// `{addr}` its PCI slot, `{drive}` the id of its `-drive`.
     pub devices: &'static [&'static str],
+    /// QEMU Kconfig symbols its devices need (`CONFIG_` left off): QEMU is
+    /// built with only these, the machine's and the boot path's.
+    pub qemu_kconfig: &'static [&'static str],
     /// Kernel options a built guest kernel needs for it (`kselftest/config`
     /// holds every one).
     pub kconfig: &'static [&'static str],
@@ -58,6 +61,7 @@ pub const CONTROLLERS: &[Controller] = &[
         slot: 0x1f,
         objects: &[],
         devices: &["ide-hd,bus=ide.0,drive={drive}"],
+        qemu_kconfig: &[],
         kconfig: &["CONFIG_ATA=y", "CONFIG_SATA_AHCI=y", "CONFIG_SCSI=y", "CONFIG_BLK_DEV_SD=y"],
         modules: &["ahci", "sd_mod"],
         drivers: &["ahci"],
@@ -70,6 +74,7 @@ pub const CONTROLLERS: &[Controller] = &[
         slot: 0x09,
         objects: &[],
         devices: &["piix3-ide,id={id},addr={addr}", "ide-hd,bus={id}.0,drive={drive}"],
+        qemu_kconfig: &["IDE_PIIX"],
         kconfig: &["CONFIG_ATA=y", "CONFIG_ATA_SFF=y", "CONFIG_ATA_BMDMA=y", "CONFIG_ATA_PIIX=y", "CONFIG_BLK_DEV_SD=y"],
         modules: &["ata_piix", "sd_mod"],
         drivers: &["ata_piix"],
@@ -82,6 +87,7 @@ pub const CONTROLLERS: &[Controller] = &[
         slot: 0x04,
         objects: &[],
         devices: &["virtio-blk-pci,addr={addr},drive={drive}"],
+        qemu_kconfig: &["VIRTIO_PCI", "VIRTIO_BLK"],
         kconfig: &["CONFIG_VIRTIO_MENU=y", "CONFIG_VIRTIO=y", "CONFIG_VIRTIO_PCI=y", "CONFIG_VIRTIO_BLK=y"],
         modules: &["virtio_pci", "virtio_blk"],
         drivers: &["virtio_blk"],
@@ -94,6 +100,7 @@ pub const CONTROLLERS: &[Controller] = &[
         slot: 0x05,
         objects: &[],
         devices: &["virtio-blk-pci,ioeventfd=off,addr={addr},drive={drive}"],
+        qemu_kconfig: &["VIRTIO_PCI", "VIRTIO_BLK"],
         kconfig: &["CONFIG_VIRTIO_PCI=y", "CONFIG_VIRTIO_BLK=y"],
         modules: &["virtio_pci", "virtio_blk"],
         drivers: &["virtio_blk"],
@@ -106,6 +113,7 @@ pub const CONTROLLERS: &[Controller] = &[
         slot: 0x06,
         objects: &["iothread,id={id}-io"],
         devices: &["virtio-blk-pci,iothread={id}-io,addr={addr},drive={drive}"],
+        qemu_kconfig: &["VIRTIO_PCI", "VIRTIO_BLK"],
         kconfig: &["CONFIG_VIRTIO_PCI=y", "CONFIG_VIRTIO_BLK=y"],
         modules: &["virtio_pci", "virtio_blk"],
         drivers: &["virtio_blk"],
@@ -118,6 +126,7 @@ pub const CONTROLLERS: &[Controller] = &[
         slot: 0x07,
         objects: &[],
         devices: &["virtio-scsi-pci,id={id},addr={addr}", "scsi-hd,bus={id}.0,drive={drive}"],
+        qemu_kconfig: &["VIRTIO_PCI", "VIRTIO_SCSI"],
         kconfig: &["CONFIG_SCSI_LOWLEVEL=y", "CONFIG_SCSI_VIRTIO=y", "CONFIG_VIRTIO_PCI=y", "CONFIG_BLK_DEV_SD=y"],
         modules: &["virtio_pci", "virtio_scsi", "sd_mod"],
         drivers: &["virtio_scsi"],
@@ -130,6 +139,7 @@ pub const CONTROLLERS: &[Controller] = &[
         slot: 0x08,
         objects: &[],
         devices: &["virtio-scsi-pci,ioeventfd=off,id={id},addr={addr}", "scsi-hd,bus={id}.0,drive={drive}"],
+        qemu_kconfig: &["VIRTIO_PCI", "VIRTIO_SCSI"],
         kconfig: &["CONFIG_SCSI_LOWLEVEL=y", "CONFIG_SCSI_VIRTIO=y", "CONFIG_VIRTIO_PCI=y", "CONFIG_BLK_DEV_SD=y"],
         modules: &["virtio_pci", "virtio_scsi", "sd_mod"],
         drivers: &["virtio_scsi"],
@@ -142,6 +152,7 @@ pub const CONTROLLERS: &[Controller] = &[
         slot: 0x0a,
         objects: &[],
         devices: &["lsi53c895a,id={id},addr={addr}", "scsi-hd,bus={id}.0,drive={drive}"],
+        qemu_kconfig: &["LSI_SCSI_PCI"],
         kconfig: &["CONFIG_SCSI_LOWLEVEL=y", "CONFIG_SCSI_SYM53C8XX_2=y", "CONFIG_BLK_DEV_SD=y"],
         modules: &["sym53c8xx", "sd_mod"],
         drivers: &["sym53c8xx"],
@@ -154,6 +165,7 @@ pub const CONTROLLERS: &[Controller] = &[
         slot: 0x0b,
         objects: &[],
         devices: &["lsi53c810,id={id},addr={addr}", "scsi-hd,bus={id}.0,drive={drive}"],
+        qemu_kconfig: &["LSI_SCSI_PCI"],
         kconfig: &["CONFIG_SCSI_LOWLEVEL=y", "CONFIG_SCSI_SYM53C8XX_2=y", "CONFIG_BLK_DEV_SD=y"],
         modules: &["sym53c8xx", "sd_mod"],
         drivers: &["sym53c8xx"],
@@ -166,6 +178,7 @@ pub const CONTROLLERS: &[Controller] = &[
         slot: 0x0c,
         objects: &[],
         devices: &["megasas,id={id},addr={addr}", "scsi-hd,bus={id}.0,drive={drive}"],
+        qemu_kconfig: &["MEGASAS_SCSI_PCI"],
         kconfig: &["CONFIG_SCSI_LOWLEVEL=y", "CONFIG_MEGARAID_SAS=y", "CONFIG_BLK_DEV_SD=y"],
         modules: &["megaraid_sas", "sd_mod"],
         drivers: &["megaraid_sas"],
@@ -178,6 +191,7 @@ pub const CONTROLLERS: &[Controller] = &[
         slot: 0x0d,
         objects: &[],
         devices: &["megasas-gen2,id={id},addr={addr}", "scsi-hd,bus={id}.0,drive={drive}"],
+        qemu_kconfig: &["MEGASAS_SCSI_PCI"],
         kconfig: &["CONFIG_SCSI_LOWLEVEL=y", "CONFIG_MEGARAID_SAS=y", "CONFIG_BLK_DEV_SD=y"],
         modules: &["megaraid_sas", "sd_mod"],
         drivers: &["megaraid_sas"],
@@ -190,6 +204,7 @@ pub const CONTROLLERS: &[Controller] = &[
         slot: 0x0e,
         objects: &[],
         devices: &["mptsas1068,id={id},addr={addr}", "scsi-hd,bus={id}.0,drive={drive}"],
+        qemu_kconfig: &["MPTSAS_SCSI_PCI"],
         kconfig: &["CONFIG_SCSI_LOWLEVEL=y", "CONFIG_FUSION=y", "CONFIG_FUSION_SAS=y", "CONFIG_BLK_DEV_SD=y"],
         modules: &["mptsas", "sd_mod"],
         drivers: &["mptsas"],
@@ -202,6 +217,7 @@ pub const CONTROLLERS: &[Controller] = &[
         slot: 0x0f,
         objects: &[],
         devices: &["pvscsi,id={id},addr={addr}", "scsi-hd,bus={id}.0,drive={drive}"],
+        qemu_kconfig: &["VMW_PVSCSI_SCSI_PCI"],
         kconfig: &["CONFIG_SCSI_LOWLEVEL=y", "CONFIG_VMWARE_PVSCSI=y", "CONFIG_BLK_DEV_SD=y"],
         modules: &["vmw_pvscsi", "sd_mod"],
         drivers: &["vmw_pvscsi"],
@@ -214,6 +230,7 @@ pub const CONTROLLERS: &[Controller] = &[
         slot: 0x10,
         objects: &[],
         devices: &["am53c974,id={id},addr={addr}", "scsi-hd,bus={id}.0,drive={drive}"],
+        qemu_kconfig: &["ESP_PCI"],
         kconfig: &["CONFIG_SCSI_LOWLEVEL=y", "CONFIG_SCSI_AM53C974=y", "CONFIG_BLK_DEV_SD=y"],
         modules: &["am53c974", "sd_mod"],
         drivers: &["am53c974"],
@@ -226,6 +243,7 @@ pub const CONTROLLERS: &[Controller] = &[
         slot: 0x11,
         objects: &[],
         devices: &["qemu-xhci,id={id},addr={addr}", "usb-storage,bus={id}.0,drive={drive}"],
+        qemu_kconfig: &["USB_XHCI_PCI", "USB_STORAGE_CLASSIC"],
         kconfig: &[
             "CONFIG_USB_SUPPORT=y",
             "CONFIG_USB=y",
@@ -250,6 +268,7 @@ pub const CONTROLLERS: &[Controller] = &[
             "usb-uas,id={id}-uas,bus={id}.0",
             "scsi-hd,bus={id}-uas.0,drive={drive}",
         ],
+        qemu_kconfig: &["USB_XHCI_PCI", "USB_STORAGE_UAS"],
         kconfig: &[
             "CONFIG_USB_SUPPORT=y",
             "CONFIG_USB=y",
@@ -270,6 +289,7 @@ pub const CONTROLLERS: &[Controller] = &[
         slot: 0x13,
         objects: &[],
         devices: &["sdhci-pci,id={id},addr={addr}", "sd-card,drive={drive}"],
+        qemu_kconfig: &["SDHCI_PCI", "SD"],
         kconfig: &["CONFIG_MMC=y", "CONFIG_MMC_BLOCK=y", "CONFIG_MMC_SDHCI=y", "CONFIG_MMC_SDHCI_PCI=y"],
         modules: &["sdhci_pci", "mmc_block"],
         drivers: &["sdhci-pci"],
@@ -282,6 +302,9 @@ pub const CONTROLLERS: &[Controller] = &[
         slot: 0x03,
         objects: &[],
         devices: &["nvme,serial=uringidle,addr={addr},drive={drive}"],
+        // NVMe calls the SPDM socket backend, which its Kconfig does not
+        // select (QEMU 10.2.2): without it, a link error.
+        qemu_kconfig: &["NVME_PCI", "SPDM_SOCKET"],
         kconfig: &["CONFIG_BLK_DEV_NVME=y"],
         modules: &["nvme"],
         drivers: &["nvme"],
@@ -297,6 +320,44 @@ pub const LEFT_OUT: &[(&str, &str)] = &[
     ("floppy (isa-fdc)", "media of at most 2.88 MB, and the fdc reads with a synchronous blk_pread() in the vCPU thread: no SQE waits for the main loop"),
     ("isa-ide", "the IDE emulation of the ide row on the ISA bus alone; it needs the legacy ports the ide row already uses"),
 ];
+
+/// QEMU Kconfig symbols of the machine and the boot path, besides the
+/// controllers': q35 (with its built-in AHCI), isa-debug-exit for the
+/// verdict, and the HPET, the guest's one tick under TCG. With default
+/// devices off, `imply` and `default y` enable nothing: each is named.
+/// CXL (with PXB, which it depends on, and CXL_MEM_DEVICE, which its code
+/// calls, and PCIE_PORT, the parent type of its root port): QEMU 10.2.2's q35 ACPI code
+/// (hw/acpi/cxl.c) calls cxl_fmws_get_all_sorted(), which has no stub
+/// without it (a link error).
+pub const QEMU_MACHINE_KCONFIG: &[&str] = &[
+    "Q35",
+    "ISA_DEBUG",
+    "HPET",
+    "PXB",
+    "CXL",
+    "CXL_MEM_DEVICE",
+    "PCIE_PORT",
+];
+
+/// The device configuration QEMU is built with: the machine's symbols and
+/// every row's, so one build serves any `--controllers`.
+pub fn qemu_devices_mak() -> String {
+    let mut syms: Vec<&str> = QEMU_MACHINE_KCONFIG.to_vec();
+    for c in CONTROLLERS {
+        for s in c.qemu_kconfig {
+            if !syms.contains(s) {
+                syms.push(s);
+            }
+        }
+    }
+    let mut out = String::from(
+        "# Written by uring-idle from its controller table: only what the guest runs use.\n",
+    );
+    for s in syms {
+        out.push_str(&format!("CONFIG_{s}=y\n"));
+    }
+    out
+}
 
 /// Today's fast set: one affected controller and two controls.
 pub const DEFAULT: &[&str] = &["ahci", "virtio_blk", "nvme"];
@@ -443,6 +504,26 @@ mod tests {
             "nvme"
         );
         assert!(identify(None, &drv(&["xen_blkfront"]), false).is_none());
+    }
+
+    #[test]
+    fn the_qemu_device_config_has_the_machine_and_every_row() {
+        let mak = qemu_devices_mak();
+        for s in [
+            "CONFIG_Q35=y",
+            "CONFIG_ISA_DEBUG=y",
+            "CONFIG_LSI_SCSI_PCI=y",
+            "CONFIG_USB_STORAGE_UAS=y",
+            "CONFIG_NVME_PCI=y",
+        ] {
+            assert!(mak.lines().any(|l| l == s), "{s} missing:\n{mak}");
+        }
+        // Each symbol once.
+        let lines: Vec<&str> = mak.lines().filter(|l| l.starts_with("CONFIG_")).collect();
+        let mut dedup = lines.clone();
+        dedup.sort();
+        dedup.dedup();
+        assert_eq!(lines.len(), dedup.len());
     }
 
     #[test]

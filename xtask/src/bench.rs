@@ -24,6 +24,53 @@ pub struct Bench {
     /// Write the figures here as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Fail (exit 1) when the warm run or the boot to KTAP is more than 25%
+    /// slower (median) than the figures stored in docs/bench.json.
+    #[arg(long, conflicts_with = "record")]
+    pub check: bool,
+    /// Store this run's medians in docs/bench.json, for --check.
+    #[arg(long)]
+    pub record: bool,
+}
+
+/// The figures `--check` compares against, kept in the repository.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Stored {
+    pub warm_s: f64,
+    pub boot_to_ktap_s: f64,
+}
+
+/// A run this much slower than the stored figures fails `--check`.
+pub const ALLOWED_SLOWDOWN: f64 = 1.25;
+
+/// The targets this project holds itself to on its 2-core machine.
+pub const TARGETS: &[(&str, &str)] = &[
+    ("warm patch-and-test, wall", "<= 15 s"),
+    ("guest boot to first KTAP line", "<= 1.5 s"),
+    ("one guest run, wall", "-"),
+    ("QEMU incremental rebuild", "<= 5 s"),
+];
+
+pub fn stored_path() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/bench.json")
+}
+
+/// The figures that regressed against `stored`, in words.
+pub fn regressions(stored: &Stored, now: &Stored) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, was, is) in [
+        ("warm patch-and-test", stored.warm_s, now.warm_s),
+        ("boot to KTAP", stored.boot_to_ktap_s, now.boot_to_ktap_s),
+    ] {
+        if is > was * ALLOWED_SLOWDOWN {
+            out.push(format!(
+                "{name}: median {is:.2} s against {was:.2} s stored ({:.0}% slower; {:.0}% allowed)",
+                (is / was - 1.0) * 100.0,
+                (ALLOWED_SLOWDOWN - 1.0) * 100.0
+            ));
+        }
+    }
+    out
 }
 
 fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
@@ -83,16 +130,44 @@ impl Bench {
         ];
         let mut t = Table::new();
         t.load_preset(ASCII_MARKDOWN);
-        t.set_header(["figure", "min", "median", "max"]);
-        for (name, (lo, mid, hi)) in &rows {
+        t.set_header(["figure", "min", "median", "max", "target"]);
+        for ((name, (lo, mid, hi)), (_, target)) in rows.iter().zip(TARGETS) {
             t.add_row([
                 name.to_string(),
                 format!("{lo:.2} s"),
                 format!("{mid:.2} s"),
                 format!("{hi:.2} s"),
+                target.to_string(),
             ]);
         }
         println!("{t}");
+        let now = Stored {
+            warm_s: rows[0].1 .1,
+            boot_to_ktap_s: rows[1].1 .1,
+        };
+        if self.record {
+            std::fs::write(stored_path(), serde_json::to_string_pretty(&now)? + "\n")
+                .with_context(|| format!("writing {}", stored_path().display()))?;
+            println!("stored in {}", stored_path().display());
+        }
+        if self.check {
+            let text = std::fs::read_to_string(stored_path()).with_context(|| {
+                format!(
+                    "reading {} (make it with bench --record)",
+                    stored_path().display()
+                )
+            })?;
+            let stored: Stored = serde_json::from_str(&text)?;
+            let bad = regressions(&stored, &now);
+            if !bad.is_empty() {
+                println!("REGRESSED: {}", bad.join("; "));
+                return Ok(1);
+            }
+            println!(
+                "within {:.0}% of the stored figures",
+                (ALLOWED_SLOWDOWN - 1.0) * 100.0
+            );
+        }
         if let Some(path) = &self.json {
             let doc = json!({
                 "first_run_s": first, "warm_runs_s": walls, "boot_to_ktap_s": boots,
@@ -107,6 +182,32 @@ impl Bench {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_slowdown_past_a_quarter_fails_the_check() {
+        let stored = super::Stored {
+            warm_s: 20.0,
+            boot_to_ktap_s: 1.6,
+        };
+        let ok = super::Stored {
+            warm_s: 24.9,
+            boot_to_ktap_s: 1.9,
+        };
+        assert!(super::regressions(&stored, &ok).is_empty());
+        let slow = super::Stored {
+            warm_s: 26.0,
+            boot_to_ktap_s: 2.1,
+        };
+        let r = super::regressions(&stored, &slow);
+        assert_eq!(r.len(), 2, "{r:?}");
+        assert!(
+            r[0].starts_with(
+                "warm patch-and-test: median 26.00 s against 20.00 s stored (30% slower"
+            ),
+            "{}",
+            r[0]
+        );
+    }
+
     #[test]
     fn min_median_max() {
         assert_eq!(super::stats(vec![3.0, 1.0, 2.0]), (1.0, 2.0, 3.0));

@@ -431,3 +431,18 @@ fn bad_patches_and_variant_names_are_named_with_exit_2() {
         assert_eq!(tree_hash(&tree), before, "{args:?} changed the tree");
     }
 }
+
+#[test]
+fn a_tree_without_the_device_config_folder_says_so() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let tree = qemu_tree(&t.path().join("old"), "10.2.1", VULNERABLE_AIO);
+    fs::remove_dir_all(tree.join("configs")).unwrap();
+    let o = build_qemu(&tree, cache.path(), "auto");
+    assert_eq!(o.status.code(), Some(2), "{}", out(&o));
+    assert!(
+        out(&o).contains("has no configs/devices/x86_64-softmmu: a QEMU tree from 10.2 on has it"),
+        "{}",
+        out(&o)
+    );
+}

@@ -59,6 +59,8 @@ printf 'rule copy\n  command = cp $in $out\nbuild qemu-system-x86_64: copy %s/ut
 pub fn qemu_tree(root: &Path, version: &str, aio: &str) -> PathBuf {
     fs::create_dir_all(root.join("util")).unwrap();
     fs::create_dir_all(root.join("include/block")).unwrap();
+    // Where the device configuration uring-idle builds with goes.
+    fs::create_dir_all(root.join("configs/devices/x86_64-softmmu")).unwrap();
     fs::write(root.join("VERSION"), format!("{version}\n")).unwrap();
     fs::write(root.join("include/block/aio.h"), "/* aio.h */\n").unwrap();
     fs::write(root.join("util/aio-posix.c"), aio).unwrap();
