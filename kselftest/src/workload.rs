@@ -127,14 +127,15 @@ fn one_io(
     Ok((cqe.result(), elapsed))
 }
 
-fn check_result(res: i32, what: &str, off: u64) -> Result<()> {
+/// A completion's result: an error, a short transfer, or `len` bytes.
+fn check_result(res: i32, what: &str, off: u64, len: usize) -> Result<()> {
     if res < 0 {
         bail!(
             "{what} at offset {off}: {}",
             std::io::Error::from_raw_os_error(-res)
         );
     }
-    if res as usize != IO_SIZE {
+    if res as usize != len {
         bail!("{what} at offset {off}: short transfer of {res} bytes");
     }
     Ok(())
@@ -155,7 +156,7 @@ fn read_at(
     .offset(off)
     .build();
     let (res, t) = one_io(ring, e, mode)?;
-    check_result(res, "read", off)?;
+    check_result(res, "read", off, IO_SIZE)?;
     Ok(t)
 }
 
@@ -297,16 +298,7 @@ pub fn batch(ring: &mut IoUring, dev: &Opened, mode: Mode, p: &Params) -> Result
         ring.submit().context("io_uring_enter(submit)")?;
         for _ in 0..n {
             let cqe = wait_one(ring, mode)?;
-            let (res, off) = (cqe.result(), cqe.user_data());
-            if res < 0 {
-                bail!(
-                    "read at offset {off}: {}",
-                    std::io::Error::from_raw_os_error(-res)
-                );
-            }
-            if res as usize != chunk {
-                bail!("read at offset {off}: short transfer of {res} bytes");
-            }
+            check_result(cqe.result(), "read", cqe.user_data(), chunk)?;
             idle(after, p.think);
         }
         batch_ns.push(t.elapsed().as_nanos() as u64);
@@ -373,7 +365,7 @@ pub fn write_pattern(ring: &mut IoUring, dev: &Opened, seed: u64, offsets: &[u64
             .offset(off)
             .build();
         let (res, _) = one_io(ring, e, Mode::Sleep)?;
-        check_result(res, "write", off)?;
+        check_result(res, "write", off, IO_SIZE)?;
     }
     let e = opcode::Fsync::new(types::Fd(dev.fd())).build();
     let (res, _) = one_io(ring, e, Mode::Sleep)?;

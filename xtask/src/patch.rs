@@ -210,19 +210,11 @@ impl PatchSet {
     pub fn apply(&self, work: &Path) -> Result<()> {
         for patch in &self.files {
             let text = read_patch(patch)?;
-            let sh = git_shell(work)?;
-            let out = cmd!(sh, "git apply --verbose {patch}")
-                .env_remove("GIT_DIR")
-                .env_remove("GIT_WORK_TREE")
-                .quiet()
-                .ignore_status()
-                .output()
-                .context("running git apply")?;
-            if !out.status.success() {
+            if let Some(err) = git_apply(work, patch)? {
                 bail!(
                     "variant {}: {}",
                     self.name,
-                    describe_failure(patch, &text, &String::from_utf8_lossy(&out.stderr))
+                    describe_failure(patch, &text, &err)
                 );
             }
         }
@@ -349,6 +341,19 @@ fn git_shell(dir: &Path) -> Result<Shell> {
     Ok(sh)
 }
 
+/// Applies one patch in `dir`; `Some(stderr)` when git refused it.
+fn git_apply(dir: &Path, patch: &Path) -> Result<Option<String>> {
+    let sh = git_shell(dir)?;
+    let out = cmd!(sh, "git apply --verbose {patch}")
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .quiet()
+        .ignore_status()
+        .output()
+        .context("running git apply")?;
+    Ok((!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned()))
+}
+
 /// Whether the series applies to the tree at `root`, checked on scratch
 /// copies of the touched files. `Some(detail)` names the failing hunk.
 pub fn check(root: &Path) -> Result<Option<String>> {
@@ -369,16 +374,7 @@ pub fn check(root: &Path) -> Result<Option<String>> {
                 std::fs::copy(&from, &to).with_context(|| format!("reading {}", from.display()))?;
             }
         }
-        let sh = git_shell(scratch.path())?;
-        let out = cmd!(sh, "git apply --verbose {patch}")
-            .env_remove("GIT_DIR")
-            .env_remove("GIT_WORK_TREE")
-            .quiet()
-            .ignore_status()
-            .output()
-            .context("running git apply")?;
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
+        if let Some(err) = git_apply(scratch.path(), &patch)? {
             return Ok(Some(describe_failure(&patch, &text, &err)));
         }
     }
