@@ -1,8 +1,12 @@
 //! End to end, for real: build (or reuse from ~/.cache/uring-idle) Debian's
 //! QEMU 10.2.2 with its fix reverted as the baseline and our patch on top,
-//! a guest kernel from Debian's linux-source, and boot the guest with AHCI,
-//! virtio-blk and NVMe disks. Then the same guest under Debian 12's QEMU 7.2.
-//! One #[test] so the guest runs never share the two cores.
+//! and a guest kernel from Debian's linux-source, then: (1) AHCI, virtio-blk,
+//! NVMe, an LSI HBA and USB storage, baseline against patched, with the
+//! host trace; signals to the xtask during a fake QEMU's boot; (2) Debian
+//! 12's QEMU 7.2; (3) Debian's prebuilt kernel with its modules; (4) our fix,
+//! a null and a harmful patch as variants; (5) --compare-binaries; (6) the
+//! batch reproducer; (7) kselftest-install under run_kselftest.sh. One
+//! #[test] so the guest runs never share the two cores.
 //!
 //! Slow (a cold cache means a QEMU and a kernel build): it runs when
 //! `URING_IDLE_E2E=1` is set, as `cargo xtask ci` (and so CI) does.
