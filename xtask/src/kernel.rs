@@ -202,7 +202,13 @@ pub fn build(tree: &Path, source: &str) -> Result<Kernel> {
         .map_err(anyhow::Error::from)
         .and_then(|t| Ok(serde_json::from_str::<Kernel>(&t)?))
     {
-        if k.image.is_file() {
+        // A missing or damaged image (no x86 boot header) is rebuilt rather
+        // than booted into a confusing failure.
+        let whole = std::fs::read(&k.image)
+            .ok()
+            .and_then(|b| bzimage_version(&b))
+            .is_some();
+        if whole {
             ui::info(&format!(
                 "guest kernel {} cached in {}",
                 k.release,
@@ -210,6 +216,10 @@ pub fn build(tree: &Path, source: &str) -> Result<Kernel> {
             ));
             return Ok(k);
         }
+        ui::warn(&format!(
+            "cached guest kernel {} is missing or damaged: rebuilding it",
+            k.image.display()
+        ));
     }
     let build = work.join(format!("build-{frag_key}"));
     if !build.join(".config").is_file() {

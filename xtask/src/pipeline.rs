@@ -359,6 +359,19 @@ impl PatchAndTest {
         let camp = self.campaign(&art)?;
         t.add("guest_runs", s);
 
+        self.report(&input, &art, camp, t, total)
+    }
+
+    /// Report: tables, findings, the verdict, the JSON, the plot and the
+    /// run folder's copy.
+    fn report(
+        &self,
+        input: &QemuInput,
+        art: &Artifacts,
+        camp: Campaign,
+        t: Timings,
+        total: Instant,
+    ) -> Result<i32> {
         let base = art.variants[0].name.as_str();
         let mut per_variant = Vec::new();
         for v in &art.variants[1..] {
@@ -467,7 +480,7 @@ impl PatchAndTest {
             skipped,
             no_host_evidence: camp.no_host_evidence.clone(),
         };
-        let doc = self.document(&verdict, qemu_info(&input), Some(measured), t, total);
+        let doc = self.document(&verdict, qemu_info(input), Some(measured), t, total);
         self.write_json(&doc)?;
         let plot = match (&self.plot, &self.json) {
             (Some(p), _) => p.clone(),
