@@ -49,15 +49,10 @@ pub fn parse_controllers(s: &str) -> std::result::Result<Vec<&'static Controller
     Ok(v)
 }
 
-fn parse_think(s: &str) -> std::result::Result<Think, String> {
-    s.parse().map_err(|e: contract::Error| e.to_string())
-}
-
-fn parse_workload(s: &str) -> std::result::Result<Workload, String> {
-    s.parse().map_err(|e: contract::Error| e.to_string())
-}
-
-fn parse_modes(s: &str) -> std::result::Result<ModeSet, String> {
+/// clap's parser for the contract's named enums (Think, ModeSet, Workload).
+fn parse_named<T: std::str::FromStr<Err = contract::Error>>(
+    s: &str,
+) -> std::result::Result<T, String> {
     s.parse().map_err(|e: contract::Error| e.to_string())
 }
 
@@ -94,7 +89,7 @@ pub struct PatchAndTest {
     /// --iterations of them) or batch (the report's reproducer: --total-mb
     /// in 128 KiB reads, 16 per batch, 1 ms before each submit and after
     /// each completion; its total time decides).
-    #[arg(long, default_value = "latency", value_parser = parse_workload)]
+    #[arg(long, default_value = "latency", value_parser = parse_named::<Workload>)]
     pub workload: Workload,
     /// Batch workload: MiB read per disk and mode (the report read 128).
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=256))]
@@ -111,7 +106,7 @@ pub struct PatchAndTest {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=50))]
     pub rounds: u32,
     /// Guest wait mode: sleep in io_uring_enter, poll the CQ ring, or both.
-    #[arg(long, default_value = "both", value_parser = parse_modes)]
+    #[arg(long, default_value = "both", value_parser = parse_named::<ModeSet>)]
     pub mode: ModeSet,
     /// Idle time before each I/O in the guest, µs: the stall needs an idle main loop.
     #[arg(long, default_value_t = 2000)]
@@ -121,7 +116,7 @@ pub struct PatchAndTest {
     /// whether the stall shows is a race; spinning starts each I/O exactly the
     /// think time after the previous completion, which came on a tick, so an
     /// unfixed request waits the same (tick - think) every time.
-    #[arg(long, default_value = "spin", value_parser = parse_think)]
+    #[arg(long, default_value = "spin", value_parser = parse_named::<Think>)]
     pub think: Think,
     /// Write the machine-readable report here (a copy is always kept in the run's folder).
     #[arg(long, value_name = "FILE")]
