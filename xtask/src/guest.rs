@@ -7,7 +7,7 @@
 //! `Event`s to whoever displays them (the pipeline hands them to `ui`).
 
 use std::collections::BTreeMap;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
@@ -300,6 +300,7 @@ enum Line {
     Eof,
 }
 
+/// The argument list as one line, for the console log and tests.
 fn shell_words(args: &[OsString]) -> String {
     args.iter()
         .map(|a| a.to_string_lossy().into_owned())
@@ -542,11 +543,6 @@ pub fn firmware_present() -> Result<()> {
     Ok(())
 }
 
-/// `OsStr` of a joined argument list, for tests and logs.
-pub fn joined(args: &[OsString]) -> OsString {
-    args.join(OsStr::new(" "))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -576,9 +572,7 @@ mod tests {
             ["ahci", "virtio_blk", "nvme"]
         );
         let images: Vec<PathBuf> = (0..3).map(|i| PathBuf::from(format!("/d{i}"))).collect();
-        let a = joined(&args(&b, Accel::Tcg, &ctrls, &images, "baseline-r1"))
-            .to_string_lossy()
-            .into_owned();
+        let a = shell_words(&args(&b, Accel::Tcg, &ctrls, &images, "baseline-r1"));
         assert_eq!(a.matches("aio=io_uring,cache=none").count(), 3);
         assert!(
             a.contains("ide-hd,bus=ide.0,drive=d0")
@@ -601,8 +595,8 @@ mod tests {
             ) && a.contains("-msg timestamp=on -D /tmp/trace-baseline-r1.log"),
             "{a}"
         );
-        let k = joined(&args(&b, Accel::Kvm, &ctrls, &images, "x"));
-        assert!(!k.to_string_lossy().contains("nolapic_timer"));
+        let k = shell_words(&args(&b, Accel::Kvm, &ctrls, &images, "x"));
+        assert!(!k.contains("nolapic_timer"));
     }
 
     #[test]
