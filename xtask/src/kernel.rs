@@ -108,6 +108,20 @@ impl KernelSource {
     }
 }
 
+/// A Linux tree already unpacked in the cache (Debian's linux-source) that
+/// holds `rel`, without asking apt: for tools taken from the kernel's own
+/// tree (kunit.py, run_kselftest.sh).
+pub fn cached_tree_with(rel: &str) -> Option<PathBuf> {
+    let sources = cache::root().ok()?.join("sources");
+    std::fs::read_dir(sources)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("linux-source-"))
+        .flat_map(|e| std::fs::read_dir(e.path()).into_iter().flatten().flatten())
+        .map(|e| e.path())
+        .find(|p| p.join(rel).is_file())
+}
+
 /// Debian's kernel source package, fetched and unpacked into the cache.
 fn debian_tree() -> Result<(PathBuf, String)> {
     ui::stage(&format!("kernel source: Debian {DEFAULT_KERNEL_PACKAGE}"));

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::{cache, selftest, ui};
+use crate::{selftest, ui};
 
 pub const COLLECTION: &str = "uring_idle";
 
@@ -26,17 +26,9 @@ pub struct KselftestInstall {
 
 /// The kernel tree to take the runner from: the one named, or the cached one.
 fn runner_tree(named: Option<&Path>) -> Option<PathBuf> {
-    if let Some(t) = named {
-        return Some(t.to_path_buf());
-    }
-    let sources = cache::root().ok()?.join("sources");
-    std::fs::read_dir(sources)
-        .ok()?
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("linux-source-"))
-        .flat_map(|e| std::fs::read_dir(e.path()).into_iter().flatten().flatten())
-        .map(|e| e.path())
-        .find(|p| p.join("tools/testing/selftests/run_kselftest.sh").is_file())
+    named
+        .map(Path::to_path_buf)
+        .or_else(|| crate::kernel::cached_tree_with("tools/testing/selftests/run_kselftest.sh"))
 }
 
 fn copy(from: &Path, to: &Path, mode: u32) -> Result<()> {

@@ -106,14 +106,8 @@ fn sample_count_must_match_n() {
 /// kunit.py from the kernel tree the pipeline uses (the cached Debian
 /// linux-source), if one is cached.
 fn kunit_py() -> Option<std::path::PathBuf> {
-    let sources = xtask::cache::root().ok()?.join("sources");
-    std::fs::read_dir(sources)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("linux-source-"))
-        .flat_map(|e| std::fs::read_dir(e.path()).into_iter().flatten().flatten())
-        .map(|e| e.path().join("tools/testing/kunit/kunit.py"))
-        .find(|p| p.is_file())
+    const KUNIT: &str = "tools/testing/kunit/kunit.py";
+    xtask::kernel::cached_tree_with(KUNIT).map(|t| t.join(KUNIT))
 }
 
 fn kunit_parse(kunit: &Path, log: &str) -> (Option<i32>, String) {
