@@ -56,6 +56,15 @@ pub fn prepare(cmd: &mut Command) {
     }
 }
 
+/// Prepares `cmd` and starts it, registered for the signal handler until
+/// the returned guard is dropped (keep it until the child was waited for).
+pub fn spawn(cmd: &mut Command) -> std::io::Result<(std::process::Child, Registered)> {
+    prepare(cmd);
+    let child = cmd.spawn()?;
+    let registered = register(child.id());
+    Ok((child, registered))
+}
+
 /// A registered child: the signal handler kills its group until this is
 /// dropped (after the child was waited for).
 pub struct Registered(usize);

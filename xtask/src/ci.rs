@@ -84,9 +84,8 @@ fn test_streaming(sh: &Shell) -> Result<Totals> {
         .env("URING_IDLE_E2E", "1")
         .current_dir(sh.current_dir())
         .stdout(std::process::Stdio::piped());
-    crate::children::prepare(&mut cmd);
-    let mut child = cmd.spawn().context("starting cargo test")?;
-    let _registered = crate::children::register(child.id());
+    let (mut child, _registered) =
+        crate::children::spawn(&mut cmd).context("starting cargo test")?;
     let mut t = Totals::default();
     for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
         let line = line.context("reading cargo test output")?;

@@ -340,11 +340,8 @@ fn boot(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&stderr_path)?);
-    crate::children::prepare(&mut cmd);
-    let mut child = cmd
-        .spawn()
+    let (mut child, _registered) = crate::children::spawn(&mut cmd)
         .with_context(|| format!("starting {}", b.qemu.display()))?;
-    let _registered = crate::children::register(child.id());
     let stdout = child.stdout.take().expect("piped");
     let (tx, rx) = mpsc::channel();
     let reader = std::thread::spawn(move || {

@@ -471,9 +471,8 @@ pub fn probe(binary: &Path) -> Result<String> {
     ])
     .stdout(std::process::Stdio::null())
     .stderr(std::process::Stdio::piped());
-    crate::children::prepare(&mut c);
-    let mut child = c.spawn().context("starting QEMU to check aio=io_uring")?;
-    let _registered = crate::children::register(child.id());
+    let (mut child, _registered) =
+        crate::children::spawn(&mut c).context("starting QEMU to check aio=io_uring")?;
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         if let Some(status) = child.try_wait()? {

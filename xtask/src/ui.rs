@@ -210,11 +210,8 @@ pub fn run_logged(
     cmd.stdout(writer.try_clone()?)
         .stderr(writer)
         .stdin(std::process::Stdio::null());
-    crate::children::prepare(&mut cmd);
-    let mut child = cmd
-        .spawn()
+    let (mut child, _registered) = crate::children::spawn(&mut cmd)
         .with_context(|| format!("{what}: cannot start {:?}", cmd.get_program()))?;
-    let _registered = crate::children::register(child.id());
     drop(cmd); // close our copies of the pipe's write end so EOF arrives
     for line in BufReader::new(reader).split(b'\n') {
         let line = line.context("reading command output")?;
