@@ -167,14 +167,14 @@ pub struct Row {
 
 /// Rows of `base` against `other` (a variant), or of `base` alone.
 pub fn rows(collected: &Samples, base: &str, other: Option<&str>) -> Vec<Row> {
-    let none: Vec<Vec<u32>> = Vec::new();
+    /// One variant's rounds, borrowed (none for a variant not measured).
+    fn side<'a>(m: &'a BTreeMap<String, Vec<Vec<u32>>>, v: Option<&str>) -> &'a [Vec<u32>] {
+        v.and_then(|v| m.get(v)).map(Vec::as_slice).unwrap_or(&[])
+    }
     let mut rows: Vec<Row> = collected
         .iter()
         .filter(|(_, c)| c.runs.contains_key(base))
         .map(|((controller, mode), c)| {
-            let side = |m: &BTreeMap<String, Vec<Vec<u32>>>, v: Option<&str>| -> Vec<Vec<u32>> {
-                v.and_then(|v| m.get(v)).unwrap_or(&none).clone()
-            };
             let (b, p) = (side(&c.runs, Some(base)), side(&c.runs, other));
             let (hb, hp) = (side(&c.host, Some(base)), side(&c.host, other));
             let p50s = |runs: &[Vec<u32>]| {
@@ -185,7 +185,7 @@ pub fn rows(collected: &Samples, base: &str, other: Option<&str>) -> Vec<Row> {
             let pooled =
                 |runs: &[Vec<u32>]| (!runs.is_empty()).then(|| Stats::from_us(&runs.concat()));
             let baseline = Stats::from_us(&b.concat());
-            let patched = pooled(&p);
+            let patched = pooled(p);
             let p50_ratio = patched
                 .as_ref()
                 .filter(|p| p.p50_us > 0.0)
@@ -198,10 +198,10 @@ pub fn rows(collected: &Samples, base: &str, other: Option<&str>) -> Vec<Row> {
                 baseline,
                 patched,
                 p50_ratio,
-                baseline_round_p50_us: p50s(&b),
-                patched_round_p50_us: p50s(&p),
-                host_baseline: pooled(&hb),
-                host_patched: pooled(&hp),
+                baseline_round_p50_us: p50s(b),
+                patched_round_p50_us: p50s(p),
+                host_baseline: pooled(hb),
+                host_patched: pooled(hp),
                 baseline_round_total_ms: c.totals.get(base).cloned().unwrap_or_default(),
                 patched_round_total_ms: other
                     .and_then(|o| c.totals.get(o).cloned())
