@@ -25,19 +25,24 @@ enum Item {
 
 /// The archive's bytes for `init` and `modules` (load order kept).
 pub fn archive(init: &[u8], modules: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
-    let mut items: Vec<(String, Item)> = [
-        "dev",
-        "proc",
-        "sys",
-        "etc",
-        "etc/uring-idle",
-        "lib",
-        "lib/modules",
-        MODULE_DIR,
-    ]
-    .iter()
-    .map(|d| (d.to_string(), Item::Dir))
-    .collect();
+    // The mount points, and every folder above the module list and the
+    // modules, parents first.
+    let mut dirs: Vec<String> = ["dev", "proc", "sys"].map(String::from).to_vec();
+    let list_dir = Path::new(module_list()).parent().unwrap_or(Path::new(""));
+    for d in [list_dir, Path::new(MODULE_DIR)] {
+        let mut chain: Vec<String> = d
+            .ancestors()
+            .filter(|a| !a.as_os_str().is_empty())
+            .map(|a| a.display().to_string())
+            .collect();
+        chain.reverse();
+        for c in chain {
+            if !dirs.contains(&c) {
+                dirs.push(c);
+            }
+        }
+    }
+    let mut items: Vec<(String, Item)> = dirs.into_iter().map(|d| (d, Item::Dir)).collect();
     // The kernel opens /dev/console for PID 1 before anything is mounted.
     items.push(("dev/console".into(), Item::CharDev(5, 1)));
     items.push(("init".into(), Item::File(init.to_vec(), 0o755)));
@@ -157,6 +162,26 @@ mod tests {
             (0o020_600, 5, 1)
         );
         assert_eq!(find("proc").1, 0o040_755);
+        // Every folder, parents first: the mount points, then the ones above
+        // the module list and the modules.
+        let dirs: Vec<&str> = e
+            .iter()
+            .filter(|x| x.1 == 0o040_755)
+            .map(|x| x.0.as_str())
+            .collect();
+        assert_eq!(
+            dirs,
+            [
+                "dev",
+                "proc",
+                "sys",
+                "etc",
+                "etc/uring-idle",
+                "lib",
+                "lib/modules",
+                "lib/modules/uring-idle"
+            ]
+        );
         // The list keeps load order: dependencies first.
         assert_eq!(
             find(module_list()).4,
