@@ -4,16 +4,19 @@
 //! - `params`: what the host asks the guest to do, written on the kernel
 //!   command line (`to_cmdline`) and read back by `/init` (`from_cmdline`).
 //! - `record`: what the guest reports per test, as a JSON line inside KTAP.
+//! - `boot`: how long each phase of the guest's boot took, as `/init` saw it.
 //! - `exit`: the selftest's verdict carried through QEMU's isa-debug-exit.
 //! - `controllers`: every disk controller the tool can attach, with how QEMU
 //!   attaches it, what the guest kernel needs for it and how the guest
 //!   recognises its disk.
 
+pub mod boot;
 pub mod controllers;
 pub mod exit;
 pub mod params;
 pub mod record;
 
+pub use boot::{BootPhases, BOOT_PREFIX};
 pub use controllers::{Controller, Role, CONTROLLERS};
 pub use params::{Mode, ModeSet, Params, Think, Workload, BUDGET_MIN_SAMPLES};
 pub use record::{BatchFigures, Record, Stats, JSON_PREFIX};

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use contract::exit::{self, DEBUG_EXIT_PORT};
-use contract::{Params, MODULE_LIST};
+use contract::{BootPhases, Params, MODULE_LIST};
 
 use crate::devices::{self, Target};
 use crate::ktap;
@@ -23,11 +23,13 @@ pub fn main() -> ! {
         println!("{}", ktap::bail_out(&format!("selftest panicked: {info}")));
         power_off(KSFT_FAIL)
     }));
-    let code = match setup() {
-        Ok((params, found)) => run::run(
+    let kernel_ms = boottime_ms();
+    let code = match setup(kernel_ms) {
+        Ok((params, found, boot)) => run::run(
             &found.targets,
             &found.missing,
             &params,
+            Some(boot),
             &mut std::io::stdout(),
         ),
         Err(e) => {
@@ -39,7 +41,18 @@ pub fn main() -> ! {
     power_off(code)
 }
 
-fn setup() -> Result<(Params, Found)> {
+/// Milliseconds since the kernel started (CLOCK_BOOTTIME).
+pub fn boottime_ms() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
+}
+
+fn setup(kernel_ms: f64) -> Result<(Params, Found, BootPhases)> {
     for (src, dir, fstype) in [
         ("proc", "/proc", "proc"),
         ("sysfs", "/sys", "sysfs"),
@@ -49,11 +62,37 @@ fn setup() -> Result<(Params, Found)> {
     }
     let cmdline = fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
     let params = Params::from_cmdline(&cmdline).context("kernel command line")?;
+    let clocksource = clocksource()?;
+    let mounted = boottime_ms();
     if Path::new(MODULE_LIST).exists() {
         load_modules(Path::new(MODULE_LIST))?;
     }
+    let loaded = boottime_ms();
     let targets = wait_for_disks(&params)?;
-    Ok((params, targets))
+    let boot = BootPhases {
+        kernel_ms,
+        mounts_ms: mounted - kernel_ms,
+        modules_ms: loaded - mounted,
+        disks_ms: boottime_ms() - loaded,
+        header_ms: 0.0,
+        clocksource,
+    };
+    Ok((params, targets, boot))
+}
+
+/// The clock every latency is read from. A kernel that found no fine
+/// clocksource (no HPET, ACPI PM timer or usable TSC) counts in jiffies:
+/// every fast read would measure 0 and every stalled one a whole tick.
+fn clocksource() -> Result<String> {
+    const CURRENT: &str = "/sys/devices/system/clocksource/clocksource0/current_clocksource";
+    let name = fs::read_to_string(CURRENT)
+        .with_context(|| format!("reading {CURRENT}"))?
+        .trim()
+        .to_string();
+    if name == "jiffies" {
+        bail!("the guest kernel's clock is jiffies (one step per timer tick): latencies cannot be measured; build it with a fine clocksource (CONFIG_ACPI for the HPET and the ACPI PM timer, or a TSC it trusts)");
+    }
+    Ok(name)
 }
 
 fn mount(src: &str, dir: &str, fstype: &str) -> Result<()> {

@@ -208,14 +208,14 @@ fn main() -> ExitCode {
     }
     let code = if cli.json {
         let mut buf = Vec::new();
-        let code = run::run(&targets, &[], &cli.params, &mut buf);
+        let code = run::run(&targets, &[], &cli.params, None, &mut buf);
         let text = String::from_utf8_lossy(&buf);
         for line in text.lines().filter_map(|l| l.strip_prefix(JSON_PREFIX)) {
             println!("{line}");
         }
         code
     } else {
-        run::run(&targets, &[], &cli.params, &mut std::io::stdout())
+        run::run(&targets, &[], &cli.params, None, &mut std::io::stdout())
     };
     ExitCode::from(code as u8)
 }

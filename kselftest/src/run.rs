@@ -7,7 +7,7 @@ use crate::devices::{self, Target};
 use crate::ktap::{self, Outcome};
 use crate::workload::{self, RingError};
 use crate::{KSFT_FAIL, KSFT_PASS, KSFT_SKIP};
-use contract::{BatchFigures, Params, Record, Stats, Think, Workload};
+use contract::{BatchFigures, BootPhases, Params, Record, Stats, Think, Workload};
 
 /// Kernel release from uname(2).
 pub fn kernel_release() -> String {
@@ -82,11 +82,18 @@ pub fn run(
     targets: &[Target],
     missing: &[(String, String)],
     p: &Params,
+    boot: Option<BootPhases>,
     out: &mut dyn Write,
 ) -> i32 {
     let modes: Vec<&str> = p.modes.modes().iter().map(|m| m.name()).collect();
     let per_target = modes.len() + usize::from(p.write_check);
     let _ = writeln!(out, "{}", ktap::header());
+    // As a guest's PID 1: the boot's phases, stamped now that the header
+    // is out, for the host to line up with when it saw the header.
+    if let Some(mut b) = boot {
+        b.header_ms = crate::init::boottime_ms();
+        let _ = writeln!(out, "{}", b.line());
+    }
     diag(out, &format!("kernel: {}", kernel_release()));
     diag(out, &format!("uapi: {}", uring_sys::uapi_summary()));
     diag(

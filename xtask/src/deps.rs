@@ -33,6 +33,10 @@ pub const PIPELINE: &[(&str, &str)] = &[
     ("flex", "kernel and QEMU builds"),
     ("bison", "kernel and QEMU builds"),
     ("bc", "kernel build"),
+    (
+        "lz4",
+        "kernel build (the guest image is LZ4-compressed: faster to boot)",
+    ),
     ("kmod", "depmod for a prebuilt kernel's modules"),
     ("libelf-dev", "kernel build (objtool)"),
     (

@@ -90,6 +90,10 @@ pub struct Run {
     pub elapsed: Duration,
     /// From QEMU start to the `KTAP version 1` line.
     pub to_ktap: Option<Duration>,
+    /// From QEMU start to the first console line.
+    pub first_output: Option<Duration>,
+    /// The boot's phases as `/init` measured them (our selftest only).
+    pub boot: Option<contract::BootPhases>,
     /// QEMU's trace log, when traced.
     pub trace_log: Option<PathBuf>,
     /// Which controller's image each of QEMU's file descriptors opens.
@@ -300,12 +304,10 @@ enum Line {
     Eof,
 }
 
-/// The argument list as one line, for the console log and tests.
+/// The argument list as one shell-quoted line, for the console log (a user
+/// can paste it to rerun the boot) and tests.
 fn shell_words(args: &[OsString]) -> String {
-    args.iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
+    shell_words::join(args.iter().map(|a| a.to_string_lossy()))
 }
 
 /// Boots once. `first_output` bounds the wait for the first console byte.
@@ -359,6 +361,8 @@ fn boot(
 
     let mut seen_output = false;
     let mut to_ktap = None;
+    let mut first_line_at = None;
+    let mut phases = None;
     let mut fds = BTreeMap::new();
     let kill = |child: &mut std::process::Child| {
         let _ = child.kill();
@@ -377,9 +381,13 @@ fn boot(
                     fds = image_fds(child.id(), &ctrls, &images);
                 }
                 seen_output = true;
+                first_line_at.get_or_insert_with(|| start.elapsed());
                 writeln!(log, "{l}")?;
                 if to_ktap.is_none() && l.contains("KTAP version 1") {
                     to_ktap = Some(start.elapsed());
+                }
+                if phases.is_none() {
+                    phases = contract::BootPhases::find_in(&l).and_then(Result::ok);
                 }
                 sink(Event::Console { label, line: &l });
             }
@@ -423,6 +431,8 @@ fn boot(
                 console,
                 elapsed,
                 to_ktap,
+                first_output: first_line_at,
+                boot: phases,
                 trace_log: trace_log(b, label),
                 fds,
             };
@@ -569,7 +579,11 @@ mod tests {
             ["ahci", "virtio_blk", "nvme"]
         );
         let images: Vec<PathBuf> = (0..3).map(|i| PathBuf::from(format!("/d{i}"))).collect();
-        let a = shell_words(&args(&b, Accel::Tcg, &ctrls, &images, "baseline-r1"));
+        let orig: Vec<String> = args(&b, Accel::Tcg, &ctrls, &images, "baseline-r1")
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let a = orig.join(" ");
         assert_eq!(a.matches("aio=io_uring,cache=none").count(), 3);
         assert!(
             a.contains("ide-hd,bus=ide.0,drive=d0")
@@ -594,6 +608,11 @@ mod tests {
         );
         let k = shell_words(&args(&b, Accel::Kvm, &ctrls, &images, "x"));
         assert!(!k.contains("nolapic_timer"));
+        // The logged line is a shell command: it splits back into the same
+        // arguments (the kernel command line is one of them, spaces and all).
+        let logged = shell_words(&args(&b, Accel::Tcg, &ctrls, &images, "baseline-r1"));
+        assert_eq!(shell_words::split(&logged).unwrap(), orig);
+        assert!(orig.iter().any(|a| a.starts_with("console=ttyS0 ")));
     }
 
     #[test]

@@ -48,14 +48,33 @@ pub fn fragment_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../kselftest/config")
 }
 
-/// `CONFIG_X=y` lines of a fragment that are missing from a `.config`.
+/// The options the guest kernel leaves out for speed (see the file).
+pub fn trim_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("guest-kernel.config")
+}
+
+/// Lines of a fragment that olddefconfig did not keep: a `CONFIG_X=y` that is
+/// not in the `.config`, or a `# CONFIG_X is not set` that something turned
+/// back on (a `select`).
 pub fn missing_options(fragment: &str, dotconfig: &str) -> Vec<String> {
     let have: std::collections::HashSet<&str> = dotconfig.lines().map(str::trim).collect();
     fragment
         .lines()
         .map(str::trim)
-        .filter(|l| l.starts_with("CONFIG_"))
-        .filter(|l| !have.contains(l))
+        .filter(|l| {
+            if l.starts_with("CONFIG_") {
+                return !have.contains(l);
+            }
+            match l
+                .strip_prefix("# ")
+                .and_then(|r| r.strip_suffix(" is not set"))
+            {
+                Some(name) if name.starts_with("CONFIG_") => {
+                    have.iter().any(|h| h.starts_with(&format!("{name}=")))
+                }
+                _ => false,
+            }
+        })
         .map(str::to_string)
         .collect()
 }
@@ -207,6 +226,12 @@ pub fn build(tree: &Path, source: &str) -> Result<Kernel> {
     let fragment_file = fragment_path();
     let fragment = std::fs::read_to_string(&fragment_file)
         .with_context(|| format!("reading {}", fragment_file.display()))?;
+    let trim_file = trim_path();
+    let trim = std::fs::read_to_string(&trim_file)
+        .with_context(|| format!("reading {}", trim_file.display()))?;
+    // Needs first, then the trims: a trim never switches off a need, and
+    // the check below would name it if one did.
+    let fragment = format!("{fragment}\n{trim}");
     let frag_key = cache::key(["tinyconfig", fragment.as_str()]);
     let work = cache::dir("kernel")?.join(cache::path_key(tree));
     let _lock = cache::Lock::acquire(&work)?;
@@ -246,8 +271,9 @@ pub fn build(tree: &Path, source: &str) -> Result<Kernel> {
     let start = Instant::now();
 
     ui::info(&format!(
-        "configuring: tinyconfig + {}",
-        fragment_file.display()
+        "configuring: tinyconfig + {} + {}",
+        fragment_file.display(),
+        trim_file.display()
     ));
     let mut c = make(tree, &build);
     c.arg("tinyconfig");
@@ -264,9 +290,10 @@ pub fn build(tree: &Path, source: &str) -> Result<Kernel> {
     let missing = missing_options(&fragment, &final_cfg);
     if !missing.is_empty() {
         bail!(
-            "olddefconfig dropped options the guest needs (unmet dependencies, or this kernel lacks them):\n  {}\nsee {} and {}",
+            "olddefconfig did not keep these lines (unmet dependencies, a select, or this kernel lacks them):\n  {}\nsee {}, {} and {}",
             missing.join("\n  "),
             fragment_file.display(),
+            trim_file.display(),
             dotconfig.display()
         );
     }
@@ -292,7 +319,11 @@ pub fn build(tree: &Path, source: &str) -> Result<Kernel> {
         }
     })?;
     progress.finish();
-    let _ = std::fs::write(&count_file, objects.to_string());
+    // A rebuild that compiled nothing (a damaged image restored) says
+    // nothing about a full build.
+    if objects > 0 {
+        let _ = std::fs::write(&count_file, objects.to_string());
+    }
     let headers = out.join("headers");
     let mut c = make(tree, &build);
     c.arg(format!("INSTALL_HDR_PATH={}", headers.display()))
@@ -450,6 +481,29 @@ mod tests {
             ["CONFIG_B=y"]
         );
         assert!(missing_options(frag, "CONFIG_A=y\nCONFIG_B=y\n").is_empty());
+        // A switched-off option that a select turned back on is named too;
+        // absent or "is not set" both count as off.
+        assert_eq!(
+            missing_options(frag, "CONFIG_A=y\nCONFIG_B=y\nCONFIG_C=m\n"),
+            ["# CONFIG_C is not set"]
+        );
+        assert!(
+            missing_options(frag, "CONFIG_A=y\nCONFIG_B=y\n# CONFIG_C is not set\n").is_empty()
+        );
+    }
+
+    #[test]
+    fn trims_never_switch_off_a_need() {
+        let needs = std::fs::read_to_string(fragment_path()).unwrap();
+        let trim = std::fs::read_to_string(trim_path()).unwrap();
+        for l in trim.lines() {
+            if let Some(name) = l
+                .strip_prefix("# ")
+                .and_then(|r| r.strip_suffix(" is not set"))
+            {
+                assert!(!needs.contains(&format!("{name}=")), "{name} is needed");
+            }
+        }
     }
 
     #[test]

@@ -79,8 +79,14 @@ impl GuestDisplay {
             )),
             Event::Finished { label, run } => {
                 self.progress = None;
+                let phases = match (run.to_ktap, run.first_output, &run.boot) {
+                    (Some(k), Some(f), Some(g)) => {
+                        format!(" ({})", crate::report::BootReport::new(k, f, g).summary())
+                    }
+                    _ => String::new(),
+                };
                 info(&format!(
-                    "{label}: {:.1} s wall, KTAP after {:.1} s, guest status {}",
+                    "{label}: {:.1} s wall, KTAP after {:.2} s{phases}, guest status {}",
                     run.elapsed.as_secs_f64(),
                     run.to_ktap.map(|d| d.as_secs_f64()).unwrap_or(0.0),
                     run.code
