@@ -337,6 +337,8 @@ pub const QEMU_MACHINE_KCONFIG: &[&str] = &[
     "CXL",
     "CXL_MEM_DEVICE",
     "PCIE_PORT",
+    // The NIC of --netdev user.
+    "VIRTIO_NET",
 ];
 
 /// The device configuration QEMU is built with: the machine's symbols and

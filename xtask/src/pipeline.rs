@@ -130,6 +130,9 @@ pub struct PatchAndTest {
     /// Do not trace QEMU's io_uring events (the host-side queue times).
     #[arg(long)]
     pub no_trace: bool,
+    /// Network beside the disks: `user` adds user networking (libslirp) on a virtio-net NIC, as in the report's guests; slirp caps QEMU's main-loop sleep at 499 ms, which bounds an unfixed stall under KVM (under TCG the guest tick ends it far sooner, so TCG figures do not change)
+    #[arg(long, value_enum, default_value = "none")]
+    pub netdev: crate::guest::Netdev,
     /// Never install missing Debian packages; only name them.
     #[arg(long)]
     pub no_install: bool,
@@ -519,6 +522,10 @@ impl PatchAndTest {
                 bail!("{flag} {}: no such file", b.display());
             }
             let version = qemu::probe(b).with_context(|| format!("{flag} {}", b.display()))?;
+            // Before any build: a prebuilt binary either can or cannot.
+            if self.netdev == crate::guest::Netdev::User {
+                qemu::require_user_networking(b)?;
+            }
             ui::stage(&format!("{flag}: {} is QEMU {version}", b.display()));
             Ok(version)
         };
@@ -624,6 +631,11 @@ impl PatchAndTest {
         t.add("qemu_build", s);
         let bins: Vec<&Path> = variants.iter().map(|v| v.binary.as_path()).collect();
         let (controllers, skipped) = offered(&self.controllers, &bins)?;
+        if self.netdev == crate::guest::Netdev::User {
+            for b in &bins {
+                qemu::require_user_networking(b)?;
+            }
+        }
         for s in &skipped {
             ui::warn(&format!("skipping {}: {}", s.controller, s.reason));
         }
@@ -710,6 +722,7 @@ impl PatchAndTest {
                     dir: run_dir.clone(),
                     deadline,
                     trace: traced.is_ok(),
+                    netdev: self.netdev,
                 };
                 let (run, accel) = picker.boot(&boot, &label, &mut |e| display.event(e))?;
                 let parsed = ktap::parse_file(&run.console)?;
@@ -848,6 +861,7 @@ impl PatchAndTest {
                 think_us: self.think_us,
                 think: self.think.name().into(),
                 mode: self.mode.name().into(),
+                netdev: self.netdev.name().into(),
                 controllers: self
                     .controllers
                     .iter()

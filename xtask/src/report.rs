@@ -1014,6 +1014,9 @@ pub struct ParamsInfo {
     pub think_us: u64,
     pub think: String,
     pub mode: String,
+    /// `none` or `user` (--netdev).
+    #[serde(default)]
+    pub netdev: String,
     pub controllers: Vec<String>,
 }
 

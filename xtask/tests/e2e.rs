@@ -5,8 +5,10 @@
 //! host trace; signals to the xtask during a fake QEMU's boot; (2) Debian
 //! 12's QEMU 7.2; (3) Debian's prebuilt kernel with its modules; (4) our fix,
 //! a null and a harmful patch as variants; (5) --compare-binaries; (6) the
-//! batch reproducer; (7) kselftest-install under run_kselftest.sh. One
-//! #[test] so the guest runs never share the two cores.
+//! batch reproducer; (7) kselftest-install under run_kselftest.sh; (8) two
+//! runs at once (a null patch must not verify under the other's load; user
+//! networking). One #[test], so no guest runs share the two cores except
+//! where (8) means them to.
 //!
 //! Slow (a cold cache means a QEMU and a kernel build): it runs when
 //! `URING_IDLE_E2E=1` is set, as `cargo xtask ci` (and so CI) does.
@@ -434,6 +436,63 @@ fn patch_and_test_verifies_the_fix_and_qemu_7_2_is_unaffected() {
         text.contains("# ok 1 file_kselftest_scratch_img_sleep"),
         "{text}"
     );
+
+    // 8. Two runs at once, sharing the cache: the null patch as a variant in
+    // one, the default run with user networking in the other. Each guest
+    // now shares 2 cores with the other run's QEMU; that noise may cost the
+    // fix its verdict (NOT VERIFIED is honest under load) but must never
+    // let the null patch verify, and both runs must finish.
+    let (ja, jb) = (
+        dir.path().join("par-null.json"),
+        dir.path().join("par-user.json"),
+    );
+    let spawn = |args: &[&str], json: &Path| {
+        Command::new(common::XTASK)
+            .args(args)
+            .arg("--json")
+            .arg(json)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap()
+    };
+    let a = spawn(
+        &[
+            "patch-and-test",
+            "--rounds",
+            "1",
+            "--variant",
+            &format!("null={null}"),
+        ],
+        &ja,
+    );
+    let b = spawn(
+        &["patch-and-test", "--rounds", "1", "--netdev", "user"],
+        &jb,
+    );
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let (ta, tb) = (common::out(&a), common::out(&b));
+    assert_eq!(a.status.code(), Some(Kind::NotVerified.exit_code()), "{ta}");
+    assert!(matches!(b.status.code(), Some(0 | 1)), "{tb}");
+    let (da, db) = (Report::read(&ja).unwrap(), Report::read(&jb).unwrap());
+    assert_eq!(
+        da.variant("null").unwrap().verdict.kind,
+        Kind::NotVerified,
+        "{ta}"
+    );
+    assert_ne!(db.verdict, Kind::Regression, "{tb}");
+    // User networking was really attached, and the stall is still there.
+    assert_eq!(db.params.as_ref().unwrap().netdev, "user");
+    let console = std::fs::read_to_string(&db.guest_runs[0].console_log).unwrap();
+    assert!(
+        console
+            .lines()
+            .next()
+            .unwrap()
+            .contains("-netdev user,id=net0"),
+        "{console}"
+    );
+    assert!(row(&db, "ahci", "poll").baseline.p50_us >= 5000.0, "{tb}");
 }
 
 /// A path in this workspace, as the user would type it.
