@@ -13,6 +13,10 @@ pub struct Stats {
     pub n: u64,
     pub min_us: f64,
     pub mean_us: f64,
+    /// The fast tail: a slowdown that every request pays moves it, noise
+    /// that slows some requests of a boot hardly does.
+    #[serde(default)]
+    pub p10_us: f64,
     pub p50_us: f64,
     pub p90_us: f64,
     pub p99_us: f64,
@@ -48,7 +52,7 @@ impl Stats {
     /// Statistics of latencies in nanoseconds, reported in µs.
     pub fn from_ns(samples: &[u64], wall_ns: u64) -> Stats {
         let us = |ns: u64| tenth(ns as f64 / 1000.0);
-        let q = quantiles(samples, &[0.5, 0.9, 0.99]);
+        let q = quantiles(samples, &[0.5, 0.9, 0.99, 0.1]);
         let sum: u128 = samples.iter().map(|&s| u128::from(s)).sum();
         Stats {
             n: samples.len() as u64,
@@ -58,6 +62,7 @@ impl Stats {
             } else {
                 us((sum / samples.len() as u128) as u64)
             },
+            p10_us: us(q[3]),
             p50_us: us(q[0]),
             p90_us: us(q[1]),
             p99_us: us(q[2]),

@@ -19,17 +19,21 @@ use crate::guest::Accel;
 /// 50-80x. 2x is far outside run-to-run noise (per-round p50s of one
 /// variant differed by < 20% in our runs) yet far below both.
 pub const MIN_RATIO: f64 = 2.0;
-/// A controller regresses when patched p50 exceeds baseline p50 by 50% plus
-/// 0.5 ms *and* every patched round is slower than every baseline round
-/// (the same separation a cure needs). Measured here, TCG: 284 per-boot
-/// p50s of the controls over 12 runs had a median of 0.22 ms, p90 0.41 ms
-/// and max 0.74 ms (two more boots, NVMe measured first after boot, gave
-/// 1.8 and 3.1 ms). With 0.1 ms of slack, two default runs called that
-/// wander a regression (virtio-blk 0.12 -> 0.29 ms and 0.23 -> 0.46 ms,
-/// host queue time 0.02 ms in both builds); 0.5 ms is above it, and a real
-/// 1 ms slowdown of a control (the e2e's harmful patch: virtio-blk 0.15 ->
-/// 1.21 ms) is still caught with a 0.5 ms margin.
-pub const REGRESSION_FACTOR: f64 = 1.5;
+/// A controller regresses when the patched build's fast tail (p10) is
+/// slower than the baseline's median by 10% plus 0.5 ms, and, with two or
+/// more rounds, every patched round's p50 is over every baseline round's.
+/// Why the fast tail: a slowdown in the code path is paid by every request
+/// and lifts the whole distribution, while the controls' boot-to-boot noise
+/// lifts a boot's median and leaves its fast requests fast. Measured here
+/// (TCG, one round each, 53 pairs of boots of the same fixed build: the
+/// controls in both modes): patched p10 - 1.1 x baseline p50 was at most
+/// 376 us; for a variant that holds every virtio-blk completion 1 ms (the
+/// e2e's harmful patch, 9 boots) it was at least 588 us. The old rule
+/// (patched p50 over 1.5 x baseline p50 + 0.5 ms) had no such gap: 459 us
+/// for noise against 349 us for the harm, and one single-round run called
+/// the harm "unchanged" (virtio-blk 0.83 -> 1.59 ms). The gap lets one
+/// round decide; more rounds must also separate.
+pub const REGRESSION_FACTOR: f64 = 1.1;
 pub const REGRESSION_SLACK_US: f64 = 500.0;
 /// A baseline p50 more than this many times the fastest control's (same
 /// mode) is a stall. Measured: 2.2x on QEMU 7.2 and 1.7x on a fixed 10.2.2
@@ -58,13 +62,13 @@ pub fn rules() -> String {
   affected      every mode: p50 at least {MIN_RATIO}x lower patched, every baseline round
                 slower than every patched round, and every baseline round over {STALL_FACTOR}x
                 the fastest control's p50
-  regression    a mode got slower by more than {REGRESSION_FACTOR}x + {REGRESSION_SLACK_US:.0} us with every
-                patched round slower than every baseline round (needs --rounds 2 or more)
+  regression    a mode got slower: the patched p10 over {REGRESSION_FACTOR}x the baseline p50 + {REGRESSION_SLACK_US:.0} us,
+                and with 2 or more rounds every patched round slower than every baseline round
   not affected  neither, and not over {STALL_FACTOR}x the fastest control in the baseline;
                 a control (by the table) slow in both builds is not affected either:
                 its code never queues from the vCPU thread, so that is emulation cost
   inconclusive  cured in one mode only, a candidate slow in both builds, or slower
-                with one round
+                but not in every round
 The verdict: REGRESSION if any controller regressed; NOT VERIFIED if any is
 inconclusive or none is affected; otherwise FIX VERIFIED. Controls (table role
 `control`) are the yardstick: virtio-blk, NVMe and the other notifying paths."
@@ -426,14 +430,15 @@ fn judge(all: &[Row], mine: &[&Row]) -> (Finding, String) {
                 .iter()
                 .all(|&b| b > STALL_FACTOR * x)
         });
-        let slower = p.p50_us > r.baseline.p50_us * REGRESSION_FACTOR + REGRESSION_SLACK_US;
-        // One round each orders trivially: it cannot tell noise from a
-        // regression, so it decides nothing either way.
-        let enough = r.baseline_round_p50_us.len() >= 2 && r.patched_round_p50_us.len() >= 2;
-        if slower && !enough {
-            undecided.push(mode_phrase(r));
-        } else if slower && rounds_separate(&r.patched_round_p50_us, &r.baseline_round_p50_us) {
+        let slower = p.p10_us > r.baseline.p50_us * REGRESSION_FACTOR + REGRESSION_SLACK_US;
+        // One round each orders trivially, so only more rounds can disagree.
+        let one_round = r.baseline_round_p50_us.len() < 2 || r.patched_round_p50_us.len() < 2;
+        if slower
+            && (one_round || rounds_separate(&r.patched_round_p50_us, &r.baseline_round_p50_us))
+        {
             regressed.push(mode_phrase(r));
+        } else if slower {
+            undecided.push(mode_phrase(r));
         } else if ratio >= MIN_RATIO
             && rounds_separate(&r.baseline_round_p50_us, &r.patched_round_p50_us)
             && stalls_every_round
@@ -452,7 +457,7 @@ fn judge(all: &[Row], mine: &[&Row]) -> (Finding, String) {
         (
             Finding::Inconclusive,
             format!(
-                "{} got slower, and one round cannot tell noise from a regression: rerun with --rounds 2 or more",
+                "{} got slower, but not in every round: rerun with more --rounds",
                 undecided.join(", ")
             ),
         )
@@ -1336,16 +1341,55 @@ mod tests {
     }
 
     #[test]
-    fn one_round_cannot_call_a_regression_or_hide_one() {
-        let v = verdict_pair(
-            &build(&[&[("ahci", 2000, 300), ("nvme", 200, 900)]]),
-            Accel::Tcg,
-        );
-        assert_eq!(v.kind, Kind::NotVerified, "{}", v.line);
-        assert!(v.line.contains("rerun with --rounds 2"), "{}", v.line);
+    fn one_round_calls_a_slowdown_every_request_pays_but_not_a_noisy_median() {
+        // The harmful patch's shape, as measured in one round: virtio-blk
+        // 0.83 -> 1.59 ms p50, the patched fast tail at 1.50 ms.
+        let spread = |lo: u32, hi: u32| {
+            (0..100)
+                .map(|i| lo + (hi - lo) * i / 99)
+                .collect::<Vec<_>>()
+        };
+        let pair = |virtio_base: Vec<u32>, virtio_patched: Vec<u32>| {
+            let mut c = BTreeMap::new();
+            collect(
+                &mut c,
+                &[
+                    rec("ahci", "poll", vec![8000; 100]),
+                    rec("virtio_blk", "poll", virtio_base),
+                ],
+                "baseline",
+            );
+            collect(
+                &mut c,
+                &[
+                    rec("ahci", "poll", vec![500; 100]),
+                    rec("virtio_blk", "poll", virtio_patched),
+                ],
+                "patched",
+            );
+            verdict_pair(&rows(&c, "baseline", Some("patched")), Accel::Tcg)
+        };
+        let v = pair(spread(510, 1150), spread(1460, 1720));
+        assert_eq!(v.kind, Kind::Regression, "{}", v.line);
+        assert!(v.line.contains("virtio_blk"), "{}", v.line);
+        // The noisiest boot measured for a fixed build: virtio-blk 0.29 ->
+        // 0.90 ms p50, with its fast tail at 0.70 ms: not a regression.
+        let v = pair(spread(160, 420), spread(550, 1250));
+        assert_eq!(v.kind, Kind::Verified, "{}", v.line);
         // Without the slowdown, one round verifies a clear improvement.
         let r = build(&[&[("ahci", 2000, 300), ("nvme", 200, 210)]]);
         assert_eq!(verdict_pair(&r, Accel::Tcg).kind, Kind::Verified);
+    }
+
+    #[test]
+    fn a_slowdown_that_not_every_round_shows_is_inconclusive() {
+        let r = build(&[
+            &[("ahci", 8000, 300), ("nvme", 200, 900)],
+            &[("ahci", 8000, 300), ("nvme", 1000, 900)],
+        ]);
+        let v = verdict_pair(&r, Accel::Tcg);
+        assert_eq!(v.kind, Kind::NotVerified, "{}", v.line);
+        assert!(v.line.contains("not in every round"), "{}", v.line);
     }
 
     #[test]
