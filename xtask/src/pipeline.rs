@@ -558,6 +558,8 @@ impl PatchAndTest {
 
     /// Builds: guest kernel, selftest against its uapi, initramfs, QEMU.
     fn artifacts(&self, input: &QemuInput, t: &mut Timings) -> Result<Artifacts> {
+        // Builds wait for another run's guests, never run beside them.
+        let _building = cache::MeasureLock::builds()?;
         let s = Instant::now();
         ui::stage("guest kernel");
         let kernel = self.kernel.resolve(&self.controllers)?;
@@ -706,6 +708,8 @@ impl PatchAndTest {
         if let Err(why) = &traced {
             ui::info(&format!("no host-side trace: {why}"));
         }
+        // Held until every boot of this campaign is done.
+        let _quiet = cache::MeasureLock::guests()?;
         let mut picker = AccelPicker::new(self.accel)?;
         let mut display = ui::GuestDisplay::default();
         let mut samples = report::Samples::new();
@@ -724,6 +728,10 @@ impl PatchAndTest {
                     trace: traced.is_ok(),
                     netdev: self.netdev,
                 };
+                let started = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0);
                 let (run, accel) = picker.boot(&boot, &label, &mut |e| display.event(e))?;
                 let parsed = ktap::parse_file(&run.console)?;
                 let checked = check_run(&parsed, run.code, &active, &label, &run.console)?;
@@ -757,6 +765,7 @@ impl PatchAndTest {
                     variant: v.name.clone(),
                     round,
                     accel,
+                    started_unix_s: started,
                     wall_s: run.elapsed.as_secs_f64(),
                     boot_to_ktap_s: run.to_ktap.map(|d| d.as_secs_f64()),
                     guest_exit: run.code,

@@ -89,13 +89,23 @@ pub const DEVICES_MAK: &str = "configs/devices/x86_64-softmmu/uring-idle.mak";
 /// in the same directory is picked up by meson (config-devices.mak depends
 /// on it), so editing the controller table rebuilds incrementally.
 fn build_dir_key() -> String {
-    cache::key(CONFIGURE_FLAGS)
+    cache::key(CONFIGURE_FLAGS.iter().copied().chain([WORK_COPY_LAYOUT]))
 }
+
+/// Part of every build key: build directories and binaries made while
+/// `sync_tree` still restored the tree's mtimes may hold objects of an
+/// earlier variant, so none of them is reused.
+const WORK_COPY_LAYOUT: &str = "sync --no-times";
 
 /// The key of everything configure is given: flags and device list.
 pub fn flags_key() -> String {
     let mak = contract::controllers::qemu_devices_mak();
-    cache::key(CONFIGURE_FLAGS.iter().copied().chain([mak.as_str()]))
+    cache::key(
+        CONFIGURE_FLAGS
+            .iter()
+            .copied()
+            .chain([mak.as_str(), WORK_COPY_LAYOUT]),
+    )
 }
 
 /// Writes the device list into the work copy, only when it changed (a new
@@ -320,43 +330,28 @@ pub fn time_incremental_rebuild(tree: &QemuTree) -> Result<f64> {
 }
 
 /// Mirrors the user's tree into the work copy: only changed files are
-/// copied, so ninja rebuilds only what changed. rsync gives a copied file
-/// its source's mtime, which can be older than the object built from the
-/// variant that was there before: every file it changes is touched, so
-/// ninja never keeps an object of other sources. `--checksum`, because the
-/// work copy's patched files carry fresh mtimes, and a same-size edit of
-/// the user's in the same second would pass rsync's size-and-mtime check
+/// copied, so ninja rebuilds only what changed. Never with the source's
+/// mtimes (`--no-times`): a file a variant patched and `unapply` restored
+/// has the tree's content but a fresh mtime, and giving it back the tree's
+/// old mtime left the variant's object newer than its source, so the next
+/// binary kept it. Measured: a null patch built after the harmful variant
+/// carried the harmful virtio-blk code (its binary exactly the harm's 64
+/// bytes larger; virtio-blk 0.2 -> 1.9 ms). A file rsync writes gets the
+/// current time. `--checksum`, because the work copy's files carry their
+/// own mtimes, so size and mtime cannot tell whether they match the tree's
 /// (0.8 s instead of 0.4 s on a synced QEMU tree, and only when building).
 fn sync_tree(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;
     let sh = Shell::new()?;
     let (from_s, to_s) = (format!("{}/", from.display()), format!("{}/", to.display()));
-    let changed = cmd!(
+    cmd!(
         sh,
-        "rsync -a --delete --checksum --itemize-changes --exclude=/.git --exclude=/build --exclude=/{DEVICES_MAK} {from_s} {to_s}"
+        "rsync -a --no-times --delete --checksum --exclude=/.git --exclude=/build --exclude=/{DEVICES_MAK} {from_s} {to_s}"
     )
     .quiet()
-    .read()
+    .run()
     .context("rsync of the QEMU tree into the work copy (is rsync installed? `cargo xtask deps --install`)")?;
-    let now = std::fs::FileTimes::new().set_modified(std::time::SystemTime::now());
-    for rel in rsync_changed_files(&changed) {
-        let f = to.join(rel);
-        std::fs::File::options()
-            .write(true)
-            .open(&f)
-            .and_then(|h| h.set_times(now))
-            .with_context(|| format!("touching {}", f.display()))?;
-    }
     Ok(())
-}
-
-/// Regular files rsync's `--itemize-changes` says it wrote (`>f...`).
-pub fn rsync_changed_files(itemized: &str) -> Vec<&str> {
-    itemized
-        .lines()
-        .filter(|l| l.starts_with(">f"))
-        .filter_map(|l| l.split_once(' ').map(|(_, p)| p))
-        .collect()
 }
 
 /// `meson_version: '>=1.5.0'` from the tree's meson.build.
@@ -629,9 +624,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rsync_itemized_output_names_the_written_files() {
-        let out = ">f.st...... util/aio-posix.c\n.d..t...... util/\n>f+++++++++ hw/new.c\n*deleting   old.c\ncd+++++++++ dir/\n";
-        assert_eq!(rsync_changed_files(out), ["util/aio-posix.c", "hw/new.c"]);
+    fn sync_never_gives_a_restored_file_an_older_mtime() {
+        let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let old = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+        let set = |p: &Path, t| {
+            std::fs::File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_times(std::fs::FileTimes::new().set_modified(t))
+                .unwrap()
+        };
+        let src = from.path().join("blk.c");
+        std::fs::write(&src, "int a;\n").unwrap();
+        set(&src, old);
+        sync_tree(from.path(), to.path()).unwrap();
+        let copy = to.path().join("blk.c");
+        let mtime = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+        assert!(mtime(&copy) > old, "a written file gets the current time");
+        // A variant patched it and `unapply` put the content back: the
+        // next sync must leave the fresh mtime, or ninja keeps the
+        // variant's object.
+        std::fs::write(&copy, "int a; /* harm */\n").unwrap();
+        std::fs::write(&copy, "int a;\n").unwrap();
+        let restored = mtime(&copy);
+        sync_tree(from.path(), to.path()).unwrap();
+        assert_eq!(mtime(&copy), restored);
+        // A changed tree file is written, with a time after the restore.
+        std::fs::write(&src, "int b;\n").unwrap();
+        set(&src, old);
+        sync_tree(from.path(), to.path()).unwrap();
+        assert_eq!(std::fs::read_to_string(&copy).unwrap(), "int b;\n");
+        assert!(mtime(&copy) >= restored);
     }
 
     #[test]

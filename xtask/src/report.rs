@@ -948,6 +948,9 @@ pub struct GuestRun {
     pub variant: String,
     pub round: u32,
     pub accel: Accel,
+    /// When the boot started (Unix time; the KVM probe, if any, included).
+    #[serde(default)]
+    pub started_unix_s: f64,
     pub wall_s: f64,
     pub boot_to_ktap_s: Option<f64>,
     pub guest_exit: i32,
