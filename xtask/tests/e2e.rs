@@ -174,6 +174,19 @@ fn patch_and_test_verifies_the_fix_and_qemu_7_2_is_unaffected() {
         let h = r.host.as_ref().expect("every run traced");
         assert!(h.disks.iter().all(|d| d.matched), "{h:?}");
         assert!(r.trace_log.as_ref().unwrap().is_file());
+        // The integrity check (32 writes, a flush, 32 reads back) runs in
+        // the first round only.
+        let writes = if r.round == 1 { 65 } else { 0 };
+        assert!(
+            h.disks.iter().all(|d| d.write_phase == writes),
+            "{} {h:?}",
+            r.label
+        );
+        let b = r.boot.as_ref().expect("our /init reports its boot");
+        assert!(
+            b.kernel_s > 0.0 && b.qemu_firmware_decompress_s > 0.0,
+            "{b:?}"
+        );
     }
     // Every sample of every round made it into the report.
     let params = doc.params.as_ref().unwrap();
