@@ -22,7 +22,7 @@ As PID 1 (a guest's /init) it reads uring_idle.* from the kernel command line.
   --device PATH      block device to measure (repeatable)
   --file PATH        regular file to measure (repeatable; on a filesystem with O_DIRECT)
   --iterations N     measured I/Os per target and mode        [default: 200]
-  --warmup N         discarded I/Os before measuring          [default: 10]
+  --warmup N         discarded I/Os before measuring          [default: 5]
   --think-us N       idle time before each I/O, microseconds  [default: 2000]
   --think HOW        spend the think time in nanosleep or spinning: sleep, spin [default: sleep]
   --mode MODE        sleep, poll or both                       [default: sleep]
