@@ -516,12 +516,13 @@ fn patch_and_test_verifies_the_fix_and_qemu_7_2_is_unaffected() {
     // User networking was really attached, and the stall is still there.
     assert_eq!(db.params.as_ref().unwrap().netdev, "user");
     let console = std::fs::read_to_string(&db.guest_runs[0].console_log).unwrap();
+    // The console log's first line is the QEMU command, shell-quoted.
+    let qemu_args =
+        shell_words::split(console.lines().next().unwrap().trim_start_matches("# ")).unwrap();
     assert!(
-        console
-            .lines()
-            .next()
-            .unwrap()
-            .contains("-netdev user,id=net0"),
+        qemu_args
+            .windows(2)
+            .any(|w| w[0] == "-netdev" && w[1] == "user,id=net0"),
         "{console}"
     );
     assert!(row(&db, "ahci", "poll").baseline.p50_us >= 5000.0, "{tb}");
