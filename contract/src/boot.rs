@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 
 pub const BOOT_PREFIX: &str = "# uring-idle-boot: ";
 
-/// Milliseconds on CLOCK_BOOTTIME, which starts with the kernel.
+/// Milliseconds on CLOCK_BOOTTIME, which starts when the kernel sets up its
+/// timekeeping, a few ms after it starts: those few ms land in the host's
+/// share (QEMU, firmware, decompression).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BootPhases {
     /// The kernel's own start-up, up to `/init`'s first instruction.

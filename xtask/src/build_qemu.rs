@@ -35,6 +35,7 @@ impl BuildQemu {
             baseline.name()
         ));
         let sets = self.patches.sets()?;
+        let _building = crate::cache::MeasureLock::builds()?;
         let built = qemu::build(&tree, baseline, &sets)?;
         println!("baseline: {}", built.baseline.path.display());
         for (set, bin) in &built.variants {

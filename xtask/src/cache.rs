@@ -74,6 +74,17 @@ pub fn is_filled(dir: &Path) -> bool {
 /// Empties `dir`, runs `fill` on it, and marks it filled only when `fill`
 /// succeeded, so an interrupted download or unpack is redone next time.
 pub fn refill(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    // Two runs at once must not fill the same entry: the second waits, and
+    // finds it filled.
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    let _lock = Lock::acquire(&parent.join(format!(".fill-{name}")))?;
+    if is_filled(dir) {
+        return Ok(());
+    }
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     fill(dir)?;

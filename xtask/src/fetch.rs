@@ -262,7 +262,11 @@ impl Apt {
             return Ok(v.to_string());
         }
         let v = self.ask_binary_version(pkg)?;
-        let _ = std::fs::write(&memo, format!("{known}{pkg} {v}\n"));
+        // Whole or not at all: another run may read it meanwhile.
+        let tmp = memo.with_extension(format!("{}", std::process::id()));
+        if std::fs::write(&tmp, format!("{known}{pkg} {v}\n")).is_ok() {
+            let _ = std::fs::rename(&tmp, &memo);
+        }
         Ok(v)
     }
 

@@ -377,7 +377,9 @@ fn boot(
     let mut log = std::fs::File::create(&console)
         .with_context(|| format!("creating {}", console.display()))?;
     let args = args(b, accel, &ctrls, &images, label);
-    writeln!(log, "# {} {}", b.qemu.display(), shell_words(&args))?;
+    let mut line = vec![b.qemu.clone().into_os_string()];
+    line.extend(args.iter().cloned());
+    writeln!(log, "# {}", shell_words(&line))?;
     sink(Event::BootStarted { label, accel });
     let start = Instant::now();
     let mut cmd = Command::new(&b.qemu);
@@ -430,7 +432,13 @@ fn boot(
                     to_ktap = Some(start.elapsed());
                 }
                 if phases.is_none() {
-                    phases = contract::BootPhases::find_in(&l).and_then(Result::ok);
+                    match contract::BootPhases::find_in(&l) {
+                        Some(Ok(p)) => phases = Some(p),
+                        Some(Err(e)) => ui::warn(&format!(
+                            "{label}: unreadable boot-phase line ({e}): the run goes on without its phases"
+                        )),
+                        None => {}
+                    }
                 }
                 sink(Event::Console { label, line: &l });
             }

@@ -333,6 +333,9 @@ impl PatchAndTest {
         guest::firmware_present()?;
         t.add("deps", s);
 
+        // Fetching, unpacking and building wait for another run's guests,
+        // never run beside them; released before this run's own guests.
+        let building = cache::MeasureLock::builds()?;
         let s = Instant::now();
         let input = self.inputs()?;
         t.add("qemu_source", s);
@@ -353,6 +356,7 @@ impl PatchAndTest {
         }
 
         let art = self.artifacts(&input, &mut t)?;
+        drop(building);
         let s = Instant::now();
         let camp = self.campaign(&art)?;
         t.add("guest_runs", s);
@@ -558,8 +562,6 @@ impl PatchAndTest {
 
     /// Builds: guest kernel, selftest against its uapi, initramfs, QEMU.
     fn artifacts(&self, input: &QemuInput, t: &mut Timings) -> Result<Artifacts> {
-        // Builds wait for another run's guests, never run beside them.
-        let _building = cache::MeasureLock::builds()?;
         let s = Instant::now();
         ui::stage("guest kernel");
         let kernel = self.kernel.resolve(&self.controllers)?;
@@ -702,6 +704,10 @@ impl PatchAndTest {
         let mut skipped: Vec<Skipped> = Vec::new();
         let mut notes: Vec<String> = Vec::new();
         let deadline = self.deadline(active.len());
+        // Held until every boot of this campaign is done; taken before the
+        // pruning, so no other run's guests are booting from a folder it
+        // deletes.
+        let _quiet = cache::MeasureLock::guests()?;
         let runs = cache::dir("runs")?;
         // This run's folder is one of the kept ones.
         cache::prune(&runs, self.keep_runs as usize - 1)?;
@@ -710,8 +716,6 @@ impl PatchAndTest {
         if let Err(why) = &traced {
             ui::info(&format!("no host-side trace: {why}"));
         }
-        // Held until every boot of this campaign is done.
-        let _quiet = cache::MeasureLock::guests()?;
         let mut picker = AccelPicker::new(self.accel)?;
         let mut display = ui::GuestDisplay::default();
         let mut samples = report::Samples::new();

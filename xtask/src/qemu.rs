@@ -270,6 +270,7 @@ pub fn build(tree: &QemuTree, baseline: BaselineMode, sets: &[PatchSet]) -> Resu
             ui::info("baseline: removed the fix from aio_add_sqe() (revert-fix)");
         }
         if !build.join("build.ninja").is_file() {
+            remove_other_build_dirs(&work, &build);
             cache::ensure_free("the QEMU build", cache::QEMU_BUILD_BYTES)?;
             configure(&src, &build, &log)?;
         }
@@ -305,9 +306,25 @@ pub fn build(tree: &QemuTree, baseline: BaselineMode, sets: &[PatchSet]) -> Resu
     })
 }
 
+/// Build directories of other configure flags (an earlier uring-idle): one
+/// is 200-330 MB and nothing builds in it again.
+fn remove_other_build_dirs(work: &Path, keep: &Path) {
+    let Ok(entries) = std::fs::read_dir(work) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = e.file_name();
+        if p != keep && p.is_dir() && name.to_string_lossy().starts_with("build-") {
+            let _ = std::fs::remove_dir_all(&p);
+        }
+    }
+}
+
 /// Seconds ninja takes to rebuild QEMU after `util/aio-posix.c` changed: the
 /// patched build's cost. Needs a work copy that `build_pair` made.
 pub fn time_incremental_rebuild(tree: &QemuTree) -> Result<f64> {
+    let _building = cache::MeasureLock::builds()?;
     let work = cache::dir("qemu")?.join(cache::path_key(&tree.root));
     let _lock = cache::Lock::acquire(&work)?;
     let build = work.join(format!("build-{}", build_dir_key()));

@@ -35,6 +35,12 @@ pub const MIN_RATIO: f64 = 2.0;
 /// round decide; more rounds must also separate.
 pub const REGRESSION_FACTOR: f64 = 1.1;
 pub const REGRESSION_SLACK_US: f64 = 500.0;
+/// A slowdown only some requests pay moves the median and not the fast
+/// tail: patched p50 over 1.5 x the baseline p50 + 0.5 ms, with two or more
+/// rounds that separate, is a regression too (the earlier rule, kept for
+/// that shape); in one round it is only "slower" (noise reached 459 us of
+/// the 500 us slack in the same 53 pairs), which is never FIX VERIFIED.
+pub const MEDIAN_REGRESSION_FACTOR: f64 = 1.5;
 /// A baseline p50 more than this many times the fastest control's (same
 /// mode) is a stall. Measured: 2.2x on QEMU 7.2 and 1.7x on a fixed 10.2.2
 /// (AHCI against virtio-blk and NVMe), against 22x on an unfixed 10.2.2.
@@ -62,13 +68,15 @@ pub fn rules() -> String {
   affected      every mode: p50 at least {MIN_RATIO}x lower patched, every baseline round
                 slower than every patched round, and every baseline round over {STALL_FACTOR}x
                 the fastest control's p50
-  regression    a mode got slower: the patched p10 over {REGRESSION_FACTOR}x the baseline p50 + {REGRESSION_SLACK_US:.0} us,
-                and with 2 or more rounds every patched round slower than every baseline round
+  regression    a mode got slower: the patched p10 over {REGRESSION_FACTOR}x the baseline p50 + {REGRESSION_SLACK_US:.0} us
+                (every request slower), or, with 2 or more rounds, the patched p50 over
+                {MEDIAN_REGRESSION_FACTOR}x + {REGRESSION_SLACK_US:.0} us; with 2 or more rounds every patched round must
+                be slower than every baseline round
   not affected  neither, and not over {STALL_FACTOR}x the fastest control in the baseline;
                 a control (by the table) slow in both builds is not affected either:
                 its code never queues from the vCPU thread, so that is emulation cost
   inconclusive  cured in one mode only, a candidate slow in both builds, or slower
-                but not in every round
+                but not in every round (or in one round, in the median only)
 The verdict: REGRESSION if any controller regressed; NOT VERIFIED if any is
 inconclusive or none is affected; otherwise FIX VERIFIED. Controls (table role
 `control`) are the yardstick: virtio-blk, NVMe and the other notifying paths."
@@ -430,14 +438,18 @@ fn judge(all: &[Row], mine: &[&Row]) -> (Finding, String) {
                 .iter()
                 .all(|&b| b > STALL_FACTOR * x)
         });
-        let slower = p.p10_us > r.baseline.p50_us * REGRESSION_FACTOR + REGRESSION_SLACK_US;
+        // Every request slower: the fast tail moved (decides in one round).
+        let tail_slower = p.p10_us > r.baseline.p50_us * REGRESSION_FACTOR + REGRESSION_SLACK_US;
+        // Some requests slower: only the median moved. Boot noise does that
+        // too, so it takes rounds that separate.
+        let median_slower =
+            p.p50_us > r.baseline.p50_us * MEDIAN_REGRESSION_FACTOR + REGRESSION_SLACK_US;
         // One round each orders trivially, so only more rounds can disagree.
         let one_round = r.baseline_round_p50_us.len() < 2 || r.patched_round_p50_us.len() < 2;
-        if slower
-            && (one_round || rounds_separate(&r.patched_round_p50_us, &r.baseline_round_p50_us))
-        {
+        let separate = rounds_separate(&r.patched_round_p50_us, &r.baseline_round_p50_us);
+        if (tail_slower && (one_round || separate)) || (median_slower && !one_round && separate) {
             regressed.push(mode_phrase(r));
-        } else if slower {
+        } else if tail_slower || median_slower {
             undecided.push(mode_phrase(r));
         } else if ratio >= MIN_RATIO
             && rounds_separate(&r.baseline_round_p50_us, &r.patched_round_p50_us)
@@ -457,7 +469,7 @@ fn judge(all: &[Row], mine: &[&Row]) -> (Finding, String) {
         (
             Finding::Inconclusive,
             format!(
-                "{} got slower, but not in every round: rerun with more --rounds",
+                "{} got slower, but not in every round (or, in one round, in its median only): rerun with more --rounds",
                 undecided.join(", ")
             ),
         )
@@ -1382,6 +1394,47 @@ mod tests {
         // Without the slowdown, one round verifies a clear improvement.
         let r = build(&[&[("ahci", 2000, 300), ("nvme", 200, 210)]]);
         assert_eq!(verdict_pair(&r, Accel::Tcg).kind, Kind::Verified);
+    }
+
+    #[test]
+    fn a_slowdown_only_some_requests_pay_is_never_verified() {
+        // 60% of the requests 5 ms slower: the median moves, the fast tail
+        // does not. One round: inconclusive; two separating rounds: a
+        // regression.
+        let half = |fast: u32, slow: u32| {
+            let mut v = vec![fast; 40];
+            v.extend(vec![slow; 60]);
+            v
+        };
+        let mut c = BTreeMap::new();
+        let base = |c: &mut Samples| {
+            collect(
+                c,
+                &[
+                    rec("ahci", "poll", vec![8000; 100]),
+                    rec("virtio_blk", "poll", vec![200; 100]),
+                ],
+                "baseline",
+            )
+        };
+        let patched = |c: &mut Samples| {
+            collect(
+                c,
+                &[
+                    rec("ahci", "poll", vec![300; 100]),
+                    rec("virtio_blk", "poll", half(250, 5000)),
+                ],
+                "patched",
+            )
+        };
+        base(&mut c);
+        patched(&mut c);
+        let v = verdict_pair(&rows(&c, "baseline", Some("patched")), Accel::Tcg);
+        assert_eq!(v.kind, Kind::NotVerified, "{}", v.line);
+        base(&mut c);
+        patched(&mut c);
+        let v = verdict_pair(&rows(&c, "baseline", Some("patched")), Accel::Tcg);
+        assert_eq!(v.kind, Kind::Regression, "{}", v.line);
     }
 
     #[test]
