@@ -28,15 +28,11 @@ pub struct BootPhases {
 
 impl BootPhases {
     pub fn line(&self) -> String {
-        format!(
-            "{BOOT_PREFIX}{}",
-            serde_json::to_string(self).expect("BootPhases always serializes")
-        )
+        crate::json_line(BOOT_PREFIX, self)
     }
 
     pub fn find_in(line: &str) -> Option<Result<BootPhases, serde_json::Error>> {
-        let at = line.find(BOOT_PREFIX)?;
-        Some(serde_json::from_str(&line[at + BOOT_PREFIX.len()..]))
+        crate::find_json(BOOT_PREFIX, line)
     }
 }
 

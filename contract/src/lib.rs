@@ -25,6 +25,25 @@ pub use record::{BatchFigures, Record, Stats, JSON_PREFIX};
 /// line, in load order. The xtask writes it into the initramfs.
 pub const MODULE_LIST: &str = "/etc/uring-idle/modules";
 
+/// `value` as one JSON line after `prefix`, as the guest prints it inside
+/// KTAP (a diagnostic line, so KTAP readers skip it).
+pub(crate) fn json_line<T: serde::Serialize>(prefix: &str, value: &T) -> String {
+    format!(
+        "{prefix}{}",
+        serde_json::to_string(value).expect("contract types always serialize")
+    )
+}
+
+/// The value after `prefix` on a console line, wherever the prefix starts
+/// (kernel messages may precede it on the same line).
+pub(crate) fn find_json<T: serde::de::DeserializeOwned>(
+    prefix: &str,
+    line: &str,
+) -> Option<std::result::Result<T, serde_json::Error>> {
+    let at = line.find(prefix)?;
+    Some(serde_json::from_str(&line[at + prefix.len()..]))
+}
+
 /// A parse error in the contract's text forms (command line, names).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error(pub String);

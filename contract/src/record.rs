@@ -125,17 +125,13 @@ pub struct Record {
 
 impl Record {
     pub fn line(&self) -> String {
-        format!(
-            "{JSON_PREFIX}{}",
-            serde_json::to_string(self).expect("a Record always serializes")
-        )
+        crate::json_line(JSON_PREFIX, self)
     }
 
     /// The record on a console line, wherever the prefix starts (kernel
     /// messages may precede it on the same line).
     pub fn find_in(line: &str) -> Option<std::result::Result<Record, serde_json::Error>> {
-        let at = line.find(JSON_PREFIX)?;
-        Some(serde_json::from_str(&line[at + JSON_PREFIX.len()..]))
+        crate::find_json(JSON_PREFIX, line)
     }
 }
 
