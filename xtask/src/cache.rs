@@ -210,27 +210,56 @@ pub struct Lock {
 
 impl Lock {
     pub fn acquire(dir: &Path) -> Result<Lock> {
-        use std::os::unix::io::AsRawFd;
         std::fs::create_dir_all(dir)?;
         let path = dir.join(".lock");
         let f =
             std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-        // SAFETY: flock on an fd we own.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            crate::ui::info(&format!(
+        flock(&f, &path, true, || {
+            format!(
                 "waiting for another uring-idle run to release {}",
                 dir.display()
-            ));
-            // SAFETY: as above, blocking this time.
-            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-                anyhow::bail!(
-                    "locking {}: {}",
-                    path.display(),
-                    std::io::Error::last_os_error()
-                );
-            }
-        }
+            )
+        })?;
         Ok(Lock { _file: f })
+    }
+}
+
+/// flock(2) `f`, exclusive or shared: at once if free, else after saying
+/// why we wait (`waiting`) and blocking.
+fn flock(
+    f: &std::fs::File,
+    path: &Path,
+    exclusive: bool,
+    waiting: impl FnOnce() -> String,
+) -> Result<()> {
+    if try_flock(f, exclusive) {
+        return Ok(());
+    }
+    crate::ui::info(&waiting());
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: flock on an fd we own, blocking this time.
+    if unsafe { libc::flock(f.as_raw_fd(), flock_mode(exclusive)) } != 0 {
+        anyhow::bail!(
+            "locking {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+/// Takes the lock if nobody holds it in a conflicting mode.
+fn try_flock(f: &std::fs::File, exclusive: bool) -> bool {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: flock on an fd we own.
+    unsafe { libc::flock(f.as_raw_fd(), flock_mode(exclusive) | libc::LOCK_NB) == 0 }
+}
+
+fn flock_mode(exclusive: bool) -> libc::c_int {
+    if exclusive {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_SH
     }
 }
 
@@ -262,7 +291,6 @@ impl MeasureLock {
 
     pub fn acquire_at(path: &Path, exclusive: bool) -> Result<MeasureLock> {
         use std::os::unix::fs::OpenOptionsExt;
-        use std::os::unix::io::AsRawFd;
         let f = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -272,43 +300,20 @@ impl MeasureLock {
             .open(path)
             .or_else(|_| std::fs::File::open(path))
             .with_context(|| format!("opening {}", path.display()))?;
-        let mode = if exclusive {
-            libc::LOCK_EX
-        } else {
-            libc::LOCK_SH
-        };
-        // SAFETY: flock on an fd we own.
-        if unsafe { libc::flock(f.as_raw_fd(), mode | libc::LOCK_NB) } != 0 {
-            crate::ui::info(&format!(
+        flock(&f, path, exclusive, || {
+            format!(
                 "waiting for another uring-idle run's {} to finish ({}): measuring beside them would skew the figures",
                 if exclusive { "guests or builds" } else { "guests" },
                 path.display()
-            ));
-            // SAFETY: as above, blocking this time.
-            if unsafe { libc::flock(f.as_raw_fd(), mode) } != 0 {
-                anyhow::bail!(
-                    "locking {}: {}",
-                    path.display(),
-                    std::io::Error::last_os_error()
-                );
-            }
-        }
+            )
+        })?;
         Ok(MeasureLock { _file: f })
     }
 
     /// Whether a lock of this kind would have to wait now (for tests).
     pub fn would_wait(path: &Path, exclusive: bool) -> bool {
-        use std::os::unix::io::AsRawFd;
-        let Ok(f) = std::fs::File::open(path) else {
-            return false;
-        };
-        let mode = if exclusive {
-            libc::LOCK_EX
-        } else {
-            libc::LOCK_SH
-        };
-        // SAFETY: flock on an fd we own; released when `f` closes.
-        unsafe { libc::flock(f.as_raw_fd(), mode | libc::LOCK_NB) != 0 }
+        // A lock taken here is released when `f` closes.
+        std::fs::File::open(path).is_ok_and(|f| !try_flock(&f, exclusive))
     }
 }
 
