@@ -58,25 +58,27 @@ pub fn trim_path() -> PathBuf {
 /// back on (a `select`).
 pub fn missing_options(fragment: &str, dotconfig: &str) -> Vec<String> {
     let have: std::collections::HashSet<&str> = dotconfig.lines().map(str::trim).collect();
+    // The options set to anything (`CONFIG_X=y`, `=m`, `="..."`).
+    let set: std::collections::HashSet<&str> = have
+        .iter()
+        .filter_map(|l| l.split_once('=').map(|(name, _)| name))
+        .collect();
     fragment
         .lines()
         .map(str::trim)
-        .filter(|l| {
-            if l.starts_with("CONFIG_") {
-                return !have.contains(l);
-            }
-            match l
-                .strip_prefix("# ")
-                .and_then(|r| r.strip_suffix(" is not set"))
-            {
-                Some(name) if name.starts_with("CONFIG_") => {
-                    have.iter().any(|h| h.starts_with(&format!("{name}=")))
-                }
-                _ => false,
-            }
+        .filter(|l| match unset_option(l) {
+            Some(name) => set.contains(name),
+            None => l.starts_with("CONFIG_") && !have.contains(l),
         })
         .map(str::to_string)
         .collect()
+}
+
+/// `CONFIG_X` of a `# CONFIG_X is not set` line.
+fn unset_option(line: &str) -> Option<&str> {
+    line.strip_prefix("# ")?
+        .strip_suffix(" is not set")
+        .filter(|name| name.starts_with("CONFIG_"))
 }
 
 pub fn check_tree(path: &Path) -> Result<PathBuf> {
@@ -496,13 +498,8 @@ mod tests {
     fn trims_never_switch_off_a_need() {
         let needs = std::fs::read_to_string(fragment_path()).unwrap();
         let trim = std::fs::read_to_string(trim_path()).unwrap();
-        for l in trim.lines() {
-            if let Some(name) = l
-                .strip_prefix("# ")
-                .and_then(|r| r.strip_suffix(" is not set"))
-            {
-                assert!(!needs.contains(&format!("{name}=")), "{name} is needed");
-            }
+        for name in trim.lines().filter_map(unset_option) {
+            assert!(!needs.contains(&format!("{name}=")), "{name} is needed");
         }
     }
 
