@@ -776,10 +776,7 @@ impl PatchAndTest {
                     boot_to_ktap_s: run.to_ktap.map(|d| d.as_secs_f64()),
                     guest_exit: run.code,
                     console_log: run.console,
-                    boot: match (run.to_ktap, run.first_output, &run.boot) {
-                        (Some(k), Some(f), Some(g)) => Some(report::BootReport::new(k, f, g)),
-                        _ => None,
-                    },
+                    boot: run.boot,
                     trace_log: run.trace_log,
                     host,
                 });

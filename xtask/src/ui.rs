@@ -79,12 +79,11 @@ impl GuestDisplay {
             )),
             Event::Finished { label, run } => {
                 self.progress = None;
-                let phases = match (run.to_ktap, run.first_output, &run.boot) {
-                    (Some(k), Some(f), Some(g)) => {
-                        format!(" ({})", crate::report::BootReport::new(k, f, g).summary())
-                    }
-                    _ => String::new(),
-                };
+                let phases = run
+                    .boot
+                    .as_ref()
+                    .map(|b| format!(" ({})", b.summary()))
+                    .unwrap_or_default();
                 info(&format!(
                     "{label}: {:.1} s wall, KTAP after {:.2} s{phases}, guest status {}",
                     run.elapsed.as_secs_f64(),
