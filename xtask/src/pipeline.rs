@@ -731,10 +731,7 @@ impl PatchAndTest {
                     trace: traced.is_ok(),
                     netdev: self.netdev,
                 };
-                let started = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs_f64())
-                    .unwrap_or(0.0);
+                let started = unix_now_s();
                 let (run, accel) = picker.boot(&boot, &label, &mut |e| display.event(e))?;
                 let parsed = ktap::parse_file(&run.console)?;
                 let checked = check_run(&parsed, run.code, &active, &label, &run.console)?;
@@ -924,10 +921,15 @@ fn qemu_info(input: &QemuInput) -> QemuInfo {
 }
 
 fn unix_now() -> u64 {
+    unix_now_s() as u64
+}
+
+/// Unix time in seconds, with the fraction.
+fn unix_now_s() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 #[cfg(test)]
