@@ -25,6 +25,16 @@ fn run(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
 }
 
+/// Asserts the exit code, showing stderr when it is not the one expected.
+fn exits(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 struct Ktap {
     plan: usize,
     results: Vec<(bool, usize, String, String)>,
@@ -75,12 +85,7 @@ fn passing_run_prints_plan_results_and_consistent_figures() {
         "both",
         "--write",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    exits(&out, 0);
     let k = parse(&out.stdout);
     assert_eq!(k.plan, 3);
     let names: Vec<_> = k.results.iter().map(|r| (r.0, r.1, r.2.as_str())).collect();
@@ -399,12 +404,7 @@ fn batch_workload_reads_everything_in_batches_and_its_figures_add_up() {
         "--mode",
         "both",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    exits(&out, 0);
     let k = parse(&out.stdout);
     assert_eq!(k.plan, 2);
     let names: Vec<&str> = k.results.iter().map(|r| r.2.as_str()).collect();
@@ -480,12 +480,7 @@ fn under_run_kselftest_sh_targets_come_from_the_environment() {
         .env("URING_IDLE_TARGETS", &f)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    exits(&out, 0);
     let k = parse(&out.stdout);
     assert_eq!(
         (k.plan, k.results[0].2.as_str()),
