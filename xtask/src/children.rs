@@ -14,6 +14,15 @@ const SLOTS: usize = 64;
 static CHILDREN: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
 
 extern "C" fn on_signal(sig: libc::c_int) {
+    kill_all();
+    // SAFETY: _exit(2) is async-signal-safe and skips destructors on purpose.
+    unsafe { libc::_exit(128 + sig) }
+}
+
+/// Kills every registered child's group: for the signal handler, and for a
+/// step that failed while another thread's child still works for it.
+/// Async-signal-safe.
+pub fn kill_all() {
     for slot in &CHILDREN {
         let pid = slot.load(Ordering::SeqCst);
         if pid > 0 {
@@ -24,8 +33,6 @@ extern "C" fn on_signal(sig: libc::c_int) {
             }
         }
     }
-    // SAFETY: _exit(2) is async-signal-safe and skips destructors on purpose.
-    unsafe { libc::_exit(128 + sig) }
 }
 
 /// Installs the handlers; call once at start.
@@ -78,8 +85,9 @@ pub fn register(pid: u32) -> Registered {
             return Registered(i);
         }
     }
-    // More than SLOTS at once never happens here (one child at a time);
-    // the parent-death signal still covers it.
+    // More than SLOTS at once never happens here (two at most: the
+    // kernel's compile beside the selftest's or QEMU's configure); the
+    // parent-death signal still covers it.
     Registered(SLOTS)
 }
 

@@ -104,18 +104,57 @@ pub fn check_tree(path: &Path) -> Result<PathBuf> {
     Ok(root)
 }
 
+/// A guest kernel that is ready, or one configured, with its uapi headers
+/// exported, whose compile is still to run: the selftest and QEMU's
+/// configure can go on meanwhile.
+pub enum KernelPlan {
+    Ready(Kernel),
+    Compile(Box<Compile>),
+}
+
+/// A configured kernel build directory, locked until the compile is done.
+pub struct Compile {
+    _lock: cache::Lock,
+    tree: PathBuf,
+    source: String,
+    build: PathBuf,
+    out: PathBuf,
+    log: PathBuf,
+    /// The exported headers' `include` directory.
+    uapi: PathBuf,
+    count_file: PathBuf,
+    start: Instant,
+}
+
+impl KernelPlan {
+    /// The exported uapi headers (`.../include`), when built from a tree.
+    pub fn uapi(&self) -> Option<&Path> {
+        match self {
+            KernelPlan::Ready(k) => k.uapi.as_deref(),
+            KernelPlan::Compile(c) => Some(c.uapi()),
+        }
+    }
+
+    pub fn finish(self) -> Result<Kernel> {
+        match self {
+            KernelPlan::Ready(k) => Ok(k),
+            KernelPlan::Compile(c) => c.run(),
+        }
+    }
+}
+
 impl KernelSource {
     /// The guest kernel; a prebuilt one gets the modules `ctrls` need.
-    pub fn resolve(&self, ctrls: &[&Controller]) -> Result<Kernel> {
+    pub fn plan(&self, ctrls: &[&Controller]) -> Result<KernelPlan> {
         if let Some(image) = &self.kernel {
             if image.as_os_str() == "debian" && !image.exists() {
                 if self.modules.is_some() {
                     bail!("--kernel debian brings its own modules: drop --modules");
                 }
                 let (image, modules) = debian_image()?;
-                return prebuilt(&image, Some(&modules), ctrls);
+                return prebuilt(&image, Some(&modules), ctrls).map(KernelPlan::Ready);
             }
-            return prebuilt(image, self.modules.as_deref(), ctrls);
+            return prebuilt(image, self.modules.as_deref(), ctrls).map(KernelPlan::Ready);
         }
         let (tree, source) = match &self.kernel_tree {
             Some(t) => {
@@ -125,7 +164,7 @@ impl KernelSource {
             }
             None => debian_tree()?,
         };
-        build(&tree, &source)
+        prepare(&tree, &source)
     }
 }
 
@@ -222,9 +261,10 @@ fn make(tree: &Path, build: &Path) -> Command {
     c
 }
 
-/// Builds bzImage and exports headers, cached by the tree's fingerprint and
-/// the fragment.
-pub fn build(tree: &Path, source: &str) -> Result<Kernel> {
+/// The cached kernel of this tree and fragment, or its build directory
+/// configured and its headers exported (they need only the configuration),
+/// for `Compile::run` to build bzImage.
+pub fn prepare(tree: &Path, source: &str) -> Result<KernelPlan> {
     let fragment_file = fragment_path();
     let fragment = std::fs::read_to_string(&fragment_file)
         .with_context(|| format!("reading {}", fragment_file.display()))?;
@@ -236,7 +276,7 @@ pub fn build(tree: &Path, source: &str) -> Result<Kernel> {
     let fragment = format!("{fragment}\n{trim}");
     let frag_key = cache::key(["tinyconfig", fragment.as_str()]);
     let work = cache::dir("kernel")?.join(cache::path_key(tree));
-    let _lock = cache::Lock::acquire(&work)?;
+    let lock = cache::Lock::acquire(&work)?;
     let fingerprint = cache::tree_identity(tree, &[".git"])?;
     let out = work.join(format!("out-{fingerprint}-{frag_key}"));
     if let Ok(k) = std::fs::read_to_string(out.join("kernel.json"))
@@ -255,7 +295,7 @@ pub fn build(tree: &Path, source: &str) -> Result<Kernel> {
                 k.release,
                 out.display()
             ));
-            return Ok(k);
+            return Ok(KernelPlan::Ready(k));
         }
         ui::warn(&format!(
             "cached guest kernel {} is missing or damaged: rebuilding it",
@@ -300,60 +340,92 @@ pub fn build(tree: &Path, source: &str) -> Result<Kernel> {
         );
     }
 
-    let jobs = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .to_string();
-    // The previous build of this configuration tells how many objects to
-    // expect, for the estimate.
-    let count_file = work.join(format!("objects-{frag_key}"));
-    let expected: Option<u64> = std::fs::read_to_string(&count_file)
-        .ok()
-        .and_then(|t| t.trim().parse().ok());
-    let mut progress = ui::Progress::new("kernel objects compiled");
-    let mut objects = 0u64;
-    let mut c = make(tree, &build);
-    c.args(["-j", &jobs, "bzImage"]);
-    ui::run_logged(c, &log, "kernel build (make bzImage)", |l| {
-        if l.trim_start().starts_with("CC ") {
-            objects += 1;
-            progress.tick(objects, expected);
-        }
-    })?;
-    progress.finish();
-    // A rebuild that compiled nothing (a damaged image restored) says
-    // nothing about a full build.
-    if objects > 0 {
-        let _ = std::fs::write(&count_file, objects.to_string());
-    }
     let headers = out.join("headers");
     let mut c = make(tree, &build);
     c.arg(format!("INSTALL_HDR_PATH={}", headers.display()))
         .arg("headers_install");
     ui::run_logged(c, &log, "make headers_install", |_| {})?;
-    let release_out = make(tree, &build)
-        .args(["-s", "kernelrelease"])
-        .output()
-        .context("make kernelrelease")?;
-    let release = String::from_utf8_lossy(&release_out.stdout)
-        .trim()
-        .to_string();
-    let image = out.join("bzImage");
-    std::fs::copy(build.join("arch/x86/boot/bzImage"), &image).context("copying bzImage")?;
-    let k = Kernel {
-        image,
-        uapi: Some(headers.join("include")),
-        modules: vec![],
-        release,
+    Ok(KernelPlan::Compile(Box::new(Compile {
+        _lock: lock,
+        tree: tree.to_path_buf(),
         source: source.to_string(),
-        build_s: start.elapsed().as_secs_f64(),
-    };
-    std::fs::write(out.join("kernel.json"), serde_json::to_string_pretty(&k)?)?;
-    ui::info(&format!(
-        "built guest kernel {} in {:.0} s",
-        k.release, k.build_s
-    ));
-    Ok(k)
+        build,
+        out,
+        log,
+        uapi: headers.join("include"),
+        count_file: work.join(format!("objects-{frag_key}")),
+        start,
+    })))
+}
+
+impl Compile {
+    fn uapi(&self) -> &Path {
+        &self.uapi
+    }
+
+    /// `make bzImage`, then the image and its facts into the cache.
+    fn run(self) -> Result<Kernel> {
+        let Compile {
+            tree,
+            source,
+            build,
+            out,
+            log,
+            uapi,
+            count_file,
+            start,
+            ..
+        } = &self;
+        let (tree, build) = (tree.as_path(), build.as_path());
+        let jobs = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .to_string();
+        // The previous build of this configuration tells how many objects to
+        // expect, for the estimate.
+        let expected: Option<u64> = std::fs::read_to_string(count_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok());
+        let mut progress = ui::Progress::new("kernel objects compiled");
+        let mut objects = 0u64;
+        let mut c = make(tree, build);
+        c.args(["-j", &jobs, "bzImage"]);
+        ui::run_logged(c, log.as_path(), "kernel build (make bzImage)", |l| {
+            if l.trim_start().starts_with("CC ") {
+                objects += 1;
+                progress.tick(objects, expected);
+            }
+        })?;
+        progress.finish();
+        // A rebuild that compiled nothing (a damaged image restored) says
+        // nothing about a full build.
+        if objects > 0 {
+            let _ = std::fs::write(count_file, objects.to_string());
+        }
+        let release_out = make(tree, build)
+            .args(["-s", "kernelrelease"])
+            .output()
+            .context("make kernelrelease")?;
+        let release = String::from_utf8_lossy(&release_out.stdout)
+            .trim()
+            .to_string();
+        let image = out.join("bzImage");
+        std::fs::copy(build.join("arch/x86/boot/bzImage"), &image).context("copying bzImage")?;
+        let k = Kernel {
+            image,
+            uapi: Some(uapi.clone()),
+            modules: vec![],
+            release,
+            source: source.to_string(),
+            build_s: start.elapsed().as_secs_f64(),
+        };
+        std::fs::write(out.join("kernel.json"), serde_json::to_string_pretty(&k)?)?;
+        ui::info(&format!(
+            "built guest kernel {} in {:.0} s",
+            k.release, k.build_s
+        ));
+        Ok(k)
+    }
 }
 
 /// The version string a bzImage carries (boot protocol: a pointer at 0x20e,

@@ -25,6 +25,11 @@ pub const CONFIGURE_FLAGS: &[&str] = &[
     "--disable-tools",
     "--disable-user",
     "--disable-install-blobs",
+    // No DWARF (-g): nothing here reads QEMU's debug information, and it is
+    // compile and link time on every cold build. Measured on QEMU 10.2.2,
+    // the same tree and flags back to back: ninja 167 s with it, 150 s
+    // without; the binary 59 MB -> 24 MB.
+    "--disable-debug-info",
     // Features no run uses. Measured on QEMU 10.2.2 with the device list
     // below, as build steps of qemu-system-x86_64 (`ninja -n`): 1522 with
     // none of these, 1438 with all; each group's share is what putting it
@@ -231,8 +236,33 @@ fn keep(dir: &Path, build: &Path, build_s: f64) -> Result<Binary> {
 /// directory. The baseline is keyed by the tree, the baseline mode and the
 /// configure flags; each variant also by its patches' contents.
 pub fn build(tree: &QemuTree, baseline: BaselineMode, sets: &[PatchSet]) -> Result<Built> {
+    prepare(tree, baseline, sets)?.compile()
+}
+
+/// What `prepare` left for `compile`: the cached binaries' places and,
+/// when any is missing, a configured build directory.
+pub struct Prepared {
+    _lock: cache::Lock,
+    base_dir: PathBuf,
+    variant_dirs: Vec<PathBuf>,
+    sets: Vec<PatchSet>,
+    todo: Option<Todo>,
+}
+
+struct Todo {
+    src: PathBuf,
+    build: PathBuf,
+    log: PathBuf,
+    baseline: bool,
+    missing: Vec<usize>,
+}
+
+/// The single-threaded half of a build: the work copy synced, the
+/// baseline's source in place, configure run. Cheap next to the compile,
+/// so a caller can run it while something else keeps the cores busy.
+pub fn prepare(tree: &QemuTree, baseline: BaselineMode, sets: &[PatchSet]) -> Result<Prepared> {
     let work = cache::dir("qemu")?.join(cache::path_key(&tree.root));
-    let _lock = cache::Lock::acquire(&work)?;
+    let lock = cache::Lock::acquire(&work)?;
     let flags_key = flags_key();
     let fingerprint = cache::tree_identity(&tree.root, &[".git", "build"])?;
     let bins = work
@@ -247,6 +277,7 @@ pub fn build(tree: &QemuTree, baseline: BaselineMode, sets: &[PatchSet]) -> Resu
     let missing: Vec<usize> = (0..sets.len())
         .filter(|&i| cached(&variant_dirs[i]).is_none())
         .collect();
+    let mut todo = None;
     if base_cached.is_some() && missing.is_empty() {
         ui::info(&format!("QEMU binaries cached in {}", bins.display()));
     } else {
@@ -274,36 +305,67 @@ pub fn build(tree: &QemuTree, baseline: BaselineMode, sets: &[PatchSet]) -> Resu
             cache::ensure_free("the QEMU build", cache::QEMU_BUILD_BYTES)?;
             configure(&src, &build, &log)?;
         }
-        if base_cached.is_none() {
-            let t = Instant::now();
-            ninja(&build, &log, "QEMU baseline")?;
-            let b = keep(&base_dir, &build, t.elapsed().as_secs_f64())?;
-            ui::info(&format!("built the baseline in {:.1} s", b.build_s));
-        }
-        for &i in &missing {
-            let set = &sets[i];
-            set.apply(&src)?;
-            let t = Instant::now();
-            ninja(&build, &log, &format!("QEMU {} (incremental)", set.name))?;
-            let b = keep(&variant_dirs[i], &build, t.elapsed().as_secs_f64())?;
-            ui::info(&format!("built {} in {:.1} s", set.name, b.build_s));
-            set.unapply(&src)?;
-        }
+        todo = Some(Todo {
+            src,
+            build,
+            log,
+            baseline: base_cached.is_none(),
+            missing,
+        });
     }
-    let baseline_bin = cached(&base_dir).context("the baseline binary went missing")?;
-    let variants = sets
-        .iter()
-        .zip(&variant_dirs)
-        .map(|(s, d)| {
-            cached(d)
-                .map(|b| (s.clone(), b))
-                .with_context(|| format!("the {} binary went missing", s.name))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Built {
-        baseline: baseline_bin,
-        variants,
+    Ok(Prepared {
+        _lock: lock,
+        base_dir,
+        variant_dirs,
+        sets: sets.to_vec(),
+        todo,
     })
+}
+
+impl Prepared {
+    /// The compile: the baseline if it is missing, then each missing
+    /// variant as an incremental rebuild.
+    pub fn compile(self) -> Result<Built> {
+        let (base_dir, variant_dirs, sets) = (&self.base_dir, &self.variant_dirs, &self.sets);
+        if let Some(Todo {
+            src,
+            build,
+            log,
+            baseline,
+            missing,
+        }) = &self.todo
+        {
+            if *baseline {
+                let t = Instant::now();
+                ninja(build, log, "QEMU baseline")?;
+                let b = keep(base_dir, build, t.elapsed().as_secs_f64())?;
+                ui::info(&format!("built the baseline in {:.1} s", b.build_s));
+            }
+            for &i in missing {
+                let set = &sets[i];
+                set.apply(src)?;
+                let t = Instant::now();
+                ninja(build, log, &format!("QEMU {} (incremental)", set.name))?;
+                let b = keep(&variant_dirs[i], build, t.elapsed().as_secs_f64())?;
+                ui::info(&format!("built {} in {:.1} s", set.name, b.build_s));
+                set.unapply(src)?;
+            }
+        }
+        let baseline_bin = cached(base_dir).context("the baseline binary went missing")?;
+        let variants = sets
+            .iter()
+            .zip(variant_dirs)
+            .map(|(s, d)| {
+                cached(d)
+                    .map(|b| (s.clone(), b))
+                    .with_context(|| format!("the {} binary went missing", s.name))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Built {
+            baseline: baseline_bin,
+            variants,
+        })
+    }
 }
 
 /// Build directories of other configure flags (an earlier uring-idle): one

@@ -14,18 +14,35 @@ pub fn is_tty() -> bool {
     std::io::stderr().is_terminal()
 }
 
+/// Every bar on a terminal belongs to this one: the kernel's compile runs
+/// in its own thread while this one prints the selftest's and QEMU's lines,
+/// and a line printed past a bar would tear it.
+fn bars() -> &'static indicatif::MultiProgress {
+    static BARS: std::sync::OnceLock<indicatif::MultiProgress> = std::sync::OnceLock::new();
+    BARS.get_or_init(indicatif::MultiProgress::new)
+}
+
+/// One line on stderr, above any bars.
+fn say(line: &str) {
+    if is_tty() {
+        bars().suspend(|| eprintln!("{line}"));
+    } else {
+        eprintln!("{line}");
+    }
+}
+
 /// A stage heading, e.g. `==> building QEMU (baseline)`.
 pub fn stage(msg: &str) {
-    eprintln!("==> {msg}");
+    say(&format!("==> {msg}"));
 }
 
 /// A detail under the current stage.
 pub fn info(msg: &str) {
-    eprintln!("    {msg}");
+    say(&format!("    {msg}"));
 }
 
 pub fn warn(msg: &str) {
-    eprintln!("warning: {msg}");
+    say(&format!("warning: {msg}"));
 }
 
 /// Shows what guest runs report: each boot's start, each KTAP result as it
@@ -56,10 +73,7 @@ impl GuestDisplay {
                 if result || line.starts_with("Bail out!") {
                     let text =
                         format!("    [{label}] {}", line.split(" # ").next().unwrap_or(line));
-                    match &mut self.progress {
-                        Some(p) => p.println(&text),
-                        None => eprintln!("{text}"),
-                    }
+                    say(&text);
                 }
                 if let (true, Some(p)) = (result, &mut self.progress) {
                     let n: u64 = line
@@ -107,7 +121,7 @@ pub struct Progress {
 impl Progress {
     pub fn new(label: &str) -> Progress {
         let bar = is_tty().then(|| {
-            let b = indicatif::ProgressBar::new(0);
+            let b = bars().add(indicatif::ProgressBar::new(0));
             b.set_style(
                 indicatif::ProgressStyle::with_template(
                     "    {msg} [{bar:30}] {pos}/{len} {elapsed} elapsed, ETA {eta}",
@@ -138,7 +152,7 @@ impl Progress {
                 let decile = done * 10 / total;
                 if self.last_decile != Some(decile) {
                     self.last_decile = Some(decile);
-                    eprintln!("    [{done}/{total}] {}", self.label);
+                    say(&format!("    [{done}/{total}] {}", self.label));
                 }
             }
         }
@@ -154,22 +168,15 @@ impl Progress {
             Some(b) => {
                 b.set_position(done);
             }
-            None if done.is_multiple_of(500) => eprintln!("    {done} {}", self.label),
+            None if done.is_multiple_of(500) => say(&format!("    {done} {}", self.label)),
             None => {}
-        }
-    }
-
-    /// A line above the bar (or on its own without one).
-    pub fn println(&self, line: &str) {
-        match &self.bar {
-            Some(b) => b.println(line),
-            None => eprintln!("{line}"),
         }
     }
 
     pub fn finish(&mut self) {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
+            bars().remove(&b);
         }
     }
 }
