@@ -216,7 +216,7 @@ impl Lock {
             std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         flock(&f, &path, true, || {
             format!(
-                "waiting for another uring-idle run to release {}",
+                "waiting for {} (another uring-idle run, or another step of this one, holds it)",
                 dir.display()
             )
         })?;

@@ -8,7 +8,7 @@
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 const SLOTS: usize = 64;
 static CHILDREN: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
@@ -19,10 +19,22 @@ extern "C" fn on_signal(sig: libc::c_int) {
     unsafe { libc::_exit(128 + sig) }
 }
 
-/// Kills every registered child's group: for the signal handler, and for a
-/// step that failed while another thread's child still works for it.
-/// Async-signal-safe.
-pub fn kill_all() {
+/// Set while a failed step's partner is being stopped: no new child starts.
+static CANCELLED: AtomicBool = AtomicBool::new(false);
+
+/// Stops the work of steps running beside one that failed: kills every
+/// registered child and refuses new ones until `resume`.
+pub fn cancel() {
+    CANCELLED.store(true, Ordering::SeqCst);
+    kill_all();
+}
+
+pub fn resume() {
+    CANCELLED.store(false, Ordering::SeqCst);
+}
+
+/// Kills every registered child's group. Async-signal-safe.
+fn kill_all() {
     for slot in &CHILDREN {
         let pid = slot.load(Ordering::SeqCst);
         if pid > 0 {
@@ -66,9 +78,18 @@ pub fn prepare(cmd: &mut Command) {
 /// Prepares `cmd` and starts it, registered for the signal handler until
 /// the returned guard is dropped (keep it until the child was waited for).
 pub fn spawn(cmd: &mut Command) -> std::io::Result<(std::process::Child, Registered)> {
+    if CANCELLED.load(Ordering::SeqCst) {
+        return Err(std::io::Error::other(
+            "cancelled: a step running beside it failed",
+        ));
+    }
     prepare(cmd);
     let child = cmd.spawn()?;
     let registered = register(child.id());
+    // A cancel between the check and the registration missed this child.
+    if CANCELLED.load(Ordering::SeqCst) {
+        kill_all();
+    }
     Ok((child, registered))
 }
 
@@ -96,6 +117,50 @@ impl Drop for Registered {
         if let Some(slot) = CHILDREN.get(self.0) {
             slot.store(0, Ordering::SeqCst);
         }
+    }
+}
+
+/// Runs `here` in this thread and `there` in another, at once. The first
+/// to fail stops the other (its children are killed, no new one starts),
+/// so an error shows at once, not after the other's minutes; its error is
+/// the one returned.
+pub fn at_once<A, B: Send>(
+    here: impl FnOnce() -> anyhow::Result<A>,
+    there: impl FnOnce() -> anyhow::Result<B> + Send,
+) -> anyhow::Result<(A, B)> {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    let first_failure = AtomicU8::new(0);
+    let failed = |who: u8| {
+        if first_failure
+            .compare_exchange(0, who, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            cancel();
+        }
+    };
+    let (a, b) = std::thread::scope(|scope| {
+        let other = scope.spawn(|| {
+            let r = there();
+            if r.is_err() {
+                failed(2);
+            }
+            r
+        });
+        let a = here();
+        if a.is_err() {
+            failed(1);
+        }
+        (a, other.join().expect("a build thread panicked"))
+    });
+    resume();
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
+        (Err(a), Err(b)) => Err(if first_failure.into_inner() == 2 {
+            b
+        } else {
+            a
+        }),
     }
 }
 

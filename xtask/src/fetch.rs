@@ -126,14 +126,23 @@ impl Apt {
         c
     }
 
-    /// Refreshes the private package lists once a day.
+    /// Refreshes the private package lists once a day. Locked: apt runs
+    /// with its own locking off, and the kernel's and QEMU's sources are
+    /// fetched at once (as are two runs'); the second waits for the first
+    /// refresh and finds the lists fresh.
     pub fn update(&self) -> Result<()> {
         let stamp = self.dir.join("lists/.updated");
-        let fresh = std::fs::metadata(&stamp)
-            .and_then(|m| m.modified())
-            .map(|t| t.elapsed().unwrap_or_default().as_secs() < 86_400)
-            .unwrap_or(false);
-        if fresh {
+        let fresh = || {
+            std::fs::metadata(&stamp)
+                .and_then(|m| m.modified())
+                .map(|t| t.elapsed().unwrap_or_default().as_secs() < 86_400)
+                .unwrap_or(false)
+        };
+        if fresh() {
+            return Ok(());
+        }
+        let _lock = cache::Lock::acquire(&self.dir.join("lists"))?;
+        if fresh() {
             return Ok(());
         }
         ui::info("refreshing the private apt lists");

@@ -143,18 +143,38 @@ impl KernelPlan {
     }
 }
 
+/// Where the guest kernel comes from, fetched: a prebuilt one with the
+/// modules it needs, or a source tree still to configure.
+pub enum KernelInput {
+    Prebuilt(Kernel),
+    Tree { tree: PathBuf, source: String },
+}
+
+impl KernelInput {
+    /// A source tree configured, its headers exported; a prebuilt kernel
+    /// as it is.
+    pub fn plan(self) -> Result<KernelPlan> {
+        match self {
+            KernelInput::Prebuilt(k) => Ok(KernelPlan::Ready(k)),
+            KernelInput::Tree { tree, source } => prepare(&tree, &source),
+        }
+    }
+}
+
 impl KernelSource {
-    /// The guest kernel; a prebuilt one gets the modules `ctrls` need.
-    pub fn plan(&self, ctrls: &[&Controller]) -> Result<KernelPlan> {
+    /// Fetches (or checks) what the guest kernel comes from; a prebuilt
+    /// one gets the modules `ctrls` need. Downloads and unpacking only,
+    /// so it can run beside QEMU's source fetch.
+    pub fn fetch(&self, ctrls: &[&Controller]) -> Result<KernelInput> {
         if let Some(image) = &self.kernel {
             if image.as_os_str() == "debian" && !image.exists() {
                 if self.modules.is_some() {
                     bail!("--kernel debian brings its own modules: drop --modules");
                 }
                 let (image, modules) = debian_image()?;
-                return prebuilt(&image, Some(&modules), ctrls).map(KernelPlan::Ready);
+                return prebuilt(&image, Some(&modules), ctrls).map(KernelInput::Prebuilt);
             }
-            return prebuilt(image, self.modules.as_deref(), ctrls).map(KernelPlan::Ready);
+            return prebuilt(image, self.modules.as_deref(), ctrls).map(KernelInput::Prebuilt);
         }
         let (tree, source) = match &self.kernel_tree {
             Some(t) => {
@@ -164,7 +184,7 @@ impl KernelSource {
             }
             None => debian_tree()?,
         };
-        prepare(&tree, &source)
+        Ok(KernelInput::Tree { tree, source })
     }
 }
 

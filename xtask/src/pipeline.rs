@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use contract::{controllers, Controller, ModeSet, Params, Think, Workload};
 
 use crate::guest::{self, Accel, AccelChoice, AccelPicker, Boot};
-use crate::kernel::{Kernel, KernelSource};
+use crate::kernel::{Kernel, KernelInput, KernelSource};
 use crate::ktap::Parsed;
 use crate::patch::{self, PatchChoice, PatchSet, State};
 use crate::qemu::{self, BaselineMode};
@@ -337,8 +337,18 @@ impl PatchAndTest {
         // never run beside them; released before this run's own guests.
         let building = cache::MeasureLock::builds()?;
         let s = Instant::now();
-        let input = self.inputs()?;
+        // The kernel's source downloads and unpacks beside QEMU's: each
+        // waits on the network and one core.
+        let (input, kernel_input) = crate::children::at_once(
+            || self.inputs(),
+            || {
+                let k = self.kernel.fetch(&self.controllers)?;
+                Ok((k, s.elapsed()))
+            },
+        )?;
         t.add("qemu_source", s);
+        let (kernel_input, fetched) = kernel_input;
+        t.0.insert("kernel_source".into(), secs(fetched));
         if let QemuInput::Tree {
             tree,
             state: State::Unaffected,
@@ -355,7 +365,7 @@ impl PatchAndTest {
             return Ok(v.kind.exit_code());
         }
 
-        let art = self.artifacts(&input, &mut t)?;
+        let art = self.artifacts(&input, kernel_input, &mut t)?;
         drop(building);
         let s = Instant::now();
         let camp = self.campaign(&art)?;
@@ -612,28 +622,21 @@ impl PatchAndTest {
     /// compile) and syncs and configures QEMU, which mostly wait on one
     /// core. QEMU's compile comes after the kernel's: the two compiles at
     /// once measured no faster than one after the other (389 s vs 395 s).
-    fn artifacts(&self, input: &QemuInput, t: &mut Timings) -> Result<Artifacts> {
+    fn artifacts(
+        &self,
+        input: &QemuInput,
+        kernel: KernelInput,
+        t: &mut Timings,
+    ) -> Result<Artifacts> {
         let s = Instant::now();
         ui::stage("guest kernel");
-        let plan = self.kernel.plan(&self.controllers)?;
+        let plan = kernel.plan()?;
         let uapi = plan.uapi().map(Path::to_path_buf);
-        let (kernel, side) = std::thread::scope(|scope| {
-            let compile = scope.spawn(move || {
-                let k = plan.finish();
-                (k, s.elapsed())
-            });
-            let side = self.beside_the_kernel(uapi.as_deref(), input, t);
-            if side.is_err() {
-                // Fail now rather than after the kernel's minutes.
-                crate::children::kill_all();
-            }
-            let kernel = compile.join().expect("the kernel build thread panicked");
-            (kernel, side)
-        });
-        let (st, qemu_prepared) = side?;
-        let (kernel, kernel_s) = kernel;
-        let kernel = kernel?;
-        t.0.insert("kernel".into(), secs(kernel_s));
+        let ((st, qemu_prepared), kernel) = crate::children::at_once(
+            || self.beside_the_kernel(uapi.as_deref(), input, t),
+            move || plan.finish(),
+        )?;
+        t.add("kernel", s);
         let s = Instant::now();
         let initrd = initramfs::pack(&st.binary, &kernel.modules)?;
         ui::info(&format!("initramfs {}", initrd.display()));
@@ -642,9 +645,7 @@ impl PatchAndTest {
         let variants = match input {
             QemuInput::Tree { tree, .. } => {
                 ui::stage(&format!("QEMU {} compile", tree.describe()));
-                let built = qemu_prepared
-                    .context("QEMU was not prepared")?
-                    .compile()?;
+                let built = qemu_prepared.context("QEMU was not prepared")?.compile()?;
                 let mut v = vec![Variant {
                     name: "baseline".into(),
                     binary: built.baseline.path,

@@ -1,0 +1,68 @@
+//! `children::at_once`, which runs the kernel's compile beside the selftest
+//! and QEMU's configure: the first step to fail stops the other's child at
+//! once and its own error is the one reported. Its own test binary: a
+//! cancel refuses new children process-wide, which would break other tests
+//! spawning children beside it.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use xtask::children::at_once;
+use xtask::ui::run_logged;
+
+/// A step whose child would run for 60 s unless killed.
+fn long_step(log: &std::path::Path) -> anyhow::Result<&'static str> {
+    let mut c = Command::new("sleep");
+    c.arg("60");
+    run_logged(c, log, "long step", |_| {})?;
+    Ok("long")
+}
+
+// Every check below runs in one test, in order: they share the process's
+// cancel flag.
+#[test]
+fn the_first_failure_stops_the_other_step_and_is_the_error_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+
+    // Both succeed: both results, in order.
+    let (a, b) = at_once(|| Ok(1), || Ok("two")).unwrap();
+    assert_eq!((a, b), (1, "two"));
+
+    // This thread's step fails while the other's child sleeps: the sleep is
+    // killed, so the call returns in far less than its 60 s (the margin
+    // allows a slow host 20 s to kill and reap one process), and the error
+    // is ours, not the killed step's.
+    let t = Instant::now();
+    let e = at_once(
+        || -> anyhow::Result<()> {
+            std::thread::sleep(Duration::from_millis(300));
+            bail!("here failed first")
+        },
+        || long_step(&log),
+    )
+    .unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    assert_eq!(format!("{e}"), "here failed first");
+
+    // The other way round: the thread's step fails, this one's child dies.
+    let t = Instant::now();
+    let e = at_once(
+        || long_step(&log),
+        || -> anyhow::Result<()> {
+            std::thread::sleep(Duration::from_millis(300));
+            bail!("there failed first")
+        },
+    )
+    .unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    assert_eq!(format!("{e}"), "there failed first");
+
+    // After a failure, children start again (the next run's steps).
+    at_once(
+        || run_logged(Command::new("true"), &log, "after", |_| {}),
+        || Ok(()),
+    )
+    .unwrap();
+}
