@@ -339,16 +339,12 @@ impl PatchAndTest {
         let s = Instant::now();
         // The kernel's source downloads and unpacks beside QEMU's: each
         // waits on the network and one core.
-        let (input, kernel_input) = crate::children::at_once(
-            || self.inputs(),
-            || {
-                let k = self.kernel.fetch(&self.controllers)?;
-                Ok((k, s.elapsed()))
-            },
+        let ((input, qemu_fetched), (kernel_input, kernel_fetched)) = crate::children::at_once(
+            || Ok((self.inputs()?, s.elapsed())),
+            || Ok((self.kernel.fetch(&self.controllers)?, s.elapsed())),
         )?;
-        t.add("qemu_source", s);
-        let (kernel_input, fetched) = kernel_input;
-        t.0.insert("kernel_source".into(), secs(fetched));
+        t.0.insert("qemu_source".into(), secs(qemu_fetched));
+        t.0.insert("kernel_source".into(), secs(kernel_fetched));
         if let QemuInput::Tree {
             tree,
             state: State::Unaffected,
