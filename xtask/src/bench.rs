@@ -147,7 +147,11 @@ impl Bench {
             .env("XDG_CACHE_HOME", &cache)
             .env_remove("CARGO_TARGET_DIR");
         match &self.source.qemu_tree {
-            Some(t) => c.arg("--qemu-tree").arg(t),
+            // The run works in the clone: a relative path means ours.
+            Some(t) => c.arg("--qemu-tree").arg(
+                t.canonicalize()
+                    .with_context(|| format!("--qemu-tree {}", t.display()))?,
+            ),
             None => c.arg("--qemu-src").arg(&self.source.qemu_src),
         };
         let t = Instant::now();
@@ -160,9 +164,15 @@ impl Bench {
         });
         let wall = t.elapsed().as_secs_f64();
         let cpu = children_cpu_s() - cpu_before;
-        // Exit 1 is a verdict (not verified): the run completed.
+        // Exit 1 is a verdict (not verified): the run completed. 4 is
+        // SKIPPED: the tree never had the stall, nothing was built.
         if let Err(e) = r {
-            if !(format!("{e}").contains("(exit status: 1)") && json.is_file()) {
+            let text = format!("{e}");
+            if text.starts_with("cold patch-and-test failed (exit status: 4)") {
+                bail!("the QEMU tree has no aio_add_sqe() (patch-and-test says SKIPPED): nothing to build or time");
+            }
+            if !(text.starts_with("cold patch-and-test failed (exit status: 1)") && json.is_file())
+            {
                 return Err(e);
             }
         }
@@ -171,7 +181,7 @@ impl Bench {
 
     fn run_cold(&self) -> Result<i32> {
         let dirty = Command::new("git")
-            .args(["status", "--porcelain", "--untracked-files=no"])
+            .args(["status", "--porcelain"])
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
             .output()
             .map(|o| !o.stdout.is_empty())
@@ -190,7 +200,17 @@ impl Bench {
                 self.runs
             ));
             let dir = tempfile::tempdir()?;
-            let (wall, cpu, doc) = self.cold_pipeline(dir.path())?;
+            let (wall, cpu, doc) = match self.cold_pipeline(dir.path()) {
+                Ok(r) => r,
+                Err(e) => {
+                    // Its logs are what the error names: keep them.
+                    let kept = dir.keep();
+                    return Err(e.context(format!(
+                        "cold run {i}: its clone, cache and logs are kept in {}",
+                        kept.display()
+                    )));
+                }
+            };
             ui::info(&format!(
                 "{wall:.1} s ({cpu:.0} core-seconds): {}",
                 doc.verdict_line

@@ -22,10 +22,20 @@ extern "C" fn on_signal(sig: libc::c_int) {
 /// Set while a failed step's partner is being stopped: no new child starts.
 static CANCELLED: AtomicBool = AtomicBool::new(false);
 
-/// Stops the work of steps running beside one that failed: kills every
-/// registered child and refuses new ones until `resume`.
+/// Stops the work of steps running beside one that failed (or is not
+/// needed): refuses new children until `resume`, asks every registered
+/// child's group to stop (SIGTERM: make and ninja delete the target they
+/// were writing, so a half-written object never passes for a built one),
+/// and kills what is left after a grace period.
 pub fn cancel() {
     CANCELLED.store(true, Ordering::SeqCst);
+    signal_all(libc::SIGTERM);
+    for _ in 0..50 {
+        if CHILDREN.iter().all(|s| s.load(Ordering::SeqCst) == 0) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     kill_all();
 }
 
@@ -35,13 +45,17 @@ pub fn resume() {
 
 /// Kills every registered child's group. Async-signal-safe.
 fn kill_all() {
+    signal_all(libc::SIGKILL);
+}
+
+fn signal_all(sig: libc::c_int) {
     for slot in &CHILDREN {
         let pid = slot.load(Ordering::SeqCst);
         if pid > 0 {
             // SAFETY: kill(2) is async-signal-safe; the group is the child's own.
             unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-                libc::kill(pid, libc::SIGKILL);
+                libc::kill(-pid, sig);
+                libc::kill(pid, sig);
             }
         }
     }
@@ -121,9 +135,12 @@ impl Drop for Registered {
 }
 
 /// Runs `here` in this thread and `there` in another, at once. The first
-/// to fail stops the other (its children are killed, no new one starts),
-/// so an error shows at once, not after the other's minutes; its error is
-/// the one returned.
+/// to fail stops the other: its children started through `spawn` (make,
+/// ninja, cargo, configure, apt, tar: every long step) are stopped and no
+/// new one starts, so the error shows within seconds, not after the other's
+/// minutes (a short step not started through `spawn`, such as rsync of a
+/// work copy, finishes first). The first failure's error is the one
+/// returned.
 pub fn at_once<A, B: Send>(
     here: impl FnOnce() -> anyhow::Result<A>,
     there: impl FnOnce() -> anyhow::Result<B> + Send,

@@ -141,7 +141,8 @@ impl Apt {
         if fresh() {
             return Ok(());
         }
-        let _lock = cache::Lock::acquire(&self.dir.join("lists"))?;
+        // Not in lists/: apt-get update deletes what it does not know there.
+        let _lock = cache::Lock::acquire(&self.dir.join("update"))?;
         if fresh() {
             return Ok(());
         }

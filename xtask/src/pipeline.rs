@@ -338,13 +338,27 @@ impl PatchAndTest {
         let building = cache::MeasureLock::builds()?;
         let s = Instant::now();
         // The kernel's source downloads and unpacks beside QEMU's: each
-        // waits on the network and one core.
+        // waits on the network and one core. QEMU's decides first: a tree
+        // that never had the stall is SKIPPED without the kernel (its
+        // fetch is stopped), and a kernel that cannot be fetched is named
+        // only once QEMU's input is known good.
         let ((input, qemu_fetched), (kernel_input, kernel_fetched)) = crate::children::at_once(
-            || Ok((self.inputs()?, s.elapsed())),
-            || Ok((self.kernel.fetch(&self.controllers)?, s.elapsed())),
+            || {
+                let input = self.inputs()?;
+                if matches!(
+                    input,
+                    QemuInput::Tree {
+                        state: State::Unaffected,
+                        ..
+                    }
+                ) {
+                    crate::children::cancel();
+                }
+                Ok((input, s.elapsed()))
+            },
+            || Ok((self.kernel.fetch(&self.controllers), s.elapsed())),
         )?;
         t.0.insert("qemu_source".into(), secs(qemu_fetched));
-        t.0.insert("kernel_source".into(), secs(kernel_fetched));
         if let QemuInput::Tree {
             tree,
             state: State::Unaffected,
@@ -360,6 +374,8 @@ impl PatchAndTest {
             self.write_json(&doc)?;
             return Ok(v.kind.exit_code());
         }
+        let kernel_input = kernel_input?;
+        t.0.insert("kernel_source".into(), secs(kernel_fetched));
 
         let art = self.artifacts(&input, kernel_input, &mut t)?;
         drop(building);
@@ -550,7 +566,7 @@ impl PatchAndTest {
             exists("--compare-binaries", b)?;
             return Ok(QemuInput::Pair(a.clone(), b.clone(), v));
         }
-        // Bad patch files are named before anything is fetched or built.
+        // Bad patch files are named before QEMU is fetched or anything built.
         let sets = self.patches.sets()?;
         let tree = self.source.resolve()?;
         let state = patch::classify(&tree)?;
@@ -630,9 +646,13 @@ impl PatchAndTest {
         let uapi = plan.uapi().map(Path::to_path_buf);
         let ((st, qemu_prepared), kernel) = crate::children::at_once(
             || self.beside_the_kernel(uapi.as_deref(), input, t),
-            move || plan.finish(),
+            move || {
+                let k = plan.finish()?;
+                Ok((k, s.elapsed()))
+            },
         )?;
-        t.add("kernel", s);
+        let (kernel, kernel_s) = kernel;
+        t.0.insert("kernel".into(), secs(kernel_s));
         let s = Instant::now();
         let initrd = initramfs::pack(&st.binary, &kernel.modules)?;
         ui::info(&format!("initramfs {}", initrd.display()));

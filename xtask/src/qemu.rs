@@ -242,7 +242,9 @@ pub fn build(tree: &QemuTree, baseline: BaselineMode, sets: &[PatchSet]) -> Resu
 /// What `prepare` left for `compile`: the cached binaries' places and,
 /// when any is missing, a configured build directory.
 pub struct Prepared {
-    _lock: cache::Lock,
+    /// Held until the compile when there is one; none when all is cached,
+    /// so another run's build of this tree need not wait for our kernel.
+    _lock: Option<cache::Lock>,
     base_dir: PathBuf,
     variant_dirs: Vec<PathBuf>,
     sets: Vec<PatchSet>,
@@ -314,7 +316,7 @@ pub fn prepare(tree: &QemuTree, baseline: BaselineMode, sets: &[PatchSet]) -> Re
         });
     }
     Ok(Prepared {
-        _lock: lock,
+        _lock: todo.is_some().then_some(lock),
         base_dir,
         variant_dirs,
         sets: sets.to_vec(),
