@@ -109,10 +109,7 @@ impl Bench {
         let exe = std::env::current_exe().context("locating the xtask binary")?;
         let mut c = Command::new(exe);
         c.arg("patch-and-test").arg("--json").arg(json);
-        match &self.source.qemu_tree {
-            Some(t) => c.arg("--qemu-tree").arg(t),
-            None => c.arg("--qemu-src").arg(&self.source.qemu_src),
-        };
+        self.source_args(&mut c);
         let t = Instant::now();
         crate::children::prepare(&mut c);
         let out = c.output().context("running patch-and-test")?;
@@ -126,6 +123,19 @@ impl Bench {
             );
         }
         Ok((wall, Report::read(json)?))
+    }
+
+    /// The QEMU source for an inner patch-and-test. A tree as an absolute
+    /// path: the cold run works in its clone, where a relative one would
+    /// name another directory (a path that does not resolve is passed as
+    /// given, for patch-and-test to name).
+    fn source_args(&self, c: &mut Command) {
+        match &self.source.qemu_tree {
+            Some(t) => c
+                .arg("--qemu-tree")
+                .arg(t.canonicalize().unwrap_or_else(|_| t.clone())),
+            None => c.arg("--qemu-src").arg(&self.source.qemu_src),
+        };
     }
 
     /// One first verdict from nothing: a fresh clone of HEAD, an empty
@@ -146,14 +156,7 @@ impl Bench {
             .current_dir(&clone)
             .env("XDG_CACHE_HOME", &cache)
             .env_remove("CARGO_TARGET_DIR");
-        match &self.source.qemu_tree {
-            // The run works in the clone: a relative path means ours.
-            Some(t) => c.arg("--qemu-tree").arg(
-                t.canonicalize()
-                    .with_context(|| format!("--qemu-tree {}", t.display()))?,
-            ),
-            None => c.arg("--qemu-src").arg(&self.source.qemu_src),
-        };
+        self.source_args(&mut c);
         let t = Instant::now();
         let cpu_before = children_cpu_s();
         let log = dir.join("cold.log");
@@ -167,13 +170,10 @@ impl Bench {
         // Exit 1 is a verdict (not verified): the run completed. 4 is
         // SKIPPED: the tree never had the stall, nothing was built.
         if let Err(e) = r {
-            let text = format!("{e}");
-            if text.starts_with("cold patch-and-test failed (exit status: 4)") {
-                bail!("the QEMU tree has no aio_add_sqe() (patch-and-test says SKIPPED): nothing to build or time");
-            }
-            if !(text.starts_with("cold patch-and-test failed (exit status: 1)") && json.is_file())
-            {
-                return Err(e);
+            match e.downcast_ref::<ui::Failed>().and_then(|f| f.status.code()) {
+                Some(4) => bail!("the QEMU tree has no aio_add_sqe() (patch-and-test says SKIPPED): nothing to build or time"),
+                Some(1) if json.is_file() => {}
+                _ => return Err(e),
             }
         }
         Ok((wall, cpu, Report::read(&json)?))

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 pub fn is_tty() -> bool {
     std::io::stderr().is_terminal()
@@ -202,9 +202,35 @@ pub fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// A command `run_logged` ran that did not succeed: the error shown (the
+/// log named, its last lines) and, for callers that tell exit codes apart,
+/// the status (`anyhow::Error::downcast_ref`).
+#[derive(Debug)]
+pub struct Failed {
+    pub what: String,
+    pub status: std::process::ExitStatus,
+    pub log: std::path::PathBuf,
+    pub tail: String,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} failed ({}); full log: {}\n--- last lines ---\n{}",
+            self.what,
+            self.status,
+            self.log.display(),
+            self.tail
+        )
+    }
+}
+
+impl std::error::Error for Failed {}
+
 /// Runs `cmd` with stdout and stderr appended to `log`, feeding each line to
-/// `on_line` (for progress). On failure the error names the log and shows
-/// its last lines.
+/// `on_line` (for progress). On failure the error (a `Failed`) names the log
+/// and shows its last lines.
 pub fn run_logged(
     mut cmd: Command,
     log: &Path,
@@ -235,11 +261,13 @@ pub fn run_logged(
         .wait()
         .with_context(|| format!("{what}: waiting for the command"))?;
     if !status.success() {
-        bail!(
-            "{what} failed ({status}); full log: {}\n--- last lines ---\n{}",
-            log.display(),
-            tail(log, 25)
-        );
+        return Err(Failed {
+            what: what.to_string(),
+            status,
+            log: log.to_path_buf(),
+            tail: tail(log, 25),
+        }
+        .into());
     }
     Ok(start.elapsed())
 }
@@ -270,10 +298,14 @@ mod tests {
         assert_eq!(seen, ["out", "err", "[1/2] a"]);
         let mut c = Command::new("sh");
         c.args(["-c", "echo last-words; exit 3"]);
-        let e = format!(
-            "{:#}",
-            run_logged(c, &log, "failing step", |_| {}).unwrap_err()
+        let err = run_logged(c, &log, "failing step", |_| {}).unwrap_err();
+        let code = err.downcast_ref::<Failed>().and_then(|f| f.status.code());
+        assert_eq!(
+            code,
+            Some(3),
+            "the exit status, for callers that tell codes apart"
         );
+        let e = format!("{err:#}");
         assert!(
             e.contains("failing step failed")
                 && e.contains(&log.display().to_string())
