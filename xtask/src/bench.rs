@@ -65,7 +65,7 @@ pub const TARGETS: &[(&str, &str)] = &[
 ];
 
 pub fn stored_path() -> PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/bench.json")
+    crate::workspace().join("docs/bench.json")
 }
 
 /// The figures that regressed against `stored`, in words.
@@ -141,7 +141,7 @@ impl Bench {
     /// One first verdict from nothing: a fresh clone of HEAD, an empty
     /// cache, `cargo xtask patch-and-test` (which compiles the xtask first).
     fn cold_pipeline(&self, dir: &std::path::Path) -> Result<(f64, f64, Report)> {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let root = crate::workspace();
         let (clone, cache, json) = (dir.join("clone"), dir.join("cache"), dir.join("cold.json"));
         std::fs::create_dir_all(&cache)?;
         let sh = xshell::Shell::new()?;
@@ -182,7 +182,7 @@ impl Bench {
     fn run_cold(&self) -> Result<i32> {
         let dirty = Command::new("git")
             .args(["status", "--porcelain"])
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .current_dir(crate::workspace())
             .output()
             .map(|o| !o.stdout.is_empty())
             .unwrap_or(false);

@@ -8,7 +8,7 @@
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 
 const SLOTS: usize = 64;
 static CHILDREN: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
@@ -145,7 +145,6 @@ pub fn at_once<A, B: Send>(
     here: impl FnOnce() -> anyhow::Result<A>,
     there: impl FnOnce() -> anyhow::Result<B> + Send,
 ) -> anyhow::Result<(A, B)> {
-    use std::sync::atomic::{AtomicU8, Ordering};
     let first_failure = AtomicU8::new(0);
     let failed = |who: u8| {
         if first_failure

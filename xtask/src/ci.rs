@@ -19,7 +19,7 @@ impl Ci {
         let all: Vec<(&str, &str)> = deps::PIPELINE.iter().chain(deps::TESTS).copied().collect();
         deps::ensure(&all, !self.no_install)?;
         let sh = Shell::new()?;
-        sh.change_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+        sh.change_dir(crate::workspace());
         ui::stage("cargo fmt --check");
         cmd!(sh, "cargo fmt --all --check")
             .run()

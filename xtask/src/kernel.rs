@@ -45,7 +45,7 @@ pub struct Kernel {
 
 /// The options the guest needs, from the selftest's `config` file.
 pub fn fragment_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../kselftest/config")
+    crate::workspace().join("kselftest/config")
 }
 
 /// The options the guest kernel leaves out for speed (see the file).
@@ -131,7 +131,7 @@ impl KernelPlan {
     pub fn uapi(&self) -> Option<&Path> {
         match self {
             KernelPlan::Ready(k) => k.uapi.as_deref(),
-            KernelPlan::Compile(c) => Some(c.uapi()),
+            KernelPlan::Compile(c) => Some(&c.uapi),
         }
     }
 
@@ -388,10 +388,6 @@ pub fn prepare(tree: &Path, source: &str) -> Result<KernelPlan> {
 }
 
 impl Compile {
-    fn uapi(&self) -> &Path {
-        &self.uapi
-    }
-
     /// `make bzImage`, then the image and its facts into the cache.
     fn run(self) -> Result<Kernel> {
         let Compile {

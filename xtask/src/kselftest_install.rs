@@ -45,7 +45,7 @@ impl KselftestInstall {
         }
         ui::stage("selftest (static, uapi from the system headers)");
         let st = selftest::build(None)?;
-        let ours = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kselftest");
+        let ours = crate::workspace().join("kselftest");
         let col = self.dir.join(COLLECTION);
         std::fs::create_dir_all(&col).with_context(|| format!("creating {}", col.display()))?;
         copy(&st.binary, &col.join(selftest::BIN), 0o755)?;

@@ -5,6 +5,11 @@
 //! (`ktap`, `trace`), output (`report`, `plot`); `pipeline` wires them; `cache`, `ui` and
 //! `deps` serve all. The binary (`main.rs`) only parses flags and dispatches.
 
+/// The workspace's root: the checkout this xtask was built from.
+pub fn workspace() -> &'static std::path::Path {
+    std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
 pub mod bench;
 pub mod build_qemu;
 pub mod cache;

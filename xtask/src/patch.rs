@@ -11,7 +11,7 @@ use crate::tree::{self, QemuTree, AIO_POSIX};
 
 /// `patches/` of this workspace.
 pub fn patches_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../patches")
+    crate::workspace().join("patches")
 }
 
 /// The QEMU patches in `patches/series` order.

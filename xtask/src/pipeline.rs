@@ -144,7 +144,12 @@ struct Timings(BTreeMap<String, f64>);
 
 impl Timings {
     fn add(&mut self, stage: &str, since: Instant) {
-        self.0.insert(stage.to_string(), secs(since.elapsed()));
+        self.set(stage, since.elapsed());
+    }
+
+    /// A stage timed where it ran (another thread, or beside another step).
+    fn set(&mut self, stage: &str, took: Duration) {
+        self.0.insert(stage.to_string(), secs(took));
     }
 }
 
@@ -166,6 +171,20 @@ enum QemuInput {
     Binary(PathBuf, String),
     /// Two prebuilt binaries, the first as the baseline, and its version.
     Pair(PathBuf, PathBuf, String),
+}
+
+impl QemuInput {
+    /// The tree, when it never had the stall (no `aio_add_sqe()`).
+    fn unaffected(&self) -> Option<&QemuTree> {
+        match self {
+            QemuInput::Tree {
+                tree,
+                state: State::Unaffected,
+                ..
+            } => Some(tree),
+            _ => None,
+        }
+    }
 }
 
 /// A QEMU binary under a name the report uses; the first is the baseline.
@@ -345,26 +364,15 @@ impl PatchAndTest {
         let ((input, qemu_fetched), (kernel_input, kernel_fetched)) = crate::children::at_once(
             || {
                 let input = self.inputs()?;
-                if matches!(
-                    input,
-                    QemuInput::Tree {
-                        state: State::Unaffected,
-                        ..
-                    }
-                ) {
+                if input.unaffected().is_some() {
                     crate::children::cancel();
                 }
                 Ok((input, s.elapsed()))
             },
             || Ok((self.kernel.fetch(&self.controllers), s.elapsed())),
         )?;
-        t.0.insert("qemu_source".into(), secs(qemu_fetched));
-        if let QemuInput::Tree {
-            tree,
-            state: State::Unaffected,
-            ..
-        } = &input
-        {
+        t.set("qemu_source", qemu_fetched);
+        if let Some(tree) = input.unaffected() {
             let v = Verdict {
                 kind: Kind::Skipped,
                 line: format!("SKIPPED: QEMU {} has no aio_add_sqe() and never had the stall: nothing to verify", tree.describe()),
@@ -375,7 +383,7 @@ impl PatchAndTest {
             return Ok(v.kind.exit_code());
         }
         let kernel_input = kernel_input?;
-        t.0.insert("kernel_source".into(), secs(kernel_fetched));
+        t.set("kernel_source", kernel_fetched);
 
         let art = self.artifacts(&input, kernel_input, &mut t)?;
         drop(building);
@@ -651,8 +659,8 @@ impl PatchAndTest {
                 Ok((k, s.elapsed()))
             },
         )?;
-        let (kernel, kernel_s) = kernel;
-        t.0.insert("kernel".into(), secs(kernel_s));
+        let (kernel, kernel_took) = kernel;
+        t.set("kernel", kernel_took);
         let s = Instant::now();
         let initrd = initramfs::pack(&st.binary, &kernel.modules)?;
         ui::info(&format!("initramfs {}", initrd.display()));
@@ -885,7 +893,7 @@ impl PatchAndTest {
         mut t: Timings,
         total: Instant,
     ) -> Report {
-        t.0.insert("total".into(), secs(total.elapsed()));
+        t.add("total", total);
         let accel = measured.as_ref().map(|m| m.accel);
         let baseline_binary = measured.as_ref().map(|m| m.baseline_binary.clone());
         let (kernel, rows, guest_runs, skipped, no_host_evidence, variants) = match measured {

@@ -20,13 +20,13 @@ pub struct Selftest {
 /// `cargo build` of the kselftest crate: static glibc, not PIE, so `file`
 /// says "statically linked" and the kernel needs no interpreter.
 pub fn build(uapi: Option<&Path>) -> Result<Selftest> {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let workspace = crate::workspace();
     // Keyed by the checkout too: cargo's artifact hashes leave out the
     // absolute path, so two checkouts sharing one target directory would
     // take each other's (older) builds of a path dependency as fresh.
     let root = workspace
         .canonicalize()
-        .unwrap_or_else(|_| workspace.clone());
+        .unwrap_or_else(|_| workspace.to_path_buf());
     let target_dir = cache::dir("selftest")?.join(cache::key([
         uapi.map(|p| p.display().to_string()).unwrap_or_default(),
         root.display().to_string(),
