@@ -25,13 +25,28 @@ pub fn main() -> ! {
     }));
     let kernel_ms = boottime_ms();
     let code = match setup(kernel_ms) {
-        Ok((params, found, boot)) => run::run(
-            &found.targets,
-            &found.missing,
-            &params,
-            Some(boot),
-            &mut std::io::stdout(),
-        ),
+        Ok((params, found, boot)) => {
+            let code = run::run(
+                &found.targets,
+                &found.missing,
+                &params,
+                Some(boot),
+                &mut std::io::stdout(),
+            );
+            // The clock can change under a run: the kernel replaces
+            // tsc-early once it has refined the TSC, and drops to jiffies if
+            // it cannot trust the TSC then. Samples read across that are void.
+            match clocksource() {
+                Ok(_) => code,
+                Err(e) => {
+                    println!(
+                        "{}",
+                        ktap::bail_out(&format!("{e:#} (it changed during the run)"))
+                    );
+                    KSFT_FAIL
+                }
+            }
+        }
         Err(e) => {
             println!("{}", ktap::header());
             println!("{}", ktap::bail_out(&format!("{e:#}")));

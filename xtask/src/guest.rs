@@ -221,16 +221,26 @@ pub fn kvm_usable() -> bool {
         .is_ok()
 }
 
-/// Under TCG every guest timer is a timer of QEMU's main loop, so each one
-/// wakes the loop and ends a stall. With both the LAPIC timer and the HPET
-/// ticking, their phase offset (random per boot) made the stall 10 ms in
-/// some boots and ~5 ms in others; with the HPET alone it is the same every
-/// boot. Under KVM the LAPIC lives in the host kernel and must stay: moving
-/// the tick into QEMU would hide the ~500 ms stall.
-fn tcg_tick(accel: Accel) -> &'static str {
+/// The guest's clock and tick.
+///
+/// `tsc=reliable`: the latencies are read from the TSC (the guest starts on
+/// tsc-early). A built guest kernel without ACPI (the default controllers
+/// need none) has no HPET or ACPI PM timer to check the TSC against, and
+/// without this it drops to jiffies when it refines the TSC, a second or so
+/// into the run (measured: the fourth boot of a run read jiffies). Under
+/// TCG the guest TSC is the host's; under KVM the host's invariant TSC.
+///
+/// `nolapic_timer`, TCG only: every guest timer is then a timer of QEMU's
+/// main loop, so each one wakes the loop and ends a stall. With both the
+/// LAPIC timer and the HPET ticking, their phase offset (random per boot)
+/// made the stall 10 ms in some boots and ~5 ms in others; with one tick
+/// source (the HPET, or the PIT in a kernel without ACPI) it is the same
+/// every boot. Under KVM the LAPIC lives in the host kernel and must stay:
+/// moving the tick into QEMU would hide the ~500 ms stall.
+fn clock_args(accel: Accel) -> &'static str {
     match accel {
-        Accel::Tcg => " nolapic_timer",
-        Accel::Kvm => "",
+        Accel::Tcg => " tsc=reliable nolapic_timer",
+        Accel::Kvm => " tsc=reliable",
     }
 }
 
@@ -296,7 +306,7 @@ fn kernel(b: &Boot, accel: Accel) -> Vec<OsString> {
         "-append".into(),
         format!(
             "console=ttyS0 loglevel=6 panic=-1{} {}",
-            tcg_tick(accel),
+            clock_args(accel),
             b.params.to_cmdline().join(" ")
         )
         .into(),
@@ -698,8 +708,9 @@ mod tests {
             a.contains("uring_idle.controllers=nvme,ahci,virtio_blk"),
             "{a}"
         );
-        // One guest timer source under TCG; KVM keeps its in-kernel LAPIC timer.
-        assert!(a.contains(" nolapic_timer "));
+        // One guest timer source under TCG; KVM keeps its in-kernel LAPIC
+        // timer. Both trust the TSC the latencies are read from.
+        assert!(a.contains(" tsc=reliable nolapic_timer "), "{a}");
         // Traced: the events, microsecond stamps, the log in the run folder.
         assert!(
             a.contains(
@@ -708,7 +719,10 @@ mod tests {
             "{a}"
         );
         let k = shell_words(&args(&b, Accel::Kvm, &ctrls, &images, "x"));
-        assert!(!k.contains("nolapic_timer"));
+        assert!(
+            !k.contains("nolapic_timer") && k.contains(" tsc=reliable "),
+            "{k}"
+        );
         // The logged line is a shell command: it splits back into the same
         // arguments (the kernel command line is one of them, spaces and all).
         let logged = shell_words(&args(&b, Accel::Tcg, &ctrls, &images, "baseline-r1"));

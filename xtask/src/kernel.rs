@@ -53,6 +53,39 @@ pub fn trim_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("guest-kernel.config")
 }
 
+/// The options a guest kernel built for `ctrls` gets: the lines of
+/// `needs` (kselftest/config, which lists every controller's options too)
+/// that belong to no controller, then the options of the default
+/// controllers and of `ctrls`, in table order, each once. Another
+/// controller's drivers are compiled only when a run asks for it (the SCSI
+/// HBAs, USB and SD drivers are ~80 objects), and a subset of the defaults
+/// shares the default kernel.
+pub fn needs_for(needs: &str, ctrls: &[&Controller]) -> String {
+    let per_controller: std::collections::HashSet<&str> = contract::CONTROLLERS
+        .iter()
+        .flat_map(|c| c.kconfig.iter().copied())
+        .collect();
+    let mut out: String = needs
+        .lines()
+        .filter(|l| !per_controller.contains(l.trim()))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut added = Vec::new();
+    let wanted = |c: &Controller| {
+        contract::controllers::DEFAULT.contains(&c.name) || ctrls.iter().any(|w| w.name == c.name)
+    };
+    for c in contract::CONTROLLERS.iter().filter(|c| wanted(c)) {
+        out.push_str(&format!("# {}\n", c.name));
+        for opt in c.kconfig {
+            if !added.contains(opt) {
+                added.push(*opt);
+                out.push_str(&format!("{opt}\n"));
+            }
+        }
+    }
+    out
+}
+
 /// Lines of a fragment that olddefconfig did not keep: a `CONFIG_X=y` that is
 /// not in the `.config`, or a `# CONFIG_X is not set` that something turned
 /// back on (a `select`).
@@ -147,7 +180,12 @@ impl KernelPlan {
 /// modules it needs, or a source tree still to configure.
 pub enum KernelInput {
     Prebuilt(Kernel),
-    Tree { tree: PathBuf, source: String },
+    Tree {
+        tree: PathBuf,
+        source: String,
+        /// Controllers whose drivers it must have.
+        ctrls: Vec<&'static Controller>,
+    },
 }
 
 impl KernelInput {
@@ -156,7 +194,11 @@ impl KernelInput {
     pub fn plan(self) -> Result<KernelPlan> {
         match self {
             KernelInput::Prebuilt(k) => Ok(KernelPlan::Ready(k)),
-            KernelInput::Tree { tree, source } => prepare(&tree, &source),
+            KernelInput::Tree {
+                tree,
+                source,
+                ctrls,
+            } => prepare(&tree, &source, &ctrls),
         }
     }
 }
@@ -165,7 +207,7 @@ impl KernelSource {
     /// Fetches (or checks) what the guest kernel comes from; a prebuilt
     /// one gets the modules `ctrls` need. Downloads and unpacking only,
     /// so it can run beside QEMU's source fetch.
-    pub fn fetch(&self, ctrls: &[&Controller]) -> Result<KernelInput> {
+    pub fn fetch(&self, ctrls: &[&'static Controller]) -> Result<KernelInput> {
         if let Some(image) = &self.kernel {
             if image.as_os_str() == "debian" && !image.exists() {
                 if self.modules.is_some() {
@@ -184,7 +226,11 @@ impl KernelSource {
             }
             None => debian_tree()?,
         };
-        Ok(KernelInput::Tree { tree, source })
+        Ok(KernelInput::Tree {
+            tree,
+            source,
+            ctrls: ctrls.to_vec(),
+        })
     }
 }
 
@@ -290,20 +336,24 @@ fn make(tree: &Path, build: &Path) -> Command {
     c
 }
 
-/// The cached kernel of this tree and fragment, or its build directory
-/// configured and its headers exported (they need only the configuration),
-/// for `Compile::run` to build bzImage.
-pub fn prepare(tree: &Path, source: &str) -> Result<KernelPlan> {
+/// The cached kernel of this tree, fragment and controllers, or its build
+/// directory configured and its headers exported (they need only the
+/// configuration), for `Compile::run` to build bzImage.
+pub fn prepare(tree: &Path, source: &str, ctrls: &[&Controller]) -> Result<KernelPlan> {
     let fragment_file = fragment_path();
-    let fragment = std::fs::read_to_string(&fragment_file)
+    let needs = std::fs::read_to_string(&fragment_file)
         .with_context(|| format!("reading {}", fragment_file.display()))?;
     let trim_file = trim_path();
     let trim = std::fs::read_to_string(&trim_file)
         .with_context(|| format!("reading {}", trim_file.display()))?;
     // Needs first, then the trims: a trim never switches off a need, and
     // the check below would name it if one did.
-    let fragment = format!("{fragment}\n{trim}");
+    let fragment = format!("{}\n{trim}", needs_for(&needs, ctrls));
     let frag_key = cache::key(["tinyconfig", fragment.as_str()]);
+    // One build directory for every controller set: kbuild recompiles only
+    // what a changed option touches, so adding a controller's drivers to a
+    // built kernel compiles those drivers and links again.
+    let build_key = cache::key(["tinyconfig", needs.as_str(), trim.as_str()]);
     let work = cache::dir("kernel")?.join(cache::path_key(tree));
     let lock = cache::Lock::acquire(&work)?;
     let fingerprint = cache::tree_identity(tree, &[".git"])?;
@@ -331,8 +381,17 @@ pub fn prepare(tree: &Path, source: &str) -> Result<KernelPlan> {
             k.image.display()
         ));
     }
-    let build = work.join(format!("build-{frag_key}"));
+    let build = work.join(format!("build-{build_key}"));
     if !build.join(".config").is_file() {
+        // A build directory of other needs or trims is not reused: make
+        // room for this one (the kernels built in it stay in their out-*).
+        for old in std::fs::read_dir(&work)?.flatten() {
+            let name = old.file_name();
+            if name.to_string_lossy().starts_with("build-") && old.path() != build {
+                std::fs::remove_dir_all(old.path())
+                    .with_context(|| format!("removing {}", old.path().display()))?;
+            }
+        }
         cache::ensure_free("the guest kernel build", cache::KERNEL_BUILD_BYTES)?;
     }
     std::fs::create_dir_all(&build)?;
@@ -602,6 +661,64 @@ mod tests {
         let table = CONTROLLERS.iter().flat_map(|c| c.kconfig.iter().copied());
         for opt in table.chain(["CONFIG_IO_URING=y", "CONFIG_HZ_100=y", "CONFIG_DEVTMPFS=y"]) {
             assert!(f.lines().any(|l| l == opt), "kselftest/config lacks {opt}");
+        }
+    }
+
+    fn by_names(names: &[&str]) -> Vec<&'static Controller> {
+        names
+            .iter()
+            .map(|n| contract::controllers::by_name(n).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_kernel_gets_the_drivers_of_its_controllers_and_the_defaults() {
+        let needs = std::fs::read_to_string(fragment_path()).unwrap();
+        let has = |f: &str, opt: &str| f.lines().any(|l| l == opt);
+        let default = needs_for(&needs, &by_names(&["ahci", "virtio_blk", "nvme"]));
+        for opt in [
+            "CONFIG_IO_URING=y",
+            "CONFIG_SATA_AHCI=y",
+            "CONFIG_VIRTIO_BLK=y",
+            "CONFIG_BLK_DEV_NVME=y",
+        ] {
+            assert!(has(&default, opt), "{opt}\n{default}");
+        }
+        // ACPI only with the two rows whose legacy interrupts need it.
+        for opt in [
+            "CONFIG_USB=y",
+            "CONFIG_MMC_SDHCI=y",
+            "CONFIG_MEGARAID_SAS=y",
+            "CONFIG_ATA_PIIX=y",
+            "CONFIG_ACPI=y",
+        ] {
+            assert!(!has(&default, opt), "{opt}\n{default}");
+        }
+        // A subset of the defaults shares the default kernel; order and
+        // repeats do not matter.
+        assert_eq!(needs_for(&needs, &by_names(&["nvme", "ahci"])), default);
+        assert_eq!(needs_for(&needs, &[]), default);
+        let more = needs_for(&needs, &by_names(&["usb_storage", "megasas", "nvme"]));
+        assert_eq!(
+            more,
+            needs_for(&needs, &by_names(&["megasas", "usb_storage"]))
+        );
+        for opt in [
+            "CONFIG_USB_STORAGE=y",
+            "CONFIG_MEGARAID_SAS=y",
+            "CONFIG_SATA_AHCI=y",
+        ] {
+            assert!(has(&more, opt), "{opt}\n{more}");
+        }
+        assert!(!has(&more, "CONFIG_MMC=y") && !has(&more, "CONFIG_ACPI=y"));
+        assert!(has(
+            &needs_for(&needs, &by_names(&["sdhci"])),
+            "CONFIG_ACPI=y"
+        ));
+        // Every option once, whichever rows share it.
+        let all = needs_for(&needs, &CONTROLLERS.iter().collect::<Vec<_>>());
+        for opt in CONTROLLERS.iter().flat_map(|c| c.kconfig) {
+            assert_eq!(all.lines().filter(|l| l == opt).count(), 1, "{opt}");
         }
     }
 
