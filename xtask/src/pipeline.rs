@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use contract::{controllers, Controller, ModeSet, Params, Think, Workload};
 
 use crate::guest::{self, Accel, AccelChoice, AccelPicker, Boot};
-use crate::kernel::{Kernel, KernelInput, KernelSource};
+use crate::kernel::{Kernel, KernelSource};
 use crate::ktap::Parsed;
 use crate::patch::{self, PatchChoice, PatchSet, State};
 use crate::qemu::{self, BaselineMode};
@@ -194,6 +194,29 @@ struct Variant {
     patches: Option<PatchSet>,
 }
 
+/// What the QEMU track of `builds_at_once` brings back.
+struct QemuSide {
+    input: QemuInput,
+    fetched: Duration,
+    prepared: Option<qemu::Prepared>,
+    prepare_took: Option<Duration>,
+    selftest: Option<selftest::Selftest>,
+}
+
+/// What the kernel track of `builds_at_once` brings back.
+struct KernelSide {
+    kernel: Kernel,
+    fetched: Duration,
+    took: Duration,
+}
+
+/// Built at once, before QEMU's compile.
+struct Built {
+    kernel: Kernel,
+    selftest: selftest::Selftest,
+    prepared: Option<qemu::Prepared>,
+}
+
 /// What the guest runs need, built or found in the cache.
 struct Artifacts {
     kernel: Kernel,
@@ -355,24 +378,9 @@ impl PatchAndTest {
         // Fetching, unpacking and building wait for another run's guests,
         // never run beside them; released before this run's own guests.
         let building = cache::MeasureLock::builds()?;
-        let s = Instant::now();
-        // The kernel's source downloads and unpacks beside QEMU's: each
-        // waits on the network and one core. QEMU's decides first: a tree
-        // that never had the stall is SKIPPED without the kernel (its
-        // fetch is stopped), and a kernel that cannot be fetched is named
-        // only once QEMU's input is known good.
-        let ((input, qemu_fetched), (kernel_input, kernel_fetched)) = crate::children::at_once(
-            || {
-                let input = self.inputs()?;
-                if input.unaffected().is_some() {
-                    crate::children::cancel();
-                }
-                Ok((input, s.elapsed()))
-            },
-            || Ok((self.kernel.fetch(&self.controllers), s.elapsed())),
-        )?;
-        t.set("qemu_source", qemu_fetched);
-        if let Some(tree) = input.unaffected() {
+        let (input, built) = self.builds_at_once(&mut t)?;
+        let Some(built) = built else {
+            let tree = input.unaffected().context("nothing was built")?;
             let v = Verdict {
                 kind: Kind::Skipped,
                 line: format!("SKIPPED: QEMU {} has no aio_add_sqe() and never had the stall: nothing to verify", tree.describe()),
@@ -381,11 +389,8 @@ impl PatchAndTest {
             let doc = self.document(&v, qemu_info(&input), None, t, total);
             self.write_json(&doc)?;
             return Ok(v.kind.exit_code());
-        }
-        let kernel_input = kernel_input?;
-        t.set("kernel_source", kernel_fetched);
-
-        let art = self.artifacts(&input, kernel_input, &mut t)?;
+        };
+        let art = self.artifacts(&input, built, &mut t)?;
         drop(building);
         let s = Instant::now();
         let camp = self.campaign(&art)?;
@@ -592,16 +597,105 @@ impl PatchAndTest {
         })
     }
 
-    /// What runs while the kernel compiles: the selftest against the
-    /// kernel's uapi, and QEMU's work copy and configure when it is built
-    /// from a tree.
-    fn beside_the_kernel(
-        &self,
-        uapi: Option<&Path>,
-        input: &QemuInput,
-        t: &mut Timings,
-    ) -> Result<(selftest::Selftest, Option<qemu::Prepared>)> {
+    /// Fetching and building on two tracks at once, each going on as soon
+    /// as what it needs is there:
+    /// - QEMU: its source, then (a tree) the work copy synced, the meson
+    ///   venv and configure, mostly on one core and beside the kernel's
+    ///   download and configure; then the selftest, once the kernel's
+    ///   headers are exported, beside the kernel's compile;
+    /// - kernel: its source, configure and headers, then the compile, which
+    ///   keeps both cores busy for minutes.
+    ///
+    /// QEMU's compile comes after (`artifacts`): the two compiles at once
+    /// measured no faster than one after the other (389 s vs 395 s). QEMU's
+    /// source decides first: a tree that never had the stall stops the
+    /// kernel's fetch and comes back with nothing built (SKIPPED), and a
+    /// kernel that cannot be fetched is named only once QEMU's input is
+    /// known good.
+    fn builds_at_once(&self, t: &mut Timings) -> Result<(QemuInput, Option<Built>)> {
         let s = Instant::now();
+        let skip = std::sync::atomic::AtomicBool::new(false);
+        let skipped = &skip;
+        // The kernel's headers (or its failure, as text: the same error
+        // then comes from both tracks, whichever is reported).
+        let (uapi_tx, uapi_rx) = std::sync::mpsc::channel::<Result<Option<PathBuf>, String>>();
+        let (qemu_side, kernel_side) = crate::children::at_once(
+            || -> Result<QemuSide> {
+                let input = self.inputs()?;
+                let fetched = s.elapsed();
+                if input.unaffected().is_some() {
+                    skipped.store(true, std::sync::atomic::Ordering::SeqCst);
+                    crate::children::cancel();
+                    return Ok(QemuSide {
+                        input,
+                        fetched,
+                        prepared: None,
+                        prepare_took: None,
+                        selftest: None,
+                    });
+                }
+                let p = Instant::now();
+                let prepared = self.prepare_qemu(&input)?;
+                let prepare_took = prepared.is_some().then(|| p.elapsed());
+                let uapi = uapi_rx
+                    .recv()
+                    .unwrap_or_else(|_| Err("the guest kernel was not configured".into()))
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                let selftest = self.build_selftest(uapi.as_deref())?;
+                Ok(QemuSide {
+                    input,
+                    fetched,
+                    prepared,
+                    prepare_took,
+                    selftest: Some(selftest),
+                })
+            },
+            move || -> Result<Option<KernelSide>> {
+                let planned = self.kernel.fetch(&self.controllers).and_then(|input| {
+                    let fetched = s.elapsed();
+                    let k = Instant::now();
+                    ui::stage("guest kernel");
+                    Ok((input.plan()?, fetched, k))
+                });
+                let _ = uapi_tx.send(match &planned {
+                    Ok((plan, ..)) => Ok(plan.uapi().map(Path::to_path_buf)),
+                    Err(e) => Err(format!("{e:#}")),
+                });
+                let (plan, fetched, k) = match planned {
+                    Ok(p) => p,
+                    Err(_) if skipped.load(std::sync::atomic::Ordering::SeqCst) => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                let kernel = plan.finish()?;
+                Ok(Some(KernelSide {
+                    kernel,
+                    fetched,
+                    took: k.elapsed(),
+                }))
+            },
+        )?;
+        t.set("qemu_source", qemu_side.fetched);
+        let (Some(kernel_side), Some(selftest)) = (kernel_side, qemu_side.selftest) else {
+            return Ok((qemu_side.input, None));
+        };
+        t.set("kernel_source", kernel_side.fetched);
+        t.set("kernel", kernel_side.took);
+        if let Some(took) = qemu_side.prepare_took {
+            t.set("qemu_prepare", took);
+        }
+        t.set("selftest", Duration::from_secs_f64(selftest.build_s));
+        Ok((
+            qemu_side.input,
+            Some(Built {
+                kernel: kernel_side.kernel,
+                selftest,
+                prepared: qemu_side.prepared,
+            }),
+        ))
+    }
+
+    /// The selftest against the kernel's uapi (or the system's headers).
+    fn build_selftest(&self, uapi: Option<&Path>) -> Result<selftest::Selftest> {
         ui::stage(&format!(
             "selftest (static, uapi from {})",
             uapi.map(|p| p.display().to_string())
@@ -613,7 +707,11 @@ impl PatchAndTest {
             st.binary.display(),
             st.build_s
         ));
-        t.add("selftest", s);
+        Ok(st)
+    }
+
+    /// QEMU's work copy and configure, when it is built from a tree.
+    fn prepare_qemu(&self, input: &QemuInput) -> Result<Option<qemu::Prepared>> {
         let QemuInput::Tree {
             tree,
             baseline,
@@ -621,9 +719,8 @@ impl PatchAndTest {
             ..
         } = input
         else {
-            return Ok((st, None));
+            return Ok(None);
         };
-        let s = Instant::now();
         let names: Vec<&str> = sets.iter().map(|s| s.name.as_str()).collect();
         ui::stage(&format!(
             "QEMU {} (baseline {}, then {})",
@@ -631,36 +728,17 @@ impl PatchAndTest {
             baseline.name(),
             names.join(", ")
         ));
-        let prepared = qemu::prepare(tree, *baseline, sets)?;
-        t.add("qemu_prepare", s);
-        Ok((st, Some(prepared)))
+        qemu::prepare(tree, *baseline, sets).map(Some)
     }
 
-    /// Builds: guest kernel, selftest against its uapi, initramfs, QEMU.
-    /// The kernel's compile keeps both cores busy for minutes; meanwhile
-    /// this thread builds the selftest (its headers are exported before the
-    /// compile) and syncs and configures QEMU, which mostly wait on one
-    /// core. QEMU's compile comes after the kernel's: the two compiles at
-    /// once measured no faster than one after the other (389 s vs 395 s).
-    fn artifacts(
-        &self,
-        input: &QemuInput,
-        kernel: KernelInput,
-        t: &mut Timings,
-    ) -> Result<Artifacts> {
-        let s = Instant::now();
-        ui::stage("guest kernel");
-        let plan = kernel.plan()?;
-        let uapi = plan.uapi().map(Path::to_path_buf);
-        let ((st, qemu_prepared), kernel) = crate::children::at_once(
-            || self.beside_the_kernel(uapi.as_deref(), input, t),
-            move || {
-                let k = plan.finish()?;
-                Ok((k, s.elapsed()))
-            },
-        )?;
-        let (kernel, kernel_took) = kernel;
-        t.set("kernel", kernel_took);
+    /// The initramfs and QEMU's compile, after the kernel's (see
+    /// `builds_at_once`).
+    fn artifacts(&self, input: &QemuInput, built: Built, t: &mut Timings) -> Result<Artifacts> {
+        let Built {
+            kernel,
+            selftest: st,
+            prepared: qemu_prepared,
+        } = built;
         let s = Instant::now();
         let initrd = initramfs::pack(&st.binary, &kernel.modules)?;
         ui::info(&format!("initramfs {}", initrd.display()));
