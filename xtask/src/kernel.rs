@@ -428,11 +428,20 @@ pub fn prepare(tree: &Path, source: &str, ctrls: &[&Controller]) -> Result<Kerne
         );
     }
 
-    let headers = out.join("headers");
-    let mut c = make(tree, &build);
-    c.arg(format!("INSTALL_HDR_PATH={}", headers.display()))
-        .arg("headers_install");
-    ui::run_logged(c, &log, "make headers_install", |_| {})?;
+    // The uapi headers do not depend on the configuration: one export per
+    // tree, so every controller set's kernel shares it, and the selftest
+    // built against it (keyed by its path) too.
+    let headers = work.join(format!("headers-{fingerprint}"));
+    if !headers.join("include/linux/io_uring.h").is_file() {
+        let part = work.join(format!("headers-{fingerprint}.part"));
+        let _ = std::fs::remove_dir_all(&part);
+        let mut c = make(tree, &build);
+        c.arg(format!("INSTALL_HDR_PATH={}", part.display()))
+            .arg("headers_install");
+        ui::run_logged(c, &log, "make headers_install", |_| {})?;
+        let _ = std::fs::remove_dir_all(&headers);
+        std::fs::rename(&part, &headers).context("moving the exported headers into place")?;
+    }
     Ok(KernelPlan::Compile(Box::new(Compile {
         _lock: lock,
         tree: tree.to_path_buf(),
