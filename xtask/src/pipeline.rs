@@ -614,17 +614,19 @@ impl PatchAndTest {
     /// known good.
     fn builds_at_once(&self, t: &mut Timings) -> Result<(QemuInput, Option<Built>)> {
         let s = Instant::now();
-        let skip = std::sync::atomic::AtomicBool::new(false);
-        let skipped = &skip;
+        // Whether QEMU's input never had the stall, once it is known.
+        let (decided_tx, decided_rx) = std::sync::mpsc::channel::<bool>();
         // The kernel's headers (or its failure, as text: the same error
         // then comes from both tracks, whichever is reported).
         let (uapi_tx, uapi_rx) = std::sync::mpsc::channel::<Result<Option<PathBuf>, String>>();
+        // Each track owns its ends of the channels: a track that stops
+        // drops them, so the other never waits on it for ever.
         let (qemu_side, kernel_side) = crate::children::at_once(
-            || -> Result<QemuSide> {
+            move || -> Result<QemuSide> {
                 let input = self.inputs()?;
                 let fetched = s.elapsed();
+                let _ = decided_tx.send(input.unaffected().is_some());
                 if input.unaffected().is_some() {
-                    skipped.store(true, std::sync::atomic::Ordering::SeqCst);
                     crate::children::cancel();
                     return Ok(QemuSide {
                         input,
@@ -663,8 +665,15 @@ impl PatchAndTest {
                 });
                 let (plan, fetched, k) = match planned {
                     Ok(p) => p,
-                    Err(_) if skipped.load(std::sync::atomic::Ordering::SeqCst) => return Ok(None),
-                    Err(e) => return Err(e),
+                    // Stopped for an unaffected QEMU, or failed: named only
+                    // once QEMU's input is known good (a QEMU that fails
+                    // to fetch has stopped this track and is the error).
+                    Err(e) => {
+                        return match decided_rx.recv() {
+                            Ok(true) => Ok(None),
+                            _ => Err(e),
+                        }
+                    }
                 };
                 let kernel = plan.finish()?;
                 Ok(Some(KernelSide {
