@@ -236,7 +236,7 @@ fn keep(dir: &Path, build: &Path, build_s: f64) -> Result<Binary> {
 /// directory. The baseline is keyed by the tree, the baseline mode and the
 /// configure flags; each variant also by its patches' contents.
 pub fn build(tree: &QemuTree, baseline: BaselineMode, sets: &[PatchSet]) -> Result<Built> {
-    prepare(tree, baseline, sets)?.compile()
+    prepare(tree, baseline, sets)?.compile(false)
 }
 
 /// What `prepare` left for `compile`: the cached binaries' places and,
@@ -327,7 +327,10 @@ pub fn prepare(tree: &QemuTree, baseline: BaselineMode, sets: &[PatchSet]) -> Re
 impl Prepared {
     /// The compile: the baseline if it is missing, then each missing
     /// variant as an incremental rebuild.
-    pub fn compile(self) -> Result<Built> {
+    /// `beside`: another compile is running (the guest kernel's), so the
+    /// baseline's compile yields to it (nice 19) and only fills the moments
+    /// that compile leaves a core idle; once it is done, nothing competes.
+    pub fn compile(self, beside: bool) -> Result<Built> {
         let (base_dir, variant_dirs, sets) = (&self.base_dir, &self.variant_dirs, &self.sets);
         if let Some(Todo {
             src,
@@ -339,7 +342,7 @@ impl Prepared {
         {
             if *baseline {
                 let t = Instant::now();
-                ninja(build, log, "QEMU baseline")?;
+                ninja(build, log, "QEMU baseline", beside)?;
                 let b = keep(base_dir, build, t.elapsed().as_secs_f64())?;
                 ui::info(&format!("built the baseline in {:.1} s", b.build_s));
             }
@@ -347,7 +350,12 @@ impl Prepared {
                 let set = &sets[i];
                 set.apply(src)?;
                 let t = Instant::now();
-                ninja(build, log, &format!("QEMU {} (incremental)", set.name))?;
+                ninja(
+                    build,
+                    log,
+                    &format!("QEMU {} (incremental)", set.name),
+                    false,
+                )?;
                 let b = keep(&variant_dirs[i], build, t.elapsed().as_secs_f64())?;
                 ui::info(&format!("built {} in {:.1} s", set.name, b.build_s));
                 set.unapply(src)?;
@@ -406,7 +414,12 @@ pub fn time_incremental_rebuild(tree: &QemuTree) -> Result<f64> {
         .and_then(|h| h.set_times(now))
         .with_context(|| format!("touching {}", f.display()))?;
     let t = Instant::now();
-    ninja(&build, &work.join("bench.log"), "QEMU incremental rebuild")?;
+    ninja(
+        &build,
+        &work.join("bench.log"),
+        "QEMU incremental rebuild",
+        false,
+    )?;
     Ok(t.elapsed().as_secs_f64())
 }
 
@@ -529,9 +542,15 @@ pub fn rejected_flag(log: &str) -> Option<&str> {
         .map(str::trim)
 }
 
-fn ninja(build: &Path, log: &Path, what: &str) -> Result<Duration> {
+fn ninja(build: &Path, log: &Path, what: &str, nice: bool) -> Result<Duration> {
     let mut progress = ui::Progress::new(what);
-    let mut c = Command::new("ninja");
+    let mut c = if nice {
+        let mut c = Command::new("nice");
+        c.args(["-n", "19", "ninja"]);
+        c
+    } else {
+        Command::new("ninja")
+    };
     c.arg("-C").arg(build).arg("qemu-system-x86_64");
     let r = ui::run_logged(c, log, what, |l| {
         if let Some((n, m)) = ui::ninja_progress(l) {
