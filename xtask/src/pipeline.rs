@@ -174,14 +174,6 @@ enum QemuInput {
 }
 
 impl QemuInput {
-    /// The tree, when QEMU is built from one.
-    fn tree(&self) -> Option<&QemuTree> {
-        match self {
-            QemuInput::Tree { tree, .. } => Some(tree),
-            _ => None,
-        }
-    }
-
     /// The tree, when it never had the stall (no `aio_add_sqe()`).
     fn unaffected(&self) -> Option<&QemuTree> {
         match self {
@@ -206,7 +198,7 @@ struct Variant {
 struct QemuSide {
     input: QemuInput,
     fetched: Duration,
-    compiled: Option<(qemu::Built, Duration)>,
+    prepared: Option<qemu::Prepared>,
     prepare_took: Option<Duration>,
     selftest: Option<selftest::Selftest>,
 }
@@ -218,12 +210,11 @@ struct KernelSide {
     took: Duration,
 }
 
-/// Built at once.
+/// Built at once, before QEMU's compile.
 struct Built {
     kernel: Kernel,
     selftest: selftest::Selftest,
-    /// QEMU's baseline and variants, when built from a tree.
-    qemu: Option<qemu::Built>,
+    prepared: Option<qemu::Prepared>,
 }
 
 /// What the guest runs need, built or found in the cache.
@@ -611,14 +602,13 @@ impl PatchAndTest {
     /// - QEMU: its source, then (a tree) the work copy synced, the meson
     ///   venv and configure, mostly on one core and beside the kernel's
     ///   download and configure; then the selftest, once the kernel's
-    ///   headers are exported, beside the kernel's compile; then QEMU's
-    ///   compile at nice 19, so that it takes only what the kernel's leaves
-    ///   idle until that is done (the two compiles at equal priority
-    ///   measured no faster than one after the other: 389 s vs 395 s);
+    ///   headers are exported, beside the kernel's compile;
     /// - kernel: its source, configure and headers, then the compile, which
     ///   keeps both cores busy for minutes.
     ///
-    /// QEMU's source decides first: a tree that never had the stall stops the
+    /// QEMU's compile comes after (`artifacts`): the two compiles at once
+    /// measured no faster than one after the other (389 s vs 395 s). QEMU's
+    /// source decides first: a tree that never had the stall stops the
     /// kernel's fetch and comes back with nothing built (SKIPPED), and a
     /// kernel that cannot be fetched is named only once QEMU's input is
     /// known good.
@@ -641,7 +631,7 @@ impl PatchAndTest {
                     return Ok(QemuSide {
                         input,
                         fetched,
-                        compiled: None,
+                        prepared: None,
                         prepare_took: None,
                         selftest: None,
                     });
@@ -654,21 +644,10 @@ impl PatchAndTest {
                     .unwrap_or_else(|_| Err("the guest kernel was not configured".into()))
                     .map_err(|e| anyhow::anyhow!(e))?;
                 let selftest = self.build_selftest(uapi.as_deref())?;
-                let c = Instant::now();
-                let compiled = match (prepared, input.tree()) {
-                    (Some(p), Some(tree)) => {
-                        ui::stage(&format!(
-                            "QEMU {} compile (yielding to the kernel's while it runs)",
-                            tree.describe()
-                        ));
-                        Some((p.compile(true)?, c.elapsed()))
-                    }
-                    _ => None,
-                };
                 Ok(QemuSide {
                     input,
                     fetched,
-                    compiled,
+                    prepared,
                     prepare_took,
                     selftest: Some(selftest),
                 })
@@ -714,16 +693,12 @@ impl PatchAndTest {
             t.set("qemu_prepare", took);
         }
         t.set("selftest", Duration::from_secs_f64(selftest.build_s));
-        let qemu = qemu_side.compiled.map(|(built, took)| {
-            t.set("qemu_build", took);
-            built
-        });
         Ok((
             qemu_side.input,
             Some(Built {
                 kernel: kernel_side.kernel,
                 selftest,
-                qemu,
+                prepared: qemu_side.prepared,
             }),
         ))
     }
@@ -765,21 +740,23 @@ impl PatchAndTest {
         qemu::prepare(tree, *baseline, sets).map(Some)
     }
 
-    /// The initramfs, and the QEMU binaries to measure (built by
-    /// `builds_at_once` or given).
+    /// The initramfs and QEMU's compile, after the kernel's (see
+    /// `builds_at_once`).
     fn artifacts(&self, input: &QemuInput, built: Built, t: &mut Timings) -> Result<Artifacts> {
         let Built {
             kernel,
             selftest: st,
-            qemu: qemu_built,
+            prepared: qemu_prepared,
         } = built;
         let s = Instant::now();
         let initrd = initramfs::pack(&st.binary, &kernel.modules)?;
         ui::info(&format!("initramfs {}", initrd.display()));
         t.add("initramfs", s);
+        let s = Instant::now();
         let variants = match input {
-            QemuInput::Tree { .. } => {
-                let built = qemu_built.context("QEMU was not built")?;
+            QemuInput::Tree { tree, .. } => {
+                ui::stage(&format!("QEMU {} compile", tree.describe()));
+                let built = qemu_prepared.context("QEMU was not prepared")?.compile()?;
                 let mut v = vec![Variant {
                     name: "baseline".into(),
                     binary: built.baseline.path,
@@ -810,6 +787,7 @@ impl PatchAndTest {
                 },
             ],
         };
+        t.add("qemu_build", s);
         let bins: Vec<&Path> = variants.iter().map(|v| v.binary.as_path()).collect();
         let (controllers, skipped) = offered(&self.controllers, &bins)?;
         for s in &skipped {

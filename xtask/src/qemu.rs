@@ -236,7 +236,7 @@ fn keep(dir: &Path, build: &Path, build_s: f64) -> Result<Binary> {
 /// directory. The baseline is keyed by the tree, the baseline mode and the
 /// configure flags; each variant also by its patches' contents.
 pub fn build(tree: &QemuTree, baseline: BaselineMode, sets: &[PatchSet]) -> Result<Built> {
-    prepare(tree, baseline, sets)?.compile(false)
+    prepare(tree, baseline, sets)?.compile()
 }
 
 /// What `prepare` left for `compile`: the cached binaries' places and,
@@ -327,10 +327,7 @@ pub fn prepare(tree: &QemuTree, baseline: BaselineMode, sets: &[PatchSet]) -> Re
 impl Prepared {
     /// The compile: the baseline if it is missing, then each missing
     /// variant as an incremental rebuild.
-    /// `beside`: another compile is running (the guest kernel's), so the
-    /// baseline's compile yields to it (nice 19) and only fills the moments
-    /// that compile leaves a core idle; once it is done, nothing competes.
-    pub fn compile(self, beside: bool) -> Result<Built> {
+    pub fn compile(self) -> Result<Built> {
         let (base_dir, variant_dirs, sets) = (&self.base_dir, &self.variant_dirs, &self.sets);
         if let Some(Todo {
             src,
@@ -342,7 +339,7 @@ impl Prepared {
         {
             if *baseline {
                 let t = Instant::now();
-                ninja(build, log, "QEMU baseline", beside)?;
+                ninja(build, log, "QEMU baseline")?;
                 let b = keep(base_dir, build, t.elapsed().as_secs_f64())?;
                 ui::info(&format!("built the baseline in {:.1} s", b.build_s));
             }
@@ -350,12 +347,7 @@ impl Prepared {
                 let set = &sets[i];
                 set.apply(src)?;
                 let t = Instant::now();
-                ninja(
-                    build,
-                    log,
-                    &format!("QEMU {} (incremental)", set.name),
-                    false,
-                )?;
+                ninja(build, log, &format!("QEMU {} (incremental)", set.name))?;
                 let b = keep(&variant_dirs[i], build, t.elapsed().as_secs_f64())?;
                 ui::info(&format!("built {} in {:.1} s", set.name, b.build_s));
                 set.unapply(src)?;
@@ -414,12 +406,7 @@ pub fn time_incremental_rebuild(tree: &QemuTree) -> Result<f64> {
         .and_then(|h| h.set_times(now))
         .with_context(|| format!("touching {}", f.display()))?;
     let t = Instant::now();
-    ninja(
-        &build,
-        &work.join("bench.log"),
-        "QEMU incremental rebuild",
-        false,
-    )?;
+    ninja(&build, &work.join("bench.log"), "QEMU incremental rebuild")?;
     Ok(t.elapsed().as_secs_f64())
 }
 
@@ -542,15 +529,9 @@ pub fn rejected_flag(log: &str) -> Option<&str> {
         .map(str::trim)
 }
 
-fn ninja(build: &Path, log: &Path, what: &str, nice: bool) -> Result<Duration> {
+fn ninja(build: &Path, log: &Path, what: &str) -> Result<Duration> {
     let mut progress = ui::Progress::new(what);
-    let mut c = if nice {
-        let mut c = Command::new("nice");
-        c.args(["-n", "19", "ninja"]);
-        c
-    } else {
-        Command::new("ninja")
-    };
+    let mut c = Command::new("ninja");
     c.arg("-C").arg(build).arg("qemu-system-x86_64");
     let r = ui::run_logged(c, log, what, |l| {
         if let Some((n, m)) = ui::ninja_progress(l) {
