@@ -120,8 +120,8 @@ pub fn register(pid: u32) -> Registered {
             return Registered(i);
         }
     }
-    // More than SLOTS at once never happens here (two at most: the
-    // kernel's compile beside the selftest's or QEMU's configure); the
+    // More than SLOTS at once never happens here (two at most: one per
+    // build track, the kernel's beside QEMU's or the selftest's); the
     // parent-death signal still covers it.
     Registered(SLOTS)
 }

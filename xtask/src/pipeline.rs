@@ -625,8 +625,9 @@ impl PatchAndTest {
             move || -> Result<QemuSide> {
                 let input = self.inputs()?;
                 let fetched = s.elapsed();
-                let _ = decided_tx.send(input.unaffected().is_some());
-                if input.unaffected().is_some() {
+                let unaffected = input.unaffected().is_some();
+                let _ = decided_tx.send(unaffected);
+                if unaffected {
                     crate::children::cancel();
                     return Ok(QemuSide {
                         input,
