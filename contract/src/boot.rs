@@ -3,6 +3,8 @@
 //! the kernel's decompression) by subtracting `header_ms` from the moment
 //! the header reached the console.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub const BOOT_PREFIX: &str = "# uring-idle-boot: ";

@@ -7,6 +7,8 @@
 //! without ioeventfd): it reads the slot from the disk's sysfs path and
 //! checks that the expected driver is bound there.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
 use crate::{bail, Result};
 
 /// What the code predicts for a controller without the fix.
@@ -21,6 +23,20 @@ pub enum Role {
     /// thread, which then polls the AioContext itself. Expected not to
     /// stall: the yardstick.
     Control,
+}
+
+/// How the bare-metal probe guest drives a controller: one driver module
+/// each in `probe/`, which finds the function at the row's slot by its PCI
+/// class and IDs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeDriver {
+    /// AHCI 1.3 over ABAR (BAR5): port 0, polled PxCI / PxSACT.
+    Ahci,
+    /// virtio 1.0 PCI transport and block device (the virtio-drivers crate).
+    VirtioBlk,
+    /// NVMe: the admin queue and one I/O queue pair, completions polled.
+    Nvme,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -53,6 +69,9 @@ pub struct Controller {
     /// Drivers bound between the PCI function and the disk in sysfs, any of
     /// which marks the disk as this controller's.
     pub drivers: &'static [&'static str],
+    /// The probe guest's driver for it, if it has one: the rows the probe
+    /// can drive. The Linux guest drives every row.
+    pub probe: Option<ProbeDriver>,
 }
 
 pub const CONTROLLERS: &[Controller] = &[
@@ -68,6 +87,7 @@ pub const CONTROLLERS: &[Controller] = &[
         kconfig: &["CONFIG_ATA=y", "CONFIG_SATA_AHCI=y", "CONFIG_SCSI=y", "CONFIG_BLK_DEV_SD=y"],
         modules: &["ahci", "sd_mod"],
         drivers: &["ahci"],
+        probe: Some(ProbeDriver::Ahci),
     },
     Controller {
         name: "ide",
@@ -81,6 +101,7 @@ pub const CONTROLLERS: &[Controller] = &[
         kconfig: &["CONFIG_ATA=y", "CONFIG_ATA_SFF=y", "CONFIG_ATA_BMDMA=y", "CONFIG_ATA_PIIX=y", "CONFIG_BLK_DEV_SD=y"],
         modules: &["ata_piix", "sd_mod"],
         drivers: &["ata_piix"],
+        probe: None,
     },
     Controller {
         name: "virtio_blk",
@@ -94,6 +115,7 @@ pub const CONTROLLERS: &[Controller] = &[
         kconfig: &["CONFIG_VIRTIO_MENU=y", "CONFIG_VIRTIO=y", "CONFIG_VIRTIO_PCI=y", "CONFIG_VIRTIO_BLK=y"],
         modules: &["virtio_pci", "virtio_blk"],
         drivers: &["virtio_blk"],
+        probe: Some(ProbeDriver::VirtioBlk),
     },
     Controller {
         name: "virtio_blk_noioeventfd",
@@ -107,6 +129,7 @@ pub const CONTROLLERS: &[Controller] = &[
         kconfig: &["CONFIG_VIRTIO_PCI=y", "CONFIG_VIRTIO_BLK=y"],
         modules: &["virtio_pci", "virtio_blk"],
         drivers: &["virtio_blk"],
+        probe: Some(ProbeDriver::VirtioBlk),
     },
     Controller {
         name: "virtio_blk_iothread",
@@ -120,6 +143,7 @@ pub const CONTROLLERS: &[Controller] = &[
         kconfig: &["CONFIG_VIRTIO_PCI=y", "CONFIG_VIRTIO_BLK=y"],
         modules: &["virtio_pci", "virtio_blk"],
         drivers: &["virtio_blk"],
+        probe: Some(ProbeDriver::VirtioBlk),
     },
     Controller {
         name: "virtio_scsi",
@@ -133,6 +157,7 @@ pub const CONTROLLERS: &[Controller] = &[
         kconfig: &["CONFIG_SCSI_LOWLEVEL=y", "CONFIG_SCSI_VIRTIO=y", "CONFIG_VIRTIO_PCI=y", "CONFIG_BLK_DEV_SD=y"],
         modules: &["virtio_pci", "virtio_scsi", "sd_mod"],
         drivers: &["virtio_scsi"],
+        probe: None,
     },
     Controller {
         name: "virtio_scsi_noioeventfd",
@@ -146,6 +171,7 @@ pub const CONTROLLERS: &[Controller] = &[
         kconfig: &["CONFIG_SCSI_LOWLEVEL=y", "CONFIG_SCSI_VIRTIO=y", "CONFIG_VIRTIO_PCI=y", "CONFIG_BLK_DEV_SD=y"],
         modules: &["virtio_pci", "virtio_scsi", "sd_mod"],
         drivers: &["virtio_scsi"],
+        probe: None,
     },
     Controller {
         name: "lsi",
@@ -159,6 +185,7 @@ pub const CONTROLLERS: &[Controller] = &[
         kconfig: &["CONFIG_SCSI_LOWLEVEL=y", "CONFIG_SCSI_SYM53C8XX_2=y", "CONFIG_BLK_DEV_SD=y"],
         modules: &["sym53c8xx", "sd_mod"],
         drivers: &["sym53c8xx"],
+        probe: None,
     },
     Controller {
         name: "lsi53c810",
@@ -172,6 +199,7 @@ pub const CONTROLLERS: &[Controller] = &[
         kconfig: &["CONFIG_SCSI_LOWLEVEL=y", "CONFIG_SCSI_SYM53C8XX_2=y", "CONFIG_BLK_DEV_SD=y", "CONFIG_ACPI=y"],
         modules: &["sym53c8xx", "sd_mod"],
         drivers: &["sym53c8xx"],
+        probe: None,
     },
     Controller {
         name: "megasas",
@@ -185,6 +213,7 @@ pub const CONTROLLERS: &[Controller] = &[
         kconfig: &["CONFIG_SCSI_LOWLEVEL=y", "CONFIG_MEGARAID_SAS=y", "CONFIG_BLK_DEV_SD=y"],
         modules: &["megaraid_sas", "sd_mod"],
         drivers: &["megaraid_sas"],
+        probe: None,
     },
     Controller {
         name: "megasas_gen2",
@@ -198,6 +227,7 @@ pub const CONTROLLERS: &[Controller] = &[
         kconfig: &["CONFIG_SCSI_LOWLEVEL=y", "CONFIG_MEGARAID_SAS=y", "CONFIG_BLK_DEV_SD=y"],
         modules: &["megaraid_sas", "sd_mod"],
         drivers: &["megaraid_sas"],
+        probe: None,
     },
     Controller {
         name: "mptsas",
@@ -211,6 +241,7 @@ pub const CONTROLLERS: &[Controller] = &[
         kconfig: &["CONFIG_SCSI_LOWLEVEL=y", "CONFIG_FUSION=y", "CONFIG_FUSION_SAS=y", "CONFIG_BLK_DEV_SD=y"],
         modules: &["mptsas", "sd_mod"],
         drivers: &["mptsas"],
+        probe: None,
     },
     Controller {
         name: "pvscsi",
@@ -224,6 +255,7 @@ pub const CONTROLLERS: &[Controller] = &[
         kconfig: &["CONFIG_SCSI_LOWLEVEL=y", "CONFIG_VMWARE_PVSCSI=y", "CONFIG_BLK_DEV_SD=y"],
         modules: &["vmw_pvscsi", "sd_mod"],
         drivers: &["vmw_pvscsi"],
+        probe: None,
     },
     Controller {
         name: "am53c974",
@@ -237,6 +269,7 @@ pub const CONTROLLERS: &[Controller] = &[
         kconfig: &["CONFIG_SCSI_LOWLEVEL=y", "CONFIG_SCSI_AM53C974=y", "CONFIG_BLK_DEV_SD=y"],
         modules: &["am53c974", "sd_mod"],
         drivers: &["am53c974"],
+        probe: None,
     },
     Controller {
         name: "usb_storage",
@@ -258,6 +291,7 @@ pub const CONTROLLERS: &[Controller] = &[
         ],
         modules: &["xhci_pci", "usb_storage", "sd_mod"],
         drivers: &["usb-storage"],
+        probe: None,
     },
     Controller {
         name: "usb_uas",
@@ -283,6 +317,7 @@ pub const CONTROLLERS: &[Controller] = &[
         ],
         modules: &["xhci_pci", "uas", "sd_mod"],
         drivers: &["uas"],
+        probe: None,
     },
     Controller {
         name: "sdhci",
@@ -296,6 +331,7 @@ pub const CONTROLLERS: &[Controller] = &[
         kconfig: &["CONFIG_MMC=y", "CONFIG_MMC_BLOCK=y", "CONFIG_MMC_SDHCI=y", "CONFIG_MMC_SDHCI_PCI=y", "CONFIG_ACPI=y"],
         modules: &["sdhci_pci", "mmc_block"],
         drivers: &["sdhci-pci"],
+        probe: None,
     },
     Controller {
         name: "nvme",
@@ -311,6 +347,7 @@ pub const CONTROLLERS: &[Controller] = &[
         kconfig: &["CONFIG_BLK_DEV_NVME=y"],
         modules: &["nvme"],
         drivers: &["nvme"],
+        probe: Some(ProbeDriver::Nvme),
     },
 ];
 
@@ -371,6 +408,15 @@ pub fn names() -> Vec<&'static str> {
     CONTROLLERS.iter().map(|c| c.name).collect()
 }
 
+/// The rows `guest` can drive, in table order.
+pub fn driven_by(guest: crate::Guest) -> Vec<&'static str> {
+    CONTROLLERS
+        .iter()
+        .filter(|c| c.drives(guest))
+        .map(|c| c.name)
+        .collect()
+}
+
 pub fn by_name(name: &str) -> Result<&'static Controller> {
     match CONTROLLERS.iter().find(|c| c.name == name) {
         Some(c) => Ok(c),
@@ -409,6 +455,14 @@ pub fn identify(
 }
 
 impl Controller {
+    /// Whether `guest` can drive this controller.
+    pub fn drives(&self, guest: crate::Guest) -> bool {
+        match guest {
+            crate::Guest::Linux => true,
+            crate::Guest::Probe => self.probe.is_some(),
+        }
+    }
+
     /// QEMU's id for this controller's device (unique: one row, one slot).
     pub fn qemu_id(&self) -> String {
         format!("c{:02x}", self.slot)
@@ -529,6 +583,25 @@ mod tests {
         dedup.sort();
         dedup.dedup();
         assert_eq!(lines.len(), dedup.len());
+    }
+
+    #[test]
+    fn the_probe_drives_the_default_trio_and_the_virtio_blk_rows() {
+        use crate::Guest;
+        assert_eq!(
+            driven_by(Guest::Probe),
+            [
+                "ahci",
+                "virtio_blk",
+                "virtio_blk_noioeventfd",
+                "virtio_blk_iothread",
+                "nvme"
+            ]
+        );
+        assert_eq!(driven_by(Guest::Linux), names());
+        for d in DEFAULT {
+            assert!(by_name(d).unwrap().drives(Guest::Probe), "{d}");
+        }
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! codes written to QEMU's isa-debug-exit, which makes QEMU exit with
 //! `(value << 1) | 1`.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 /// kselftest exit codes (tools/testing/selftests/kselftest.h).
 pub const KSFT_PASS: i32 = 0;
 pub const KSFT_FAIL: i32 = 1;
@@ -22,7 +25,7 @@ pub fn encode(code: i32) -> u8 {
 
 /// QEMU's exit status back to the selftest's code; `Err` says what the
 /// status means instead.
-pub fn decode(status: Option<i32>) -> std::result::Result<i32, String> {
+pub fn decode(status: Option<i32>) -> core::result::Result<i32, String> {
     let mark = i32::from(DEBUG_EXIT_MARK);
     match status {
         Some(s) if s % 2 == 1 && (s >> 1) & mark != 0 => Ok((s >> 1) & 0x1f),

@@ -6,19 +6,39 @@
 //! - `record`: what the guest reports per test, as a JSON line inside KTAP.
 //! - `boot`: how long each phase of the guest's boot took, as `/init` saw it.
 //! - `exit`: the selftest's verdict carried through QEMU's isa-debug-exit.
+//! - `plan`: which blocks a guest reads and writes, from a seed.
 //! - `controllers`: every disk controller the tool can attach, with how QEMU
 //!   attaches it, what the guest kernel needs for it and how the guest
 //!   recognises its disk.
+//!
+//! `no_std` with `alloc`, so the bare-metal probe guest reads and writes the
+//! same types as the Linux selftest; the `std` feature (default) adds what
+//! only a hosted program needs.
+
+#![no_std]
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+use alloc::string::String;
+
+/// What `std`'s prelude would bring, for every module.
+mod prelude {
+    pub use alloc::string::{String, ToString};
+    pub use alloc::vec::Vec;
+    pub use alloc::{format, vec};
+}
 
 pub mod boot;
 pub mod controllers;
 pub mod exit;
 pub mod params;
+pub mod plan;
 pub mod record;
 
 pub use boot::{BootPhases, BOOT_PREFIX};
-pub use controllers::{Controller, Role, CONTROLLERS};
-pub use params::{Mode, ModeSet, Params, Think, Workload, BUDGET_MIN_SAMPLES};
+pub use controllers::{Controller, ProbeDriver, Role, CONTROLLERS};
+pub use params::{Guest, GuestSet, Mode, ModeSet, Params, Think, Workload, BUDGET_MIN_SAMPLES};
 pub use record::{BatchFigures, Record, Stats, JSON_PREFIX};
 
 /// Where `/init` finds the list of modules to load, one absolute path a
@@ -28,7 +48,7 @@ pub const MODULE_LIST: &str = "/etc/uring-idle/modules";
 /// `value` as one JSON line after `prefix`, as the guest prints it inside
 /// KTAP (a diagnostic line, so KTAP readers skip it).
 pub(crate) fn json_line<T: serde::Serialize>(prefix: &str, value: &T) -> String {
-    format!(
+    alloc::format!(
         "{prefix}{}",
         serde_json::to_string(value).expect("contract types always serialize")
     )
@@ -39,7 +59,7 @@ pub(crate) fn json_line<T: serde::Serialize>(prefix: &str, value: &T) -> String 
 pub(crate) fn find_json<T: serde::de::DeserializeOwned>(
     prefix: &str,
     line: &str,
-) -> Option<std::result::Result<T, serde_json::Error>> {
+) -> Option<core::result::Result<T, serde_json::Error>> {
     let at = line.find(prefix)?;
     Some(serde_json::from_str(&line[at + prefix.len()..]))
 }
@@ -48,17 +68,17 @@ pub(crate) fn find_json<T: serde::de::DeserializeOwned>(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error(pub String);
 
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-impl std::error::Error for Error {}
+impl core::error::Error for Error {}
 
-pub type Result<T> = std::result::Result<T, Error>;
+pub type Result<T> = core::result::Result<T, Error>;
 
 macro_rules! bail {
-    ($($t:tt)*) => { return Err($crate::Error(format!($($t)*))) };
+    ($($t:tt)*) => { return Err($crate::Error(alloc::format!($($t)*))) };
 }
 pub(crate) use bail;

@@ -2,14 +2,16 @@
 //! kernel command line as `uring_idle.KEY=VALUE` words by the xtask and read
 //! back by the selftest's `/init` (or filled from flags on a host).
 
+#[allow(unused_imports)]
+use crate::prelude::*;
 use crate::{bail, Error, Result};
 
 /// Declares a unit enum with its text names: `NAMES`, `name()`, `FromStr`.
 macro_rules! named_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal),+ $(,)? }) => {
         $(#[$m])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum $name { $($(#[$vm])* $v),+ }
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        pub enum $name { $($(#[$vm])* #[serde(rename = $s)] $v),+ }
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$v),+];
@@ -20,7 +22,7 @@ macro_rules! named_enum {
             }
         }
 
-        impl std::str::FromStr for $name {
+        impl core::str::FromStr for $name {
             type Err = Error;
             fn from_str(s: &str) -> Result<$name> {
                 match s {
@@ -30,8 +32,8 @@ macro_rules! named_enum {
             }
         }
 
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        impl core::fmt::Display for $name {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
                 f.write_str(self.name())
             }
         }
@@ -90,6 +92,40 @@ named_enum!(
     }
 );
 
+named_enum!(
+    /// Which guest runs the measurement: the same contract, two programs.
+    Guest {
+        /// A Linux kernel with the static selftest as `/init`: the stall as a
+        /// real guest's io_uring sees it. Its timer tick wakes QEMU's main
+        /// loop under TCG, which bounds the stall to the tick.
+        Linux = "linux",
+        /// The bare-metal probe (`probe/`): drives the controller itself by
+        /// polling, with every timer off, so only QEMU's own timers wake its
+        /// main loop, as under KVM.
+        Probe = "probe",
+    }
+);
+
+named_enum!(
+    /// Which guests a run boots.
+    GuestSet {
+        Linux = "linux",
+        Probe = "probe",
+        Both = "both",
+    }
+);
+
+impl GuestSet {
+    pub fn guests(self) -> &'static [Guest] {
+        match self {
+            GuestSet::Linux => &[Guest::Linux],
+            GuestSet::Probe => &[Guest::Probe],
+            // The probe first: its full-size figure leads the report.
+            GuestSet::Both => &[Guest::Probe, Guest::Linux],
+        }
+    }
+}
+
 /// Prefix of every word of ours on the kernel command line.
 pub const CMDLINE_PREFIX: &str = "uring_idle.";
 
@@ -133,6 +169,11 @@ pub struct Params {
     /// long (ms) with at least `BUDGET_MIN_SAMPLES` samples; 0: no budget.
     /// Under KVM an unfixed request can take ~0.5 s.
     pub budget_ms: u64,
+    /// Probe guest: a request not complete after this long (ms) has no
+    /// wake-up coming (no networking: QEMU's main loop sleeps without a
+    /// timeout), so the probe wakes the main loop itself with a PIT one-shot
+    /// and records that the request completed only after that wake.
+    pub deadline_ms: u64,
 }
 
 /// Samples a test keeps even past its time budget: enough for a p50.
@@ -158,6 +199,7 @@ impl Default for Params {
             submit_sleep_us: 1000,
             completion_sleep_us: 1000,
             budget_ms: 0,
+            deadline_ms: 5000,
         }
     }
 }
@@ -170,7 +212,7 @@ fn parse_bool(v: &str) -> Result<bool> {
     }
 }
 
-fn num<T: std::str::FromStr>(v: &str) -> Result<T> {
+fn num<T: core::str::FromStr>(v: &str) -> Result<T> {
     v.parse()
         .map_err(|_| Error(format!("{v:?} is not a valid number")))
 }
@@ -194,6 +236,7 @@ const KEYS: &[&str] = &[
     "submit_sleep_us",
     "completion_sleep_us",
     "budget_ms",
+    "deadline_ms",
 ];
 
 impl Params {
@@ -218,6 +261,7 @@ impl Params {
             self.submit_sleep_us.to_string(),
             self.completion_sleep_us.to_string(),
             self.budget_ms.to_string(),
+            self.deadline_ms.to_string(),
         ];
         KEYS.iter()
             .zip(values)
@@ -277,6 +321,7 @@ impl Params {
             "submit_sleep_us" => self.submit_sleep_us = num(v)?,
             "completion_sleep_us" => self.completion_sleep_us = num(v)?,
             "budget_ms" => self.budget_ms = num(v)?,
+            "deadline_ms" => self.deadline_ms = num(v)?,
             _ => bail!(
                 "unknown parameter {CMDLINE_PREFIX}{k}={v} (known: {})",
                 KEYS.join(", ")
@@ -354,6 +399,7 @@ mod tests {
             submit_sleep_us: 500,
             completion_sleep_us: 250,
             budget_ms: 4321,
+            deadline_ms: 2500,
         };
         let line = format!("console=ttyS0 {} panic=-1", p.to_cmdline().join(" "));
         assert_eq!(Params::from_cmdline(&line).unwrap(), p);

@@ -7,6 +7,7 @@ use crate::devices::{self, Target};
 use crate::ktap::{self, Outcome};
 use crate::workload::{self, RingError};
 use crate::{KSFT_FAIL, KSFT_PASS, KSFT_SKIP};
+use contract::plan::seed_for;
 use contract::{BatchFigures, BootPhases, Params, Record, Stats, Think, Workload};
 
 /// Kernel release from uname(2).
@@ -21,14 +22,6 @@ pub fn kernel_release() -> String {
             .to_string_lossy()
             .into_owned()
     }
-}
-
-fn seed_for(name: &str) -> u64 {
-    // Same offsets for the same device in every run, so baseline and patched
-    // runs read the same blocks.
-    name.bytes().fold(0x7572_696e_6769_646c, |h, b| {
-        workload::mix(h ^ u64::from(b))
-    })
 }
 
 /// One diagnostic line (or several, for text with newlines).
@@ -219,6 +212,7 @@ pub fn run(
             samples_us: samples,
             batch: None,
             stopped_early: None,
+            woken: 0,
         };
         let dev = match devices::open(target, p.write_check) {
             Ok(d) => d,

@@ -10,7 +10,7 @@ use io_uring::{opcode, types, IoUring};
 use crate::devices::Opened;
 use contract::{Mode, Params, Think};
 
-pub const IO_SIZE: usize = 4096;
+pub use contract::plan::{fill_pattern, first_difference, mix, offset, pattern_offsets, IO_SIZE};
 
 /// A poll-mode wait longer than this is a hung device, not a slow one: the
 /// reported stall is ~0.5 s, so a minute leaves two orders of magnitude.
@@ -47,20 +47,6 @@ impl Drop for AlignedBuf {
         // SAFETY: allocated in `new` with this layout.
         unsafe { alloc::dealloc(self.ptr, self.layout) }
     }
-}
-
-/// splitmix64: a tiny, well-mixed generator for offsets and patterns, so a
-/// run is reproducible from its seed.
-pub fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
-/// Byte offset of the i-th I/O: aligned, spread over the whole device.
-pub fn offset(seed: u64, i: u64, blocks: u64) -> u64 {
-    (mix(seed ^ i.wrapping_mul(0x2545_f491_4f6c_dd1d)) % blocks) * IO_SIZE as u64
 }
 
 /// Error text for a failed io_uring set-up: ENOSYS and EPERM mean the kernel
@@ -333,29 +319,6 @@ fn wait_one(ring: &mut IoUring, mode: Mode) -> Result<io_uring::cqueue::Entry> {
     }
 }
 
-/// The content of one pattern block: depends on the run's seed and the
-/// offset, so stale data from another run or another block never matches.
-pub fn fill_pattern(buf: &mut [u8], seed: u64, off: u64) {
-    for (i, chunk) in buf.chunks_exact_mut(8).enumerate() {
-        chunk.copy_from_slice(&mix(seed ^ off ^ ((i as u64) << 48)).to_le_bytes());
-    }
-}
-
-/// Distinct block offsets for the write check.
-pub fn pattern_offsets(seed: u64, count: u32, blocks: u64) -> Vec<u64> {
-    let count = u64::from(count).min(blocks);
-    let mut out: Vec<u64> = Vec::with_capacity(count as usize);
-    let mut i = 0u64;
-    while (out.len() as u64) < count {
-        let off = offset(seed ^ 0x5752_4954, i, blocks);
-        if !out.contains(&off) {
-            out.push(off);
-        }
-        i += 1;
-    }
-    out
-}
-
 /// Writes the pattern to every offset and flushes it to the device.
 pub fn write_pattern(ring: &mut IoUring, dev: &Opened, seed: u64, offsets: &[u64]) -> Result<()> {
     let mut buf = AlignedBuf::new(IO_SIZE);
@@ -397,65 +360,4 @@ pub fn verify_pattern(ring: &mut IoUring, dev: &Opened, seed: u64, offsets: &[u6
         );
     }
     Ok(())
-}
-
-pub fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
-    a.iter()
-        .zip(b)
-        .position(|(x, y)| x != y)
-        .or(if a.len() == b.len() {
-            None
-        } else {
-            Some(a.len().min(b.len()))
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn offsets_are_aligned_in_range_and_spread() {
-        let blocks = 1000;
-        let offs: Vec<u64> = (0..200).map(|i| offset(7, i, blocks)).collect();
-        assert!(offs
-            .iter()
-            .all(|o| o % IO_SIZE as u64 == 0 && *o < blocks * IO_SIZE as u64));
-        // Spread: 200 draws over 1000 blocks hit well over 100 distinct ones
-        // (the birthday expectation is ~181).
-        let distinct: std::collections::BTreeSet<_> = offs.iter().collect();
-        assert!(distinct.len() > 150, "{}", distinct.len());
-        assert!(
-            offs.iter().any(|o| *o >= 500 * IO_SIZE as u64),
-            "upper half never touched"
-        );
-    }
-
-    #[test]
-    fn pattern_depends_on_seed_and_offset() {
-        let mut a = vec![0u8; IO_SIZE];
-        let mut b = vec![0u8; IO_SIZE];
-        fill_pattern(&mut a, 1, 4096);
-        fill_pattern(&mut b, 1, 4096);
-        assert_eq!(a, b);
-        fill_pattern(&mut b, 2, 4096);
-        assert_ne!(a, b);
-        fill_pattern(&mut b, 1, 8192);
-        assert_ne!(a, b);
-    }
-
-    #[test]
-    fn pattern_offsets_are_distinct_and_capped_by_size() {
-        let o = pattern_offsets(3, 32, 1000);
-        let set: std::collections::BTreeSet<_> = o.iter().collect();
-        assert_eq!((o.len(), set.len()), (32, 32));
-        assert_eq!(pattern_offsets(3, 32, 4).len(), 4);
-    }
-
-    #[test]
-    fn first_difference_finds_the_byte() {
-        assert_eq!(first_difference(b"abcd", b"abcd"), None);
-        assert_eq!(first_difference(b"abXd", b"abcd"), Some(2));
-        assert_eq!(first_difference(b"ab", b"abc"), Some(2));
-    }
 }

@@ -39,6 +39,7 @@ pub const PIPELINE: &[(&str, &str)] = &[
         "kernel build (the guest image is LZ4-compressed: faster to boot)",
     ),
     ("kmod", "depmod for a prebuilt kernel's modules"),
+    ("binutils", "objcopy: the probe guest's flat -bios image"),
     ("libelf-dev", "kernel build (objtool)"),
     (
         "qemu-system-data",

@@ -46,19 +46,14 @@ impl Accel {
     }
 }
 
-/// Firmware and option ROMs: the +ds QEMU build ships none; Debian's
-/// qemu-system-data has qboot (SeaBIOS costs ~30 s of TCG boot time).
-pub const DATA_DIR: &str = "/usr/share/qemu";
-pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
-
 const DISK_BYTES: u64 = 256 << 20;
 
 #[derive(Clone, Debug)]
 pub struct Boot {
     pub qemu: PathBuf,
-    pub kernel: PathBuf,
-    pub initrd: PathBuf,
-    /// What the selftest does; its `controllers` are the disks attached.
+    /// The guest kind and what QEMU boots of it.
+    pub image: crate::guests::GuestImage,
+    /// What the guest does; its `controllers` are the disks attached.
     pub params: Params,
     /// Where disks and logs of this run go.
     pub dir: PathBuf,
@@ -76,11 +71,14 @@ pub struct Boot {
 pub enum Netdev {
     /// No network: QEMU's main loop sleeps as long as its timers allow.
     None,
-    /// User networking (libslirp) on a virtio-net NIC, as the report's
-    /// guests had: slirp caps each main-loop sleep at 499 ms, which bounds
-    /// an unfixed stall under KVM. Under TCG the guest tick wakes the loop
-    /// far sooner, so the figures do not change there.
+    /// User networking (libslirp) on a virtio-net NIC and no socket open:
+    /// slirp caps each main-loop sleep at 1000 ms.
     User,
+    /// User networking with a forwarded TCP port (a `hostfwd` rule on a free
+    /// loopback port), as the report's ssh-reachable guests had: the
+    /// listener sits in slirp's TCP list, which caps each main-loop sleep at
+    /// 499 ms, the report's figure.
+    Hostfwd,
 }
 
 impl Netdev {
@@ -88,25 +86,39 @@ impl Netdev {
         match self {
             Netdev::None => "none",
             Netdev::User => "user",
+            Netdev::Hostfwd => "hostfwd",
         }
     }
+}
+
+/// A loopback TCP port nobody listens on now, for the `hostfwd` rule (the
+/// kernel hands out a free one; QEMU binds it a moment later).
+fn free_loopback_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .context("finding a free loopback port for --netdev hostfwd")?;
+    Ok(l.local_addr()?.port())
 }
 
 /// The NIC's PCI slot: one no controller-table row uses (a test checks).
 pub const NIC_SLOT: u8 = 0x14;
 
-fn network(n: Netdev) -> Vec<OsString> {
-    match n {
-        Netdev::None => vec![],
-        Netdev::User => vec![
-            "-netdev".into(),
-            "user,id=net0".into(),
-            "-device".into(),
-            // No option ROM: qboot never network-boots, and a +ds QEMU
-            // ships none to find.
-            format!("virtio-net-pci,netdev=net0,addr={NIC_SLOT:#04x},romfile=").into(),
-        ],
-    }
+fn network(n: Netdev) -> Result<Vec<OsString>> {
+    let netdev = match n {
+        Netdev::None => return Ok(vec![]),
+        Netdev::User => "user,id=net0".to_string(),
+        Netdev::Hostfwd => format!(
+            "user,id=net0,hostfwd=tcp:127.0.0.1:{}-:22",
+            free_loopback_port()?
+        ),
+    };
+    Ok(vec![
+        "-netdev".into(),
+        netdev.into(),
+        "-device".into(),
+        // No option ROM: qboot never network-boots, and a +ds QEMU
+        // ships none to find.
+        format!("virtio-net-pci,netdev=net0,addr={NIC_SLOT:#04x},romfile=").into(),
+    ])
 }
 
 impl Boot {
@@ -242,7 +254,7 @@ pub fn kvm_usable() -> bool {
 /// source (the HPET, or the PIT in a kernel without ACPI) it is the same
 /// every boot. Under KVM the LAPIC lives in the host kernel and must stay:
 /// moving the tick into QEMU would hide the ~500 ms stall.
-fn clock_args(accel: Accel) -> String {
+pub(crate) fn clock_args(accel: Accel) -> String {
     match accel {
         Accel::Tcg => match host_tsc_khz() {
             Some(khz) => format!(" tsc=reliable tsc_early_khz={khz} nolapic_timer"),
@@ -343,29 +355,6 @@ fn machine(accel: Accel) -> Vec<OsString> {
     a
 }
 
-fn firmware() -> Vec<OsString> {
-    os(&["-bios", QBOOT, "-L", DATA_DIR])
-}
-
-/// Kernel, initramfs and command line. loglevel=6 keeps NOTICE (the
-/// banner) and quiets INFO chatter that would interleave with KTAP;
-/// panic=-1 turns a dead init into an exit.
-fn kernel(b: &Boot, accel: Accel) -> Vec<OsString> {
-    vec![
-        "-kernel".into(),
-        b.kernel.clone().into(),
-        "-initrd".into(),
-        b.initrd.clone().into(),
-        "-append".into(),
-        format!(
-            "console=ttyS0 loglevel=6 panic=-1{} {}",
-            clock_args(accel),
-            b.params.to_cmdline().join(" ")
-        )
-        .into(),
-    ]
-}
-
 /// One disk image on `aio=io_uring` without the host page cache, attached
 /// as the controller's table row says.
 fn disk(c: &Controller, index: usize, image: &Path) -> Vec<OsString> {
@@ -427,18 +416,17 @@ pub fn args(
     ctrls: &[&Controller],
     images: &[PathBuf],
     label: &str,
-) -> Vec<OsString> {
+) -> Result<Vec<OsString>> {
     let mut a = machine(accel);
-    a.extend(firmware());
-    a.extend(kernel(b, accel));
+    a.extend(b.image.boot_args(&b.params, accel));
     if let Some(log) = trace_log(b, label) {
         a.extend(tracing(&log));
     }
     for (i, (c, img)) in ctrls.iter().zip(images).enumerate() {
         a.extend(disk(c, i, img));
     }
-    a.extend(network(b.netdev));
-    a
+    a.extend(network(b.netdev)?);
+    Ok(a)
 }
 
 /// What a failed boot leaves to read: the console log's path and tail, and
@@ -486,7 +474,7 @@ fn boot(
     let stderr_path = b.dir.join(format!("qemu-{label}.stderr"));
     let mut log = std::fs::File::create(&console)
         .with_context(|| format!("creating {}", console.display()))?;
-    let args = args(b, accel, &ctrls, &images, label);
+    let args = args(b, accel, &ctrls, &images, label)?;
     let mut line = vec![b.qemu.clone().into_os_string()];
     line.extend(args.iter().cloned());
     writeln!(log, "# {}", shell_words(&line))?;
@@ -707,6 +695,7 @@ fn remember_kvm_failure(why: &str) {
 }
 
 pub fn firmware_present() -> Result<()> {
+    use crate::guests::QBOOT;
     if !Path::new(QBOOT).is_file() {
         bail!("{QBOOT} is missing: install Debian's qemu-system-data (cargo xtask deps --install)");
     }
@@ -720,8 +709,10 @@ mod tests {
     fn boot_of(controllers: &[&str]) -> Boot {
         Boot {
             qemu: "q".into(),
-            kernel: "k".into(),
-            initrd: "i".into(),
+            image: crate::guests::GuestImage::Linux {
+                kernel: "k".into(),
+                initrd: "i".into(),
+            },
             params: Params {
                 controllers: controllers.iter().map(|s| s.to_string()).collect(),
                 ..Params::default()
@@ -744,6 +735,7 @@ mod tests {
         );
         let images: Vec<PathBuf> = (0..3).map(|i| PathBuf::from(format!("/d{i}"))).collect();
         let orig: Vec<String> = args(&b, Accel::Tcg, &ctrls, &images, "baseline-r1")
+            .unwrap()
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
@@ -755,7 +747,11 @@ mod tests {
                 && a.contains("nvme,serial=uringidle,addr=0x03,drive=d2"),
             "{a}"
         );
-        assert!(a.contains("q35,accel=tcg") && a.contains(QBOOT) && a.contains("isa-debug-exit"));
+        assert!(
+            a.contains("q35,accel=tcg")
+                && a.contains(crate::guests::QBOOT)
+                && a.contains("isa-debug-exit")
+        );
         // The guest is told which controllers to wait for.
         assert!(
             a.contains("uring_idle.controllers=nvme,ahci,virtio_blk"),
@@ -778,7 +774,7 @@ mod tests {
             ) && a.contains("-msg timestamp=on -D /tmp/trace-baseline-r1.log"),
             "{a}"
         );
-        let k = shell_words(&args(&b, Accel::Kvm, &ctrls, &images, "x"));
+        let k = shell_words(&args(&b, Accel::Kvm, &ctrls, &images, "x").unwrap());
         assert!(
             k.contains(" tsc=reliable ") && !k.contains("nolapic_timer"),
             "{k}"
@@ -786,7 +782,7 @@ mod tests {
         assert!(!k.contains("tsc_early_khz"), "{k}");
         // The logged line is a shell command: it splits back into the same
         // arguments (the kernel command line is one of them, spaces and all).
-        let logged = shell_words(&args(&b, Accel::Tcg, &ctrls, &images, "baseline-r1"));
+        let logged = shell_words(&args(&b, Accel::Tcg, &ctrls, &images, "baseline-r1").unwrap());
         assert_eq!(shell_words::split(&logged).unwrap(), orig);
         assert!(orig.iter().any(|a| a.starts_with("console=ttyS0 ")));
     }
@@ -835,10 +831,11 @@ mod tests {
         let mut b = boot_of(&["ahci"]);
         let ctrls = b.controllers().unwrap();
         let img = [PathBuf::from("/d0")];
-        let none = args(&b, Accel::Tcg, &ctrls, &img, "x");
+        let none = args(&b, Accel::Tcg, &ctrls, &img, "x").unwrap();
         assert!(!none.iter().any(|a| a == "-netdev"));
         b.netdev = Netdev::User;
         let user: Vec<String> = args(&b, Accel::Tcg, &ctrls, &img, "x")
+            .unwrap()
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
@@ -853,6 +850,15 @@ mod tests {
             ]
         );
         assert!(controllers::CONTROLLERS.iter().all(|c| c.slot != NIC_SLOT));
+        // A forwarded port: a loopback port of its own, to the guest's ssh.
+        b.netdev = Netdev::Hostfwd;
+        let fwd = shell_words(&args(&b, Accel::Tcg, &ctrls, &img, "x").unwrap());
+        let rule = fwd.split("hostfwd=tcp:127.0.0.1:").nth(1).unwrap();
+        let port: u16 = rule.split('-').next().unwrap().parse().unwrap();
+        assert!(
+            port > 0 && rule.starts_with(&format!("{port}-:22'")),
+            "{fwd}"
+        );
     }
 
     #[test]

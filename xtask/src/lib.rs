@@ -1,7 +1,7 @@
 //! cargo xtask: check a QEMU tree for the io_uring submission-stall fix,
 //! build, boot, measure and report. Modules by role, in the order data
 //! flows: inputs (`source`, `fetch`, `tree`, `patch`), builds (`qemu`,
-//! `kernel`, `selftest`, `initramfs`), guest runs (`guest`), parsed results
+//! `kernel`, `selftest`, `initramfs`, `probe_image`), guest runs (`guest`; `guests` holds what differs per guest kind), parsed results
 //! (`ktap`, `trace`), output (`report`, `plot`); `pipeline` wires them; `cache`, `ui` and
 //! `deps` serve all. The binary (`main.rs`) only parses flags and dispatches.
 
@@ -19,6 +19,7 @@ pub mod ci;
 pub mod deps;
 pub mod fetch;
 pub mod guest;
+pub mod guests;
 pub mod initramfs;
 pub mod kernel;
 pub mod kselftest_install;
@@ -26,6 +27,7 @@ pub mod ktap;
 pub mod patch;
 pub mod pipeline;
 pub mod plot;
+pub mod probe_image;
 pub mod qemu;
 pub mod report;
 pub mod selftest;

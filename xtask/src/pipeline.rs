@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use contract::{controllers, Controller, ModeSet, Params, Think, Workload};
+use contract::{controllers, Controller, Guest, GuestSet, ModeSet, Params, Think, Workload};
 
-use crate::guest::{self, Accel, AccelChoice, AccelPicker, Boot};
+use crate::guest::{self, Accel, AccelChoice, AccelPicker, Boot, Netdev};
+use crate::guests::{self, GuestImage};
 use crate::kernel::{Kernel, KernelSource};
 use crate::ktap::Parsed;
 use crate::patch::{self, PatchChoice, PatchSet, State};
@@ -85,6 +86,13 @@ pub struct PatchAndTest {
     /// yardstick in seconds.
     #[arg(long, value_name = "LIST", default_value = "ahci,virtio_blk,nvme", value_parser = parse_controllers)]
     pub controllers: ::std::vec::Vec<&'static Controller>,
+    /// Which guests measure: linux (a guest kernel with the selftest as
+    /// /init: the stall through a real guest's io_uring; under TCG its tick
+    /// bounds it to ~8 ms), probe (a bare-metal guest that arms no timer:
+    /// the full-size stall, 499 ms with its default --netdev hostfwd, under
+    /// TCG as under KVM; drives ahci, nvme and the virtio_blk rows), or both.
+    #[arg(long, default_value = "both", value_parser = parse_named::<GuestSet>)]
+    pub guest: GuestSet,
     /// What the guest does on each disk: latency (one 4 KiB read in flight,
     /// --iterations of them) or batch (the report's reproducer: --total-mb
     /// in 128 KiB reads, 16 per batch, 1 ms before each submit and after
@@ -99,12 +107,21 @@ pub struct PatchAndTest {
     /// request can take ~0.5 s; at 100 I/Os that is most of a minute).
     #[arg(long, value_name = "S", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub budget_s: u64,
-    /// Measured I/Os per device, mode and guest run.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub iterations: u32,
-    /// Baseline/patched pairs, alternated to cancel drift.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=50))]
-    pub rounds: u32,
+    /// Probe guest: a request not complete after this long (ms) gets a wake:
+    /// the probe arms a PIT one-shot, which wakes QEMU's main loop, and
+    /// records that the request completed only after it (without
+    /// networking nothing else ever wakes the loop).
+    #[arg(long, value_name = "MS", default_value_t = Params::default().deadline_ms, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub deadline_ms: u64,
+    /// Measured I/Os per device, mode and guest run [default: 100 for the
+    /// linux guest, 10 for the probe, whose unfixed AHCI read costs ~0.5 s]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub iterations: Option<u32>,
+    /// Baseline/patched pairs, alternated to cancel drift [default: 2 for
+    /// the linux guest, 1 for the probe, whose 499 ms against 0.1 ms one
+    /// round decides]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub rounds: Option<u32>,
     /// Guest wait mode: sleep in io_uring_enter, poll the CQ ring, or both.
     #[arg(long, default_value = "both", value_parser = parse_named::<ModeSet>)]
     pub mode: ModeSet,
@@ -130,9 +147,15 @@ pub struct PatchAndTest {
     /// Do not trace QEMU's io_uring events (the host-side queue times).
     #[arg(long)]
     pub no_trace: bool,
-    /// Network beside the disks: `user` adds user networking (libslirp) on a virtio-net NIC, as in the report's guests; slirp caps QEMU's main-loop sleep at 499 ms, which bounds an unfixed stall under KVM (under TCG the guest tick ends it far sooner, so TCG figures do not change)
-    #[arg(long, value_enum, default_value = "none")]
-    pub netdev: crate::guest::Netdev,
+    /// Network beside the disks, which sets how long QEMU's main loop may
+    /// sleep: `hostfwd` is user networking (libslirp, a virtio-net NIC)
+    /// with a TCP port forwarded from a free loopback port, as the report's
+    /// ssh-reachable guests had: slirp caps each sleep at 499 ms; `user`
+    /// without a forwarded port caps it at 1000 ms; `none` leaves it
+    /// unbounded [default: hostfwd for the probe, none for the linux guest,
+    /// whose tick ends a stall first under TCG, so its figures do not change]
+    #[arg(long, value_enum)]
+    pub netdev: Option<Netdev>,
     /// Never install missing Debian packages; only name them.
     #[arg(long)]
     pub no_install: bool,
@@ -201,6 +224,7 @@ struct QemuSide {
     prepared: Option<qemu::Prepared>,
     prepare_took: Option<Duration>,
     selftest: Option<selftest::Selftest>,
+    probe: Option<crate::probe_image::ProbeImage>,
 }
 
 /// What the kernel track of `builds_at_once` brings back.
@@ -210,18 +234,38 @@ struct KernelSide {
     took: Duration,
 }
 
-/// Built at once, before QEMU's compile.
+/// Built at once, before QEMU's compile: the Linux guest's kernel and
+/// selftest, the probe's image, for the guests the run boots.
 struct Built {
-    kernel: Kernel,
-    selftest: selftest::Selftest,
+    linux: Option<(Kernel, selftest::Selftest)>,
+    probe: Option<crate::probe_image::ProbeImage>,
     prepared: Option<qemu::Prepared>,
+}
+
+/// The Linux guest's pieces.
+struct LinuxArtifacts {
+    kernel: Kernel,
+    selftest: PathBuf,
+    initrd: PathBuf,
+}
+
+/// One guest kind's share of a run: the kind's defaults (`guests`) under
+/// the user's flags.
+struct GuestPlan {
+    guest: Guest,
+    /// The requested rows this guest drives.
+    controllers: Vec<&'static Controller>,
+    netdev: Netdev,
+    iterations: u32,
+    warmup: u32,
+    rounds: u32,
+    modes: ModeSet,
 }
 
 /// What the guest runs need, built or found in the cache.
 struct Artifacts {
-    kernel: Kernel,
-    selftest: PathBuf,
-    initrd: PathBuf,
+    linux: Option<LinuxArtifacts>,
+    probe: Option<PathBuf>,
     variants: Vec<Variant>,
     /// The requested controllers every variant's QEMU offers.
     controllers: Vec<&'static Controller>,
@@ -242,7 +286,7 @@ fn host_evidence(no_trace: bool, variants: &[Variant]) -> std::result::Result<()
 /// What the guest runs produced.
 struct Campaign {
     accel: Accel,
-    kernel_release: String,
+    kernel_release: Option<String>,
     samples: report::Samples,
     runs: Vec<GuestRun>,
     /// Controllers the guest kernel could not drive.
@@ -260,11 +304,14 @@ struct Measured {
     baseline_binary: PathBuf,
     variants: Vec<report::VariantReport>,
     accel: Accel,
-    kernel: KernelInfo,
+    kernel: Option<KernelInfo>,
+    probe: Option<PathBuf>,
     rows: Vec<report::Row>,
+    findings: Vec<report::ControllerFinding>,
     runs: Vec<GuestRun>,
     skipped: Vec<Skipped>,
     no_host_evidence: Option<String>,
+    notes: Vec<String>,
 }
 
 /// What one good guest run says besides its samples.
@@ -370,6 +417,7 @@ impl PatchAndTest {
         let total = Instant::now();
         let mut t = Timings::default();
         self.check_json_dir()?;
+        let plans = self.guest_plans()?;
         let s = Instant::now();
         deps::ensure(deps::PIPELINE, !self.no_install)?;
         guest::firmware_present()?;
@@ -378,7 +426,7 @@ impl PatchAndTest {
         // Fetching, unpacking and building wait for another run's guests,
         // never run beside them; released before this run's own guests.
         let building = cache::MeasureLock::builds()?;
-        let (input, built) = self.builds_at_once(&mut t)?;
+        let (input, built) = self.builds_at_once(&plans, &mut t)?;
         let Some(built) = built else {
             let tree = input.unaffected().context("nothing was built")?;
             let v = Verdict {
@@ -386,17 +434,85 @@ impl PatchAndTest {
                 line: format!("SKIPPED: QEMU {} has no aio_add_sqe() and never had the stall: nothing to verify", tree.describe()),
             };
             println!("{}", v.line);
-            let doc = self.document(&v, qemu_info(&input), None, t, total);
+            let doc = self.document(&v, qemu_info(&input), None, &plans, t, total);
             self.write_json(&doc)?;
             return Ok(v.kind.exit_code());
         };
         let art = self.artifacts(&input, built, &mut t)?;
         drop(building);
         let s = Instant::now();
-        let camp = self.campaign(&art)?;
+        let camp = self.campaign(&art, &plans)?;
         t.add("guest_runs", s);
 
-        self.report(&input, &art, camp, t, total)
+        self.report(&input, &art, &plans, camp, t, total)
+    }
+
+    /// Each guest's share: the rows it can drive, its network and sample
+    /// plan. `--guest probe` with a row the probe cannot drive is a usage
+    /// error naming the rows it can; with both guests such a row is the
+    /// Linux guest's alone, and the output says so.
+    fn guest_plans(&self) -> Result<Vec<GuestPlan>> {
+        let mut plans = Vec::new();
+        for &g in self.guest.guests() {
+            let (drives, cannot): (Vec<&'static Controller>, Vec<&'static Controller>) =
+                self.controllers.iter().partition(|c| c.drives(g));
+            let names = |v: &[&Controller]| v.iter().map(|c| c.name).collect::<Vec<_>>().join(", ");
+            if !cannot.is_empty() {
+                let why = format!(
+                    "the {g} guest cannot drive {} (it drives {})",
+                    names(&cannot),
+                    controllers::driven_by(g).join(", ")
+                );
+                if self.guest.guests().len() == 1 {
+                    bail!("--guest {g}: {why}; use --guest linux or both for the others");
+                }
+                ui::info(&format!("{why}: only the other guest measures them"));
+            }
+            if drives.is_empty() {
+                continue;
+            }
+            let plan = guests::sample_plan(g);
+            plans.push(GuestPlan {
+                guest: g,
+                controllers: drives,
+                netdev: self.netdev.unwrap_or(guests::default_netdev(g)),
+                iterations: self.iterations.unwrap_or(plan.iterations),
+                warmup: plan.warmup,
+                rounds: self.rounds.unwrap_or(plan.rounds),
+                modes: guests::modes(g, self.mode),
+            });
+        }
+        Ok(plans)
+    }
+
+    /// Findings and the verdict of one variant's rows, decided per guest
+    /// (a control is a yardstick beside disks of its own guest), the
+    /// verdicts joined with the probe's full-size figure first.
+    fn judge(
+        &self,
+        rows: &[report::Row],
+        plans: &[GuestPlan],
+        paired: bool,
+        accel: Accel,
+    ) -> (Vec<report::ControllerFinding>, Verdict) {
+        let mut found = Vec::new();
+        let mut verdicts = Vec::new();
+        for plan in plans {
+            let mine = report::of_guest(rows, plan.guest);
+            if mine.is_empty() {
+                continue;
+            }
+            let v = match (paired, self.workload) {
+                (false, _) => report::verdict_single(&mine, accel),
+                (true, Workload::Latency) => report::verdict_pair(&mine, accel),
+                (true, Workload::Batch) => report::verdict_batch(&mine, accel),
+            };
+            if paired {
+                found.extend(report::findings(&mine));
+            }
+            verdicts.push((plan.guest, v));
+        }
+        (found, report::across_guests(&verdicts, accel))
     }
 
     /// Report: tables, findings, the verdict, the JSON, the plot and the
@@ -405,6 +521,7 @@ impl PatchAndTest {
         &self,
         input: &QemuInput,
         art: &Artifacts,
+        plans: &[GuestPlan],
         camp: Campaign,
         t: Timings,
         total: Instant,
@@ -413,25 +530,23 @@ impl PatchAndTest {
         let mut per_variant = Vec::new();
         for v in &art.variants[1..] {
             let rows = report::rows(&camp.samples, base, Some(&v.name));
-            let verdict = match self.workload {
-                Workload::Latency => report::verdict_pair(&rows, camp.accel),
-                Workload::Batch => report::verdict_batch(&rows, camp.accel),
-            };
-            per_variant.push((v, rows, verdict));
+            let (found, verdict) = self.judge(&rows, plans, true, camp.accel);
+            per_variant.push((v, rows, found, verdict));
         }
-        let (rows, verdict) = match per_variant.as_slice() {
+        let (rows, found, verdict) = match per_variant.as_slice() {
             [] => {
                 let rows = report::rows(&camp.samples, base, None);
-                let v = report::verdict_single(&rows, camp.accel);
-                (rows, v)
+                let (found, v) = self.judge(&rows, plans, false, camp.accel);
+                (rows, found, v)
             }
-            [(_, rows, v)] => (rows.clone(), v.clone()),
+            [(_, rows, found, v)] => (rows.clone(), found.clone(), v.clone()),
             many => (
                 many[0].1.clone(),
+                many[0].2.clone(),
                 report::overall(
                     &many
                         .iter()
-                        .map(|(v, _, verdict)| (v.name.clone(), verdict.clone()))
+                        .map(|(v, _, _, verdict)| (v.name.clone(), verdict.clone()))
                         .collect::<Vec<_>>(),
                     camp.accel,
                 ),
@@ -443,13 +558,13 @@ impl PatchAndTest {
         if per_variant.len() > 1 {
             let names: Vec<&str> = per_variant
                 .iter()
-                .map(|(v, _, _)| v.name.as_str())
+                .map(|(v, _, _, _)| v.name.as_str())
                 .collect();
             println!("{}", report::variants_table(&camp.samples, base, &names));
-            for (v, rows, verdict) in &per_variant {
+            for (v, _, found, verdict) in &per_variant {
                 println!();
                 println!("{}:", v.name);
-                println!("{}", report::findings_table(&report::findings(rows)));
+                println!("{}", report::findings_table(found));
                 println!("{}", verdict.line);
             }
         } else if self.workload == Workload::Batch {
@@ -461,7 +576,7 @@ impl PatchAndTest {
             println!("{}", report::table(&rows));
             if per_variant.len() == 1 {
                 println!();
-                println!("{}", report::findings_table(&report::findings(&rows)));
+                println!("{}", report::findings_table(&found));
             }
         }
         if !skipped.is_empty() {
@@ -474,14 +589,12 @@ impl PatchAndTest {
             println!("{n}");
         }
         println!();
-        println!(
-            "{}",
-            report::expected(camp.accel, self.think, self.think_us)
-        );
+        let expected = self.expected(plans, camp.accel);
+        println!("{expected}");
         println!("{}", verdict.line);
         let variants = per_variant
             .iter()
-            .map(|(v, rows, verdict)| {
+            .map(|(v, rows, found, verdict)| {
                 Ok(report::VariantReport {
                     name: v.name.clone(),
                     binary: v.binary.clone(),
@@ -494,7 +607,7 @@ impl PatchAndTest {
                         None => vec![],
                     },
                     verdict: verdict.clone(),
-                    controllers: report::findings(rows),
+                    controllers: found.clone(),
                     devices: rows.clone(),
                 })
             })
@@ -503,21 +616,31 @@ impl PatchAndTest {
             baseline_binary: art.variants[0].binary.clone(),
             variants,
             accel: camp.accel,
-            kernel: KernelInfo {
-                release: camp.kernel_release,
-                source: art.kernel.source.clone(),
-                image: art.kernel.image.clone(),
-                uapi: art.kernel.uapi.clone(),
-                modules: art.kernel.modules.clone(),
-                selftest: art.selftest.clone(),
-                initramfs: art.initrd.clone(),
-            },
+            kernel: art.linux.as_ref().map(|l| KernelInfo {
+                release: camp.kernel_release.clone().unwrap_or_default(),
+                source: l.kernel.source.clone(),
+                image: l.kernel.image.clone(),
+                uapi: l.kernel.uapi.clone(),
+                modules: l.kernel.modules.clone(),
+                selftest: l.selftest.clone(),
+                initramfs: l.initrd.clone(),
+            }),
+            probe: art.probe.clone(),
             rows,
+            findings: found,
             runs: camp.runs,
             skipped,
             no_host_evidence: camp.no_host_evidence.clone(),
+            notes: camp.notes.clone(),
         };
-        let doc = self.document(&verdict, qemu_info(input), Some(measured), t, total);
+        let doc = self.document(
+            &verdict,
+            qemu_info(input),
+            Some((measured, expected)),
+            plans,
+            t,
+            total,
+        );
         self.write_json(&doc)?;
         let plot = match (&self.plot, &self.json) {
             (Some(p), _) => p.clone(),
@@ -535,6 +658,15 @@ impl PatchAndTest {
             camp.run_dir.display()
         );
         Ok(verdict.kind.exit_code())
+    }
+
+    /// What each guest of the run should show, one line each.
+    fn expected(&self, plans: &[GuestPlan], accel: Accel) -> String {
+        plans
+            .iter()
+            .map(|p| guests::expected(p.guest, accel, p.netdev, self.think, self.think_us))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     fn check_json_dir(&self) -> Result<()> {
@@ -555,7 +687,7 @@ impl PatchAndTest {
     }
 
     /// Inputs: which QEMU, and what the baseline is.
-    fn inputs(&self) -> Result<QemuInput> {
+    fn inputs(&self, plans: &[GuestPlan]) -> Result<QemuInput> {
         let exists = |flag: &str, b: &Path| -> Result<String> {
             if !b.is_file() {
                 bail!("{flag} {}: no such file", b.display());
@@ -564,7 +696,7 @@ impl PatchAndTest {
             // Before any build: a prebuilt binary either can or cannot. One
             // we build always can: configure gets --enable-slirp (and fails
             // without libslirp) and the device list has VIRTIO_NET.
-            if self.netdev == crate::guest::Netdev::User {
+            if plans.iter().any(|p| p.netdev != Netdev::None) {
                 qemu::require_user_networking(b)?;
             }
             ui::stage(&format!("{flag}: {} is QEMU {version}", b.display()));
@@ -602,18 +734,25 @@ impl PatchAndTest {
     /// - QEMU: its source, then (a tree) the work copy synced, the meson
     ///   venv and configure, mostly on one core and beside the kernel's
     ///   download and configure; then the selftest, once the kernel's
-    ///   headers are exported, beside the kernel's compile;
-    /// - kernel: its source, configure and headers, then the compile, which
-    ///   keeps both cores busy for minutes.
+    ///   headers are exported, and the probe's image, beside the kernel's
+    ///   compile;
+    /// - kernel (Linux guest only): its source, configure and headers, then
+    ///   the compile, which keeps both cores busy for minutes.
     ///
     /// QEMU's compile comes after (`artifacts`): the two compiles at once
     /// measured no faster than one after the other (389 s vs 395 s). QEMU's
     /// source decides first: a tree that never had the stall stops the
     /// kernel's fetch and comes back with nothing built (SKIPPED), and a
     /// kernel that cannot be fetched is named only once QEMU's input is
-    /// known good.
-    fn builds_at_once(&self, t: &mut Timings) -> Result<(QemuInput, Option<Built>)> {
+    /// known good. A run without the Linux guest fetches no kernel at all.
+    fn builds_at_once(
+        &self,
+        plans: &[GuestPlan],
+        t: &mut Timings,
+    ) -> Result<(QemuInput, Option<Built>)> {
         let s = Instant::now();
+        let linux = plans.iter().any(|p| p.guest == Guest::Linux);
+        let probe = plans.iter().any(|p| p.guest == Guest::Probe);
         // Whether QEMU's input never had the stall, once it is known.
         let (decided_tx, decided_rx) = std::sync::mpsc::channel::<bool>();
         // The kernel's headers (or its failure, as text: the same error
@@ -623,7 +762,7 @@ impl PatchAndTest {
         // drops them, so the other never waits on it for ever.
         let (qemu_side, kernel_side) = crate::children::at_once(
             move || -> Result<QemuSide> {
-                let input = self.inputs()?;
+                let input = self.inputs(plans)?;
                 let fetched = s.elapsed();
                 let unaffected = input.unaffected().is_some();
                 let _ = decided_tx.send(unaffected);
@@ -635,31 +774,55 @@ impl PatchAndTest {
                         prepared: None,
                         prepare_took: None,
                         selftest: None,
+                        probe: None,
                     });
                 }
                 let p = Instant::now();
                 let prepared = self.prepare_qemu(&input)?;
                 let prepare_took = prepared.is_some().then(|| p.elapsed());
-                let uapi = uapi_rx
-                    .recv()
-                    .unwrap_or_else(|_| Err("the guest kernel was not configured".into()))
-                    .map_err(|e| anyhow::anyhow!(e))?;
-                let selftest = self.build_selftest(uapi.as_deref())?;
+                let selftest = if linux {
+                    let uapi = uapi_rx
+                        .recv()
+                        .unwrap_or_else(|_| Err("the guest kernel was not configured".into()))
+                        .map_err(|e| anyhow::anyhow!(e))?;
+                    Some(self.build_selftest(uapi.as_deref())?)
+                } else {
+                    None
+                };
+                let probe = if probe {
+                    ui::stage("probe guest (bare metal, -bios image)");
+                    let img = crate::probe_image::build()?;
+                    ui::info(&format!(
+                        "probe image {} ({:.1} s)",
+                        img.image.display(),
+                        img.build_s
+                    ));
+                    Some(img)
+                } else {
+                    None
+                };
                 Ok(QemuSide {
                     input,
                     fetched,
                     prepared,
                     prepare_took,
-                    selftest: Some(selftest),
+                    selftest,
+                    probe,
                 })
             },
             move || -> Result<Option<KernelSide>> {
-                let planned = self.kernel.fetch(&self.controllers).and_then(|input| {
-                    let fetched = s.elapsed();
-                    let k = Instant::now();
-                    ui::stage("guest kernel");
-                    Ok((input.plan()?, fetched, k))
-                });
+                if !linux {
+                    return Ok(None);
+                }
+                let planned = self
+                    .kernel
+                    .fetch(&self.linux_controllers(plans))
+                    .and_then(|input| {
+                        let fetched = s.elapsed();
+                        let k = Instant::now();
+                        ui::stage("guest kernel");
+                        Ok((input.plan()?, fetched, k))
+                    });
                 let _ = uapi_tx.send(match &planned {
                     Ok((plan, ..)) => Ok(plan.uapi().map(Path::to_path_buf)),
                     Err(e) => Err(format!("{e:#}")),
@@ -685,23 +848,41 @@ impl PatchAndTest {
             },
         )?;
         t.set("qemu_source", qemu_side.fetched);
-        let (Some(kernel_side), Some(selftest)) = (kernel_side, qemu_side.selftest) else {
+        if qemu_side.input.unaffected().is_some() {
             return Ok((qemu_side.input, None));
+        }
+        let linux = match (kernel_side, qemu_side.selftest) {
+            (Some(k), Some(st)) => {
+                t.set("kernel_source", k.fetched);
+                t.set("kernel", k.took);
+                t.set("selftest", Duration::from_secs_f64(st.build_s));
+                Some((k.kernel, st))
+            }
+            _ => None,
         };
-        t.set("kernel_source", kernel_side.fetched);
-        t.set("kernel", kernel_side.took);
         if let Some(took) = qemu_side.prepare_took {
             t.set("qemu_prepare", took);
         }
-        t.set("selftest", Duration::from_secs_f64(selftest.build_s));
+        if let Some(p) = &qemu_side.probe {
+            t.set("probe", Duration::from_secs_f64(p.build_s));
+        }
         Ok((
             qemu_side.input,
             Some(Built {
-                kernel: kernel_side.kernel,
-                selftest,
+                linux,
+                probe: qemu_side.probe,
                 prepared: qemu_side.prepared,
             }),
         ))
+    }
+
+    /// The rows the Linux guest's kernel must drive.
+    fn linux_controllers(&self, plans: &[GuestPlan]) -> Vec<&'static Controller> {
+        plans
+            .iter()
+            .find(|p| p.guest == Guest::Linux)
+            .map(|p| p.controllers.clone())
+            .unwrap_or_default()
     }
 
     /// The selftest against the kernel's uapi (or the system's headers).
@@ -745,14 +926,24 @@ impl PatchAndTest {
     /// `builds_at_once`).
     fn artifacts(&self, input: &QemuInput, built: Built, t: &mut Timings) -> Result<Artifacts> {
         let Built {
-            kernel,
-            selftest: st,
+            linux,
+            probe,
             prepared: qemu_prepared,
         } = built;
-        let s = Instant::now();
-        let initrd = initramfs::pack(&st.binary, &kernel.modules)?;
-        ui::info(&format!("initramfs {}", initrd.display()));
-        t.add("initramfs", s);
+        let linux = match linux {
+            Some((kernel, st)) => {
+                let s = Instant::now();
+                let initrd = initramfs::pack(&st.binary, &kernel.modules)?;
+                ui::info(&format!("initramfs {}", initrd.display()));
+                t.add("initramfs", s);
+                Some(LinuxArtifacts {
+                    kernel,
+                    selftest: st.binary,
+                    initrd,
+                })
+            }
+            None => None,
+        };
         let s = Instant::now();
         let variants = match input {
             QemuInput::Tree { tree, .. } => {
@@ -801,9 +992,8 @@ impl PatchAndTest {
             );
         }
         Ok(Artifacts {
-            kernel,
-            selftest: st.binary,
-            initrd,
+            linux,
+            probe: probe.map(|p| p.image),
             variants,
             controllers,
             skipped,
@@ -811,50 +1001,70 @@ impl PatchAndTest {
     }
 
     /// A hang guard for one boot, consistent with the time budget: 90 s to
-    /// boot, then per test the smaller of every I/O at a full KVM-sized stall
-    /// (0.6 s: the reported ~0.5 s and some) and the budget plus the
-    /// warm-up and the one I/O that ends past it, and per disk its write
-    /// phase (32 writes, a flush, 32 reads back) at that stall each.
-    fn deadline(&self, disks: usize) -> Duration {
-        const STALL_US: u64 = 600_000;
-        let per_io = self.think_us + STALL_US;
-        let warmup = u64::from(Params::default().warmup) + 1;
-        let all = per_io * u64::from(self.iterations);
+    /// boot, then per test the smaller of every I/O at the guest's longest
+    /// unfixed stall (`guests::stall_bound_us`: 0.6 s for the Linux guest,
+    /// the deadline wake for the probe) and the budget plus the warm-up and
+    /// the one I/O that ends past it, and per disk its write phase (32
+    /// writes, a flush, 32 reads back) at that stall each.
+    fn deadline(&self, plan: &GuestPlan, disks: usize) -> Duration {
+        let stall_us = guests::stall_bound_us(plan.guest, &self.guest_params(plan, &[], 1));
+        let per_io = self.think_us + stall_us;
+        let warmup = u64::from(plan.warmup) + 1;
+        let all = per_io * u64::from(plan.iterations);
         let budgeted = self.budget_s * 1_000_000 + per_io * warmup;
         let per_test = match self.workload {
             Workload::Latency => all.min(budgeted),
             // 64 batches of 16 at a stall each, and the 17 ms of sleeps.
-            Workload::Batch => (u64::from(self.total_mb) / 2 + 1) * (STALL_US + 17_000),
+            Workload::Batch => (u64::from(self.total_mb) / 2 + 1) * (stall_us + 17_000),
         };
-        let tests = (disks * self.mode.modes().len()) as u64;
+        let tests = (disks * plan.modes.modes().len()) as u64;
         Duration::from_secs(90)
-            + Duration::from_micros(per_test * tests + disks as u64 * 66 * STALL_US)
+            + Duration::from_micros(per_test * tests + disks as u64 * 66 * stall_us)
     }
 
     /// What the guest of `round` is asked to do, one disk per controller. The integrity check (65
     /// writes and reads, 0.65 s on an unfixed AHCI) runs in the first round
     /// only: data correctness does not change between boots of a binary.
-    fn guest_params(&self, ctrls: &[&Controller], round: u32) -> Params {
+    fn guest_params(&self, plan: &GuestPlan, ctrls: &[&Controller], round: u32) -> Params {
         Params {
-            iterations: self.iterations,
+            iterations: plan.iterations,
+            warmup: plan.warmup,
             think_us: self.think_us,
             think: self.think,
-            modes: self.mode,
+            modes: plan.modes,
             write_check: round == 1,
             controllers: ctrls.iter().map(|c| c.name.to_string()).collect(),
             workload: self.workload,
             total_mb: self.total_mb,
             budget_ms: self.budget_s * 1000,
+            deadline_ms: self.deadline_ms,
             ..Params::default()
         }
     }
 
-    /// Guest runs, alternating variants round by round.
-    fn campaign(&self, art: &Artifacts) -> Result<Campaign> {
-        let mut active = art.controllers.clone();
+    /// What QEMU boots for `guest`.
+    fn image(&self, art: &Artifacts, guest: Guest) -> Result<GuestImage> {
+        Ok(match guest {
+            Guest::Linux => {
+                let l = art
+                    .linux
+                    .as_ref()
+                    .context("the Linux guest was not built")?;
+                GuestImage::Linux {
+                    kernel: l.kernel.image.clone(),
+                    initrd: l.initrd.clone(),
+                }
+            }
+            Guest::Probe => GuestImage::Probe {
+                bios: art.probe.clone().context("the probe guest was not built")?,
+            },
+        })
+    }
+
+    /// Guest runs: each guest in turn, alternating variants round by round.
+    fn campaign(&self, art: &Artifacts, plans: &[GuestPlan]) -> Result<Campaign> {
         let mut skipped: Vec<Skipped> = Vec::new();
         let mut notes: Vec<String> = Vec::new();
-        let deadline = self.deadline(active.len());
         // Held until every boot of this campaign is done; taken before the
         // pruning, so no other run's guests are booting from a folder it
         // deletes.
@@ -870,64 +1080,91 @@ impl PatchAndTest {
         let mut picker = AccelPicker::new(self.accel)?;
         let mut display = ui::GuestDisplay::default();
         let mut samples = report::Samples::new();
-        let mut kernel_release = art.kernel.release.clone();
+        let mut kernel_release = art.linux.as_ref().map(|l| l.kernel.release.clone());
         let mut runs = Vec::new();
-        for round in 1..=self.rounds {
-            for v in &art.variants {
-                let label = format!("{}-r{round}", v.name);
-                let boot = Boot {
-                    qemu: v.binary.clone(),
-                    kernel: art.kernel.image.clone(),
-                    initrd: art.initrd.clone(),
-                    params: self.guest_params(&active, round),
-                    dir: run_dir.clone(),
-                    deadline,
-                    trace: traced.is_ok(),
-                    netdev: self.netdev,
-                };
-                let started = unix_now_s();
-                let (run, accel) = picker.boot(&boot, &label, &mut |e| display.event(e))?;
-                let parsed = ktap::parse_file(&run.console)?;
-                let checked = check_run(&parsed, run.code, &active, &label, &run.console)?;
-                if let Some(k) = checked.kernel_release {
-                    kernel_release = k;
+        for plan in plans {
+            let g = plan.guest;
+            let image = self.image(art, g)?;
+            // The rows every variant's QEMU offers.
+            let mut active: Vec<&Controller> = plan
+                .controllers
+                .iter()
+                .copied()
+                .filter(|c| art.controllers.contains(c))
+                .collect();
+            if active.is_empty() {
+                continue;
+            }
+            let deadline = self.deadline(plan, active.len());
+            for round in 1..=plan.rounds {
+                for v in &art.variants {
+                    // The Linux guest's labels stay as they were.
+                    let label = match g {
+                        Guest::Linux => format!("{}-r{round}", v.name),
+                        _ => format!("{g}-{}-r{round}", v.name),
+                    };
+                    let boot = Boot {
+                        qemu: v.binary.clone(),
+                        image: image.clone(),
+                        params: self.guest_params(plan, &active, round),
+                        dir: run_dir.clone(),
+                        deadline,
+                        trace: traced.is_ok(),
+                        netdev: plan.netdev,
+                    };
+                    let started = unix_now_s();
+                    let (run, accel) = picker.boot(&boot, &label, &mut |e| display.event(e))?;
+                    let parsed = ktap::parse_file(&run.console)?;
+                    let checked = check_run(&parsed, run.code, &active, &label, &run.console)?;
+                    if let (Guest::Linux, Some(k)) = (g, checked.kernel_release) {
+                        kernel_release = Some(k);
+                    }
+                    // A controller the guest cannot drive is dropped from
+                    // the later boots, which would only wait for it again.
+                    for mut s in checked.skipped {
+                        s.reason = format!("{g} guest: {}", s.reason);
+                        ui::warn(&format!("skipping {}: {}", s.controller, s.reason));
+                        active.retain(|c| c.name != s.controller);
+                        skipped.push(s);
+                    }
+                    report::collect(&mut samples, &parsed.records, &v.name, g);
+                    for r in &parsed.records {
+                        let mut said = Vec::new();
+                        if let Some(why) = &r.stopped_early {
+                            said.push(why.clone());
+                        }
+                        if r.woken > 0 {
+                            said.push(report::woken_phrase(r, &boot.params, plan.netdev));
+                        }
+                        for why in said {
+                            let note = format!("{label} {} {}: {why}", r.device, r.mode);
+                            ui::info(&note);
+                            notes.push(note);
+                        }
+                    }
+                    let host = match &run.trace_log {
+                        Some(log) => {
+                            Some(self.host_samples(plan, &mut samples, log, &run.fds, &v.name)?)
+                        }
+                        None => None,
+                    };
+                    runs.push(GuestRun {
+                        guest: g,
+                        netdev: plan.netdev.name().into(),
+                        label,
+                        variant: v.name.clone(),
+                        round,
+                        accel,
+                        started_unix_s: started,
+                        wall_s: run.elapsed.as_secs_f64(),
+                        boot_to_ktap_s: run.to_ktap.map(|d| d.as_secs_f64()),
+                        guest_exit: run.code,
+                        console_log: run.console,
+                        boot: run.boot,
+                        trace_log: run.trace_log,
+                        host,
+                    });
                 }
-                // A controller the guest kernel cannot drive is dropped from
-                // the later boots, which would only wait for it again.
-                for s in checked.skipped {
-                    ui::warn(&format!("skipping {}: {}", s.controller, s.reason));
-                    active.retain(|c| c.name != s.controller);
-                    skipped.push(s);
-                }
-                report::collect(&mut samples, &parsed.records, &v.name);
-                for r in parsed.records.iter().filter(|r| r.stopped_early.is_some()) {
-                    let note = format!(
-                        "{label} {} {}: {}",
-                        r.device,
-                        r.mode,
-                        r.stopped_early.as_deref().unwrap_or_default()
-                    );
-                    ui::info(&note);
-                    notes.push(note);
-                }
-                let host = match &run.trace_log {
-                    Some(log) => Some(self.host_samples(&mut samples, log, &run.fds, &v.name)?),
-                    None => None,
-                };
-                runs.push(GuestRun {
-                    label,
-                    variant: v.name.clone(),
-                    round,
-                    accel,
-                    started_unix_s: started,
-                    wall_s: run.elapsed.as_secs_f64(),
-                    boot_to_ktap_s: run.to_ktap.map(|d| d.as_secs_f64()),
-                    guest_exit: run.code,
-                    console_log: run.console,
-                    boot: run.boot,
-                    trace_log: run.trace_log,
-                    host,
-                });
             }
         }
         Ok(Campaign {
@@ -945,18 +1182,26 @@ impl PatchAndTest {
     /// The host-side queue times of one traced run, into `samples`.
     fn host_samples(
         &self,
+        plan: &GuestPlan,
         samples: &mut report::Samples,
         log: &Path,
         fds: &BTreeMap<i32, String>,
         variant: &str,
     ) -> Result<HostRun> {
         let paired = crate::trace::read_log(log)?;
-        let p = self.guest_params(&[], 1);
+        let p = self.guest_params(plan, &[], 1);
         let disks = crate::trace::by_disk(&paired, fds, p.modes.modes(), p.warmup, p.iterations);
         let mut out = Vec::new();
         for (controller, ph) in &disks {
             for (mode, queued) in &ph.measured {
-                report::collect_host(samples, controller, mode.name(), queued, variant);
+                report::collect_host(
+                    samples,
+                    plan.guest,
+                    controller,
+                    mode.name(),
+                    queued,
+                    variant,
+                );
             }
             out.push(HostDisk {
                 controller: controller.clone(),
@@ -977,51 +1222,89 @@ impl PatchAndTest {
         &self,
         verdict: &Verdict,
         qemu: QemuInfo,
-        measured: Option<Measured>,
+        measured: Option<(Measured, String)>,
+        plans: &[GuestPlan],
         mut t: Timings,
         total: Instant,
     ) -> Report {
         t.add("total", total);
-        let accel = measured.as_ref().map(|m| m.accel);
-        let baseline_binary = measured.as_ref().map(|m| m.baseline_binary.clone());
-        let (kernel, rows, guest_runs, skipped, no_host_evidence, variants) = match measured {
-            Some(m) => (
-                Some(m.kernel),
-                m.rows,
-                m.runs,
-                m.skipped,
-                m.no_host_evidence,
-                m.variants,
-            ),
-            None => (None, vec![], vec![], vec![], None, vec![]),
+        let (m, expected) = match measured {
+            Some((m, e)) => (Some(m), Some(e)),
+            None => (None, None),
         };
-        let controllers = if rows.iter().any(|r| r.patched.is_some()) {
-            report::findings(&rows)
+        let accel = m.as_ref().map(|m| m.accel);
+        let baseline_binary = m.as_ref().map(|m| m.baseline_binary.clone());
+        let (kernel, probe, rows, controllers, guest_runs) = match &m {
+            Some(m) => (
+                m.kernel.clone(),
+                m.probe.clone(),
+                m.rows.clone(),
+                m.findings.clone(),
+                m.runs.clone(),
+            ),
+            None => (None, None, vec![], vec![], vec![]),
+        };
+        let (skipped, no_host_evidence, notes, variants) = match m {
+            Some(m) => (m.skipped, m.no_host_evidence, m.notes, m.variants),
+            None => (vec![], None, vec![], vec![]),
+        };
+        // One name when every guest had the same network.
+        let netdevs: Vec<String> = if plans
+            .iter()
+            .all(|p| Some(p.netdev) == plans.first().map(|f| f.netdev))
+        {
+            plans
+                .first()
+                .map(|p| p.netdev.name().to_string())
+                .into_iter()
+                .collect()
         } else {
-            vec![]
+            plans
+                .iter()
+                .map(|p| format!("{}={}", p.guest, p.netdev.name()))
+                .collect()
         };
         Report {
             verdict: verdict.kind,
             verdict_line: verdict.line.clone(),
             exit_code: verdict.kind.exit_code(),
             accel,
-            expected: accel.map(|a| report::expected(a, self.think, self.think_us)),
+            expected,
             qemu,
             kernel,
+            probe_image: probe,
             controllers,
             skipped,
             no_host_evidence,
+            notes,
             variants,
             baseline_binary,
             devices: rows,
             guest_runs,
             params: Some(ParamsInfo {
-                iterations: self.iterations,
-                rounds: self.rounds,
+                iterations: self
+                    .iterations
+                    .unwrap_or(guests::sample_plan(Guest::Linux).iterations),
+                rounds: self
+                    .rounds
+                    .unwrap_or(guests::sample_plan(Guest::Linux).rounds),
                 think_us: self.think_us,
                 think: self.think.name().into(),
                 mode: self.mode.name().into(),
-                netdev: self.netdev.name().into(),
+                guest: self.guest.name().into(),
+                netdev: netdevs.join(","),
+                guests: plans
+                    .iter()
+                    .map(|p| report::GuestParams {
+                        guest: p.guest,
+                        netdev: p.netdev.name().into(),
+                        iterations: p.iterations,
+                        warmup: p.warmup,
+                        rounds: p.rounds,
+                        mode: p.modes.name().into(),
+                        controllers: p.controllers.iter().map(|c| c.name.to_string()).collect(),
+                    })
+                    .collect(),
                 controllers: self
                     .controllers
                     .iter()
@@ -1114,6 +1397,7 @@ mod tests {
             samples_us: vec![],
             batch: None,
             stopped_early: None,
+            woken: 0,
         }
     }
 
@@ -1180,18 +1464,94 @@ mod tests {
         <W as clap::Parser>::try_parse_from(all).unwrap().p
     }
 
+    fn plan_of(p: &PatchAndTest, g: Guest) -> GuestPlan {
+        p.guest_plans()
+            .unwrap()
+            .into_iter()
+            .find(|x| x.guest == g)
+            .unwrap()
+    }
+
     #[test]
     fn the_deadline_follows_the_time_budget() {
+        let linux = |args: &[&str]| {
+            let p = options(args);
+            p.deadline(&plan_of(&p, Guest::Linux), 3).as_secs_f64()
+        };
         // Default: 3 disks, 2 modes, 100 I/Os at 2 ms think. Each test is
         // bounded by its 20 s budget plus 6 stalled I/Os (5 warm-up and the
         // one in flight: 23.6 s), not by 100 stalled I/Os (60.2 s); each
         // disk's write phase 66 x 0.6 s.
-        let d = options(&[]).deadline(3).as_secs_f64();
+        let d = linux(&[]);
         assert!((d - (90.0 + 6.0 * 23.612 + 3.0 * 39.6)).abs() < 0.01, "{d}");
         // A short run is bounded by its I/Os, not by the budget.
-        let d = options(&["--iterations", "10"]).deadline(3).as_secs_f64();
+        let d = linux(&["--iterations", "10"]);
         assert!((d - (90.0 + 6.0 * 6.02 + 3.0 * 39.6)).abs() < 0.01, "{d}");
-        assert!(options(&["--budget-s", "60"]).deadline(3) > options(&[]).deadline(3));
+        assert!(linux(&["--budget-s", "60"]) > linux(&[]));
+        // The probe: one mode, 10 reads after 1 warm-up, each at most its
+        // 5 s deadline and the wake: bounded by the budget (20 s + 2 x 5.012 s).
+        let p = options(&[]);
+        let d = p.deadline(&plan_of(&p, Guest::Probe), 3).as_secs_f64();
+        assert!(
+            (d - (90.0 + 3.0 * 30.024 + 3.0 * 66.0 * 5.01)).abs() < 0.01,
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn each_guest_gets_the_rows_it_can_drive() {
+        let p = options(&[]);
+        let plans = p.guest_plans().unwrap();
+        // The probe first: its figure leads.
+        assert_eq!(
+            plans.iter().map(|x| x.guest).collect::<Vec<_>>(),
+            [Guest::Probe, Guest::Linux]
+        );
+        let probe = &plans[0];
+        assert_eq!(
+            (probe.iterations, probe.rounds, probe.netdev),
+            (10, 1, Netdev::Hostfwd)
+        );
+        assert_eq!(probe.modes, ModeSet::Poll);
+        let linux = &plans[1];
+        assert_eq!(
+            (linux.iterations, linux.rounds, linux.netdev),
+            (100, 2, Netdev::None)
+        );
+        // Given flags reach both guests.
+        let p = options(&["--iterations", "20", "--netdev", "user"]);
+        assert!(p
+            .guest_plans()
+            .unwrap()
+            .iter()
+            .all(|x| x.iterations == 20 && x.netdev == Netdev::User));
+        // A row the probe cannot drive: the Linux guest's alone with both,
+        // a usage error naming the probe's rows with --guest probe.
+        let p = options(&["--controllers", "ahci,ide"]);
+        let names = |g| {
+            plan_of(&p, g)
+                .controllers
+                .iter()
+                .map(|c| c.name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(Guest::Probe), ["ahci"]);
+        assert_eq!(names(Guest::Linux), ["ahci", "ide"]);
+        let e = options(&["--guest", "probe", "--controllers", "ahci,ide"])
+            .guest_plans()
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("cannot drive ide")
+                && e.contains(
+                    "ahci, virtio_blk, virtio_blk_noioeventfd, virtio_blk_iothread, nvme"
+                ),
+            "{e}"
+        );
+        // With both and no row for the probe, only the Linux guest runs.
+        let p = options(&["--controllers", "ide"]);
+        assert_eq!(p.guest_plans().unwrap().len(), 1);
     }
 
     #[test]

@@ -47,17 +47,17 @@ fn pooled(runs: Option<&Vec<Vec<u32>>>) -> Vec<u32> {
     runs.map(|r| r.concat()).unwrap_or_default()
 }
 
-/// Draws every (controller, mode) of `samples` for `variants` (baseline
-/// first) into `path`; returns the number of panels.
+/// Draws every (guest, controller, mode) of `samples` for `variants`
+/// (baseline first) into `path`; returns the number of panels.
 pub fn render(path: &Path, samples: &Samples, variants: &[&str]) -> Result<usize> {
-    let mut keys: Vec<&(String, String)> = samples.keys().collect();
-    keys.sort_by_key(|(c, m)| (contract::controllers::rank(c), m.clone()));
+    let mut keys: Vec<&(contract::Guest, String, String)> = samples.keys().collect();
+    keys.sort_by_key(|(g, c, m)| (*g, contract::controllers::rank(c), m.clone()));
     if keys.is_empty() {
         return Ok(0);
     }
     let cols = keys
         .iter()
-        .map(|(_, m)| m)
+        .map(|(_, _, m)| m)
         .collect::<std::collections::BTreeSet<_>>()
         .len()
         .max(1);
@@ -87,7 +87,7 @@ pub fn render(path: &Path, samples: &Samples, variants: &[&str]) -> Result<usize
         );
         let mut chart = ChartBuilder::on(area)
             .caption(
-                format!("{} ({}): latency CDF", c.device, key.1),
+                format!("{} ({}, {} guest): latency CDF", c.device, key.2, key.0),
                 ("sans-serif", 16),
             )
             .margin(8)

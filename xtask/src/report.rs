@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use comfy_table::{presets::ASCII_MARKDOWN, Table};
-use contract::{controllers, Record, Role, Stats, Think};
+use contract::{controllers, Guest, Record, Role, Stats};
 use serde::{Deserialize, Serialize};
 
 use crate::guest::Accel;
@@ -104,17 +104,18 @@ pub struct Collected {
     pub totals: BTreeMap<String, Vec<f64>>,
 }
 
-/// Samples keyed by (controller, mode): each controller has its own disk,
-/// so two disks never pool under one name, and kernel names (`sda`, `sdb`)
-/// that change with probing order between boots do not split a series.
-pub type Samples = BTreeMap<(String, String), Collected>;
+/// Samples keyed by (guest, controller, mode): each controller has its own
+/// disk, so two disks never pool under one name, and kernel names (`sda`,
+/// `sdb`) that change with probing order between boots do not split a
+/// series; the two guests' figures of one controller never pool either.
+pub type Samples = BTreeMap<(Guest, String, String), Collected>;
 
-/// Adds a run of `variant`'s latency records (integrity records carry no
-/// samples).
-pub fn collect(into: &mut Samples, records: &[Record], variant: &str) {
+/// Adds a run of `variant`'s latency records, measured by `guest`
+/// (integrity records carry no samples).
+pub fn collect(into: &mut Samples, records: &[Record], variant: &str, guest: Guest) {
     for r in records.iter().filter(|r| !r.samples_us.is_empty()) {
         let c = into
-            .entry((r.controller.clone(), r.mode.clone()))
+            .entry((guest, r.controller.clone(), r.mode.clone()))
             .or_default();
         c.device = r.device.clone();
         c.runs
@@ -134,12 +135,13 @@ pub fn collect(into: &mut Samples, records: &[Record], variant: &str) {
 /// in `mode` (from `trace::by_disk`).
 pub fn collect_host(
     into: &mut Samples,
+    guest: Guest,
     controller: &str,
     mode: &str,
     queued_us: &[u32],
     variant: &str,
 ) {
-    into.entry((controller.to_string(), mode.to_string()))
+    into.entry((guest, controller.to_string(), mode.to_string()))
         .or_default()
         .host
         .entry(variant.to_string())
@@ -149,6 +151,9 @@ pub fn collect_host(
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Row {
+    /// The guest that measured it.
+    #[serde(default = "linux")]
+    pub guest: Guest,
     /// The controller-table row.
     pub controller: String,
     /// The device as the guest named it last (controller and kernel name).
@@ -177,6 +182,17 @@ pub struct Row {
     pub patched_round_total_ms: Vec<f64>,
 }
 
+/// Reports written before the probe guest existed are the Linux guest's.
+fn linux() -> Guest {
+    Guest::Linux
+}
+
+/// The rows one guest measured: findings and verdicts are decided per
+/// guest (a control is a yardstick only beside disks of the same guest).
+pub fn of_guest(rows: &[Row], guest: Guest) -> Vec<Row> {
+    rows.iter().filter(|r| r.guest == guest).cloned().collect()
+}
+
 /// Rows of `base` against `other` (a variant), or of `base` alone.
 pub fn rows(collected: &Samples, base: &str, other: Option<&str>) -> Vec<Row> {
     /// One variant's rounds, borrowed (none for a variant not measured).
@@ -186,7 +202,7 @@ pub fn rows(collected: &Samples, base: &str, other: Option<&str>) -> Vec<Row> {
     let mut rows: Vec<Row> = collected
         .iter()
         .filter(|(_, c)| c.runs.contains_key(base))
-        .map(|((controller, mode), c)| {
+        .map(|((guest, controller, mode), c)| {
             let (b, p) = (side(&c.runs, Some(base)), side(&c.runs, other));
             let (hb, hp) = (side(&c.host, Some(base)), side(&c.host, other));
             let p50s = |runs: &[Vec<u32>]| {
@@ -203,6 +219,7 @@ pub fn rows(collected: &Samples, base: &str, other: Option<&str>) -> Vec<Row> {
                 .filter(|p| p.p50_us > 0.0)
                 .map(|p| baseline.p50_us / p.p50_us);
             Row {
+                guest: *guest,
                 controller: controller.clone(),
                 device: c.device.clone(),
                 role: controllers::by_name(controller).ok().map(|c| c.role),
@@ -222,8 +239,11 @@ pub fn rows(collected: &Samples, base: &str, other: Option<&str>) -> Vec<Row> {
         })
         .collect();
     rows.sort_by(|a, b| {
-        (controllers::rank(&a.controller), &a.mode)
-            .cmp(&(controllers::rank(&b.controller), &b.mode))
+        (a.guest, controllers::rank(&a.controller), &a.mode).cmp(&(
+            b.guest,
+            controllers::rank(&b.controller),
+            &b.mode,
+        ))
     });
     rows
 }
@@ -255,6 +275,7 @@ pub fn table(rows: &[Row]) -> String {
     let host = rows.iter().any(|r| r.host_baseline.is_some());
     let mut header: Vec<&str> = if paired {
         vec![
+            "guest",
             "device",
             "mode",
             "n",
@@ -267,7 +288,7 @@ pub fn table(rows: &[Row]) -> String {
             "p50 ratio",
         ]
     } else {
-        vec!["device", "mode", "n", "p50", "p90", "p99", "max"]
+        vec!["guest", "device", "mode", "n", "p50", "p90", "p99", "max"]
     };
     if host {
         header.push("queued in QEMU p50");
@@ -280,6 +301,7 @@ pub fn table(rows: &[Row]) -> String {
         let b = &r.baseline;
         let mut cells = match &r.patched {
             Some(p) => vec![
+                r.guest.to_string(),
                 r.device.clone(),
                 r.mode.clone(),
                 format!("{}+{}", b.n, p.n),
@@ -292,6 +314,7 @@ pub fn table(rows: &[Row]) -> String {
                 ratio_text(r.p50_ratio),
             ],
             None => vec![
+                r.guest.to_string(),
                 r.device.clone(),
                 r.mode.clone(),
                 b.n.to_string(),
@@ -367,6 +390,9 @@ impl Finding {
 /// One controller's finding, with the figures of its slowest baseline mode.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ControllerFinding {
+    /// The guest whose rows decided it.
+    #[serde(default = "linux")]
+    pub guest: Guest,
     pub controller: String,
     pub role: Option<Role>,
     pub finding: Finding,
@@ -522,6 +548,7 @@ pub fn findings(rows: &[Row]) -> Vec<ControllerFinding> {
                 .expect("at least one row per controller");
             let c = controllers::by_name(name).ok();
             ControllerFinding {
+                guest: shown.guest,
                 controller: name.to_string(),
                 role: c.map(|c| c.role),
                 finding,
@@ -544,6 +571,7 @@ pub fn findings_table(f: &[ControllerFinding]) -> String {
     let mut t = Table::new();
     t.load_preset(ASCII_MARKDOWN);
     t.set_header([
+        "guest",
         "controller",
         "finding",
         "baseline p50",
@@ -559,6 +587,7 @@ pub fn findings_table(f: &[ControllerFinding]) -> String {
             _ => "-".into(),
         };
         t.add_row([
+            c.guest.to_string(),
             c.controller.clone(),
             c.finding.name().to_string(),
             ms(c.baseline_p50_us),
@@ -570,39 +599,6 @@ pub fn findings_table(f: &[ControllerFinding]) -> String {
         ]);
     }
     t.to_string()
-}
-
-/// What the measurement should show under `accel`, for the think mode used.
-pub fn expected(accel: Accel, think: Think, think_us: u64) -> String {
-    match accel {
-        Accel::Tcg => {
-            let tail = match think {
-                Think::Spin => {
-                    // The next I/O starts `think` after a completion that came
-                    // on a tick, so it waits for the rest of the tick period.
-                    let wait = |tick_us: u64| (tick_us - think_us % tick_us) as f64 / 1000.0;
-                    format!(
-                        "the guest spins {:.1} ms after each completion, which came on a tick, so an unfixed request \
-                         waits the rest of the tick: ~{:.1} ms with the HZ=100 guest kernel (~{:.1} ms with a HZ=250 \
-                         distro kernel)",
-                        think_us as f64 / 1000.0,
-                        wait(10_000),
-                        wait(4_000)
-                    )
-                }
-                Think::Sleep => "the guest sleeps between I/Os and wakes on a tick, just as the main loop does, so \
-                                 how long an unfixed request waits varies from boot to boot (0 to one tick period)"
-                    .to_string(),
-            };
-            format!(
-                "expected under TCG: every guest timer tick wakes QEMU's main loop, which then submits a stuck SQE; \
-                 {tail}; fixed, well under 1 ms like the controls"
-            )
-        }
-        Accel::Kvm => "expected under KVM: guest timers live in the host kernel and QEMU's main loop sleeps until its own \
-                       timers, so unfixed requests on affected controllers stall up to ~500 ms (the reported 50-80x)"
-            .to_string(),
-    }
 }
 
 /// Baseline against patched: a finding per controller, then the verdict.
@@ -738,6 +734,23 @@ pub fn verdict_single(rows: &[Row], accel: Accel) -> Verdict {
     }
 }
 
+/// The finding a record's deadline wakes make, in words: without a wake an
+/// unfixed request never completes when nothing bounds QEMU's sleep.
+pub fn woken_phrase(r: &Record, p: &contract::Params, netdev: crate::guest::Netdev) -> String {
+    let n = r.samples_us.len();
+    let secs = p.deadline_ms as f64 / 1000.0;
+    match netdev {
+        crate::guest::Netdev::None => format!(
+            "without networking an unfixed request never completes until something else wakes QEMU: {} of {n} waited the full {secs} s and completed only after the probe woke QEMU's main loop itself",
+            r.woken
+        ),
+        _ => format!(
+            "{} of {n} requests waited the full {secs} s and completed only after the probe woke QEMU's main loop itself",
+            r.woken
+        ),
+    }
+}
+
 /// A requested controller that was not measured, and why.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Skipped {
@@ -787,6 +800,7 @@ pub fn batch_table(rows: &[Row]) -> String {
     let mut t = Table::new();
     t.load_preset(ASCII_MARKDOWN);
     t.set_header([
+        "guest",
         "device",
         "mode",
         "batches",
@@ -799,6 +813,7 @@ pub fn batch_table(rows: &[Row]) -> String {
     for r in rows {
         let (b, p) = (&r.baseline_round_total_ms, &r.patched_round_total_ms);
         t.add_row([
+            r.guest.to_string(),
             r.device.clone(),
             r.mode.clone(),
             format!("{}", r.baseline.n),
@@ -954,6 +969,12 @@ pub struct HostRun {
 /// One boot.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GuestRun {
+    /// Which guest booted.
+    #[serde(default = "linux")]
+    pub guest: Guest,
+    /// Its network (`--netdev`, or the guest kind's default).
+    #[serde(default)]
+    pub netdev: String,
     pub label: String,
     pub variant: String,
     pub round: u32,
@@ -983,9 +1004,27 @@ pub struct ParamsInfo {
     pub think_us: u64,
     pub think: String,
     pub mode: String,
-    /// `none` or `user` (--netdev).
+    /// `--guest`: linux, probe or both.
+    #[serde(default)]
+    pub guest: String,
+    /// Each guest's network, `GUEST=NETDEV` comma-separated.
     #[serde(default)]
     pub netdev: String,
+    pub controllers: Vec<String>,
+    /// What each guest measured with.
+    #[serde(default)]
+    pub guests: Vec<GuestParams>,
+}
+
+/// One guest's share of the run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GuestParams {
+    pub guest: Guest,
+    pub netdev: String,
+    pub iterations: u32,
+    pub warmup: u32,
+    pub rounds: u32,
+    pub mode: String,
     pub controllers: Vec<String>,
 }
 
@@ -1031,12 +1070,53 @@ pub fn overall(verdicts: &[(String, Verdict)], accel: Accel) -> Verdict {
     }
 }
 
+/// The verdict over both guests, the full-size figure (the probe's) first:
+/// a regression in either is one; the run verifies only when each guest
+/// does. Each guest's line is kept whole after its name.
+pub fn across_guests(verdicts: &[(Guest, Verdict)], accel: Accel) -> Verdict {
+    if let [(_, only)] = verdicts {
+        return only.clone();
+    }
+    let first = verdicts.first().map(|(_, v)| v.kind);
+    let kind = if verdicts.iter().all(|(_, v)| Some(v.kind) == first) {
+        first.unwrap_or(Kind::NotVerified)
+    } else if verdicts.iter().any(|(_, v)| v.kind == Kind::Regression) {
+        Kind::Regression
+    } else if verdicts.iter().any(|(_, v)| v.kind == Kind::StallPresent) {
+        // One binary: a stall any guest shows is present.
+        Kind::StallPresent
+    } else {
+        Kind::NotVerified
+    };
+    let head = match kind {
+        Kind::Verified => "FIX VERIFIED",
+        Kind::NotVerified => "NOT VERIFIED",
+        Kind::Regression => "REGRESSION",
+        Kind::Unaffected => "UNAFFECTED",
+        Kind::StallPresent => "STALL PRESENT",
+        Kind::Skipped => "SKIPPED",
+    };
+    let each: Vec<String> = verdicts
+        .iter()
+        .map(|(g, v)| format!("{g} guest: {}", v.line))
+        .collect();
+    Verdict {
+        kind,
+        line: format!("{head} ({}): {}", accel.name(), each.join("; ")),
+    }
+}
+
 /// Every variant beside the baseline: per device and mode, the baseline
 /// p50 and each variant's p50 with its ratio.
 pub fn variants_table(collected: &Samples, base: &str, names: &[&str]) -> String {
     let mut t = Table::new();
     t.load_preset(ASCII_MARKDOWN);
-    let mut header = vec!["device".to_string(), "mode".into(), format!("{base} p50")];
+    let mut header = vec![
+        "guest".to_string(),
+        "device".into(),
+        "mode".into(),
+        format!("{base} p50"),
+    ];
     header.extend(names.iter().map(|n| format!("{n} p50 (ratio)")));
     t.set_header(header);
     let per: Vec<Vec<Row>> = names
@@ -1044,7 +1124,12 @@ pub fn variants_table(collected: &Samples, base: &str, names: &[&str]) -> String
         .map(|n| rows(collected, base, Some(n)))
         .collect();
     for (i, r) in per[0].iter().enumerate() {
-        let mut cells = vec![r.device.clone(), r.mode.clone(), ms(r.baseline.p50_us)];
+        let mut cells = vec![
+            r.guest.to_string(),
+            r.device.clone(),
+            r.mode.clone(),
+            ms(r.baseline.p50_us),
+        ];
         for v in &per {
             cells.push(
                 match v
@@ -1071,6 +1156,9 @@ pub struct Report {
     pub expected: Option<String>,
     pub qemu: QemuInfo,
     pub kernel: Option<KernelInfo>,
+    /// The probe guest's -bios image, when it ran.
+    #[serde(default)]
+    pub probe_image: Option<PathBuf>,
     pub controllers: Vec<ControllerFinding>,
     /// Requested controllers that were not measured.
     #[serde(default)]
@@ -1078,6 +1166,10 @@ pub struct Report {
     /// Why the report has no host-side (trace) figures, if it has none.
     #[serde(default)]
     pub no_host_evidence: Option<String>,
+    /// Findings of single tests, in words: a test stopped at its time
+    /// budget, requests that completed only after the probe's deadline wake.
+    #[serde(default)]
+    pub notes: Vec<String>,
     /// Each variant against the baseline (one for an ordinary run, whose
     /// figures are also the top-level `controllers` and `devices`).
     #[serde(default)]
@@ -1100,15 +1192,26 @@ impl Report {
         serde_json::from_str(&text).with_context(|| format!("parsing report {}", path.display()))
     }
 
-    /// The row of `controller` in `mode`.
+    /// The Linux guest's row of `controller` in `mode`.
     pub fn row(&self, controller: &str, mode: &str) -> Option<&Row> {
-        self.devices
-            .iter()
-            .find(|r| r.controller == controller && r.mode == mode)
+        self.row_of(Guest::Linux, controller, mode)
     }
 
+    pub fn row_of(&self, guest: Guest, controller: &str, mode: &str) -> Option<&Row> {
+        self.devices
+            .iter()
+            .find(|r| r.guest == guest && r.controller == controller && r.mode == mode)
+    }
+
+    /// The Linux guest's finding of `controller`.
     pub fn finding(&self, controller: &str) -> Option<&ControllerFinding> {
-        self.controllers.iter().find(|c| c.controller == controller)
+        self.finding_of(Guest::Linux, controller)
+    }
+
+    pub fn finding_of(&self, guest: Guest, controller: &str) -> Option<&ControllerFinding> {
+        self.controllers
+            .iter()
+            .find(|c| c.guest == guest && c.controller == controller)
     }
 
     pub fn variant(&self, name: &str) -> Option<&VariantReport> {
@@ -1119,6 +1222,11 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The Linux guest's records, as every test here measures.
+    fn collect(into: &mut Samples, records: &[Record], variant: &str) {
+        super::collect(into, records, variant, Guest::Linux)
+    }
 
     fn rec(controller: &str, mode: &str, samples: Vec<u32>) -> Record {
         Record {
@@ -1133,6 +1241,7 @@ mod tests {
             samples_us: samples,
             batch: None,
             stopped_early: None,
+            woken: 0,
         }
     }
 
@@ -1413,7 +1522,7 @@ mod tests {
         );
         let v = verdict_single(&rows(&c, "binary", None), Accel::Tcg);
         assert_eq!(v.kind, Kind::StallPresent, "{}", v.line);
-        // HDR quantiles are within 0.1%: 8000/400 prints as 20.0x.
+        // Exact quantiles: 8000/400 prints as 20.0x.
         assert!(v.line.contains("ahci is 20.0x slower"), "{}", v.line);
     }
 
@@ -1429,6 +1538,9 @@ mod tests {
 
     #[test]
     fn expectation_follows_the_think_time() {
+        use crate::guest::Netdev;
+        use contract::Think;
+        let expected = |a, t, us| crate::guests::expected(Guest::Linux, a, Netdev::None, t, us);
         let e = expected(Accel::Tcg, Think::Spin, 2000);
         assert!(
             e.contains("~8.0 ms with the HZ=100") && e.contains("~2.0 ms with a HZ=250"),
@@ -1440,6 +1552,11 @@ mod tests {
             "{e}"
         );
         assert!(expected(Accel::Tcg, Think::Sleep, 2000).contains("varies"));
+        // The probe's figure follows its network, under TCG as under KVM.
+        let probe = |n| crate::guests::expected(Guest::Probe, Accel::Tcg, n, Think::Spin, 2000);
+        assert!(probe(Netdev::Hostfwd).contains("499 ms"));
+        assert!(probe(Netdev::User).contains("1000 ms"));
+        assert!(probe(Netdev::None).contains("for ever"));
     }
 
     #[test]
@@ -1498,9 +1615,11 @@ mod tests {
             expected: None,
             qemu: QemuInfo::default(),
             kernel: None,
+            probe_image: None,
             controllers: findings(&r),
             skipped: vec![],
             no_host_evidence: None,
+            notes: vec![],
             variants: vec![],
             baseline_binary: None,
             devices: r,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use contract::Mode;
+use contract::{Guest, Mode};
 use xtask::{ktap, plot, report, trace};
 
 const CONSOLE: &str = include_str!("fixtures/console-pass.log");
@@ -14,19 +14,20 @@ const TRACE: &str = include_str!("fixtures/trace-baseline.log");
 fn a_recorded_run_plots_one_panel_per_device_and_mode() {
     let parsed = ktap::parse(CONSOLE, Path::new("console-pass.log")).unwrap();
     let mut samples = report::Samples::new();
-    report::collect(&mut samples, &parsed.records, "baseline");
+    report::collect(&mut samples, &parsed.records, "baseline", Guest::Linux);
     // The same records again as a second variant, scaled down, as a fix would.
     let mut faster = parsed.records.clone();
     for r in &mut faster {
         r.samples_us.iter_mut().for_each(|s| *s = (*s / 20).max(1));
     }
-    report::collect(&mut samples, &faster, "patched");
+    report::collect(&mut samples, &faster, "patched", Guest::Linux);
     // Host-side queue times from the recorded trace, for the AHCI disk.
     let paired = trace::pair(TRACE.lines().filter_map(trace::parse_line));
     let fds: BTreeMap<i32, String> = [(16, "ahci".to_string())].into();
     let disks = trace::by_disk(&paired, &fds, &[Mode::Poll], 10, 10);
     report::collect_host(
         &mut samples,
+        Guest::Linux,
         "ahci",
         "poll",
         &disks["ahci"].measured[&Mode::Poll],
@@ -52,9 +53,9 @@ fn a_recorded_run_plots_one_panel_per_device_and_mode() {
         .collect();
     assert_eq!(titles.len(), 6, "{titles:?}");
     for t in [
-        "ahci_sda (poll): latency CDF",
-        "virtio_blk_vda (sleep): latency CDF",
-        "nvme_nvme0n1 (poll): latency CDF",
+        "ahci_sda (poll, linux guest): latency CDF",
+        "virtio_blk_vda (sleep, linux guest): latency CDF",
+        "nvme_nvme0n1 (poll, linux guest): latency CDF",
     ] {
         assert!(texts.contains(&t), "{t} missing from {titles:?}");
     }

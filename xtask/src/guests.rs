@@ -1,0 +1,234 @@
+//! The two guest kinds, each in one place: how QEMU boots it, which
+//! controllers it can drive, its sample plan and its default network, and
+//! what it is expected to show. Everything else (the boot itself, KTAP,
+//! records, trace pairing, findings, verdict) is the same for both: they
+//! speak one contract (`contract::Params` in, KTAP with `Record`s out, the
+//! verdict through isa-debug-exit).
+//!
+//! - `linux`: a built (or distro) kernel with the static selftest as
+//!   `/init`. Under TCG its timer tick is a QEMU timer that wakes the main
+//!   loop, so an unfixed request waits at most a tick (8 ms at HZ=100).
+//! - `probe`: the bare-metal `probe/` crate as QEMU's `-bios`. It arms no
+//!   timer, so only QEMU's own timers wake the main loop, as under KVM: an
+//!   unfixed AHCI request waits the full main-loop sleep (499 ms with a
+//!   forwarded port, ~1000 ms with plain user networking, for ever with
+//!   none, until the probe's own deadline wake).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use contract::{Guest, Params, Think};
+
+use crate::guest::{self, Accel, Netdev};
+
+/// What QEMU boots.
+#[derive(Clone, Debug)]
+pub enum GuestImage {
+    Linux { kernel: PathBuf, initrd: PathBuf },
+    Probe { bios: PathBuf },
+}
+
+/// The fw_cfg file the probe reads its parameters from.
+pub const PROBE_PARAMS_FILE: &str = "opt/uring-idle/params";
+
+/// Firmware and option ROMs of the Linux guest: the +ds QEMU build ships
+/// none; Debian's qemu-system-data has qboot (SeaBIOS costs ~30 s of TCG
+/// boot time).
+pub const DATA_DIR: &str = "/usr/share/qemu";
+pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
+
+impl GuestImage {
+    pub fn guest(&self) -> Guest {
+        match self {
+            GuestImage::Linux { .. } => Guest::Linux,
+            GuestImage::Probe { .. } => Guest::Probe,
+        }
+    }
+
+    /// How QEMU starts this guest and hands it `params`.
+    pub fn boot_args(&self, params: &Params, accel: Accel) -> Vec<OsString> {
+        match self {
+            // loglevel=6 keeps NOTICE (the banner) and quiets INFO chatter
+            // that would interleave with KTAP; panic=-1 turns a dead init
+            // into an exit.
+            GuestImage::Linux { kernel, initrd } => vec![
+                "-bios".into(),
+                QBOOT.into(),
+                "-L".into(),
+                DATA_DIR.into(),
+                "-kernel".into(),
+                kernel.into(),
+                "-initrd".into(),
+                initrd.into(),
+                "-append".into(),
+                format!(
+                    "console=ttyS0 loglevel=6 panic=-1{} {}",
+                    guest::clock_args(accel),
+                    params.to_cmdline().join(" ")
+                )
+                .into(),
+            ],
+            // No firmware at all: the image is the reset vector. Its words
+            // are the same `uring_idle.KEY=VALUE` as the kernel command
+            // line's; a comma in an option value is doubled for QEMU.
+            GuestImage::Probe { bios } => {
+                let mut fw_cfg = OsString::from(format!("name={PROBE_PARAMS_FILE},string="));
+                fw_cfg.push(params.to_cmdline().join(" ").replace(',', ",,"));
+                vec!["-bios".into(), bios.into(), "-fw_cfg".into(), fw_cfg]
+            }
+        }
+    }
+}
+
+/// The network a guest kind gets when `--netdev` is not given. The probe's
+/// is the report's setting (an ssh-reachable guest: a forwarded port caps
+/// QEMU's main-loop sleep at 499 ms); the Linux guest's stays none, which
+/// under TCG shows the same tick-bounded figures (measured) and boots no NIC.
+pub fn default_netdev(guest: Guest) -> Netdev {
+    match guest {
+        Guest::Linux => Netdev::None,
+        Guest::Probe => Netdev::Hostfwd,
+    }
+}
+
+/// Samples per device and mode, and rounds, when not given. The Linux guest
+/// stalls at most a tick under TCG, so 100 reads cost under a second. The
+/// probe's unfixed AHCI read costs the full ~0.5 s main-loop sleep: 10
+/// measured reads (`BUDGET_MIN_SAMPLES`, enough for a p50) after one
+/// discarded warm-up read (the first request after the probe stopped its
+/// timers waits only the rest of a main-loop cycle) take ~5.5 s, once: a
+/// 499 ms stall against a 0.1 ms cure is a 1000x gap that one round decides
+/// (every baseline sample sat within 0.1% of slirp's cap in the prototype).
+pub struct SamplePlan {
+    pub iterations: u32,
+    pub warmup: u32,
+    pub rounds: u32,
+}
+
+pub fn sample_plan(guest: Guest) -> SamplePlan {
+    match guest {
+        Guest::Linux => SamplePlan {
+            iterations: 100,
+            warmup: Params::default().warmup,
+            rounds: 2,
+        },
+        Guest::Probe => SamplePlan {
+            iterations: contract::BUDGET_MIN_SAMPLES as u32,
+            warmup: 1,
+            rounds: 1,
+        },
+    }
+}
+
+/// The longest one unfixed request can wait in this guest, µs, for the
+/// host's hang guard. The Linux guest's is a KVM-sized stall (0.6 s: the
+/// reported ~0.5 s and some; under TCG a tick); the probe wakes QEMU itself
+/// at its deadline, and the wake lands within a few ms.
+pub fn stall_bound_us(guest: Guest, params: &Params) -> u64 {
+    match guest {
+        Guest::Linux => 600_000,
+        Guest::Probe => params.deadline_ms * 1000 + 10_000,
+    }
+}
+
+/// Which wait modes a guest measures of those asked: the probe takes no
+/// interrupts, so it only polls.
+pub fn modes(guest: Guest, asked: contract::ModeSet) -> contract::ModeSet {
+    match guest {
+        Guest::Linux => asked,
+        Guest::Probe => contract::ModeSet::Poll,
+    }
+}
+
+/// What this guest should show under `accel` with `netdev`, measured.
+pub fn expected(guest: Guest, accel: Accel, netdev: Netdev, think: Think, think_us: u64) -> String {
+    match (guest, accel) {
+        (Guest::Linux, Accel::Tcg) => {
+            let tail = match think {
+                Think::Spin => {
+                    // The next I/O starts `think` after a completion that came
+                    // on a tick, so it waits for the rest of the tick period.
+                    let wait = |tick_us: u64| (tick_us - think_us % tick_us) as f64 / 1000.0;
+                    format!(
+                        "the guest spins {:.1} ms after each completion, which came on a tick, so an unfixed request \
+                         waits the rest of the tick: ~{:.1} ms with the HZ=100 guest kernel (~{:.1} ms with a HZ=250 \
+                         distro kernel)",
+                        think_us as f64 / 1000.0,
+                        wait(10_000),
+                        wait(4_000)
+                    )
+                }
+                Think::Sleep => "the guest sleeps between I/Os and wakes on a tick, just as the main loop does, so \
+                                 how long an unfixed request waits varies from boot to boot (0 to one tick period)"
+                    .to_string(),
+            };
+            format!(
+                "expected of the linux guest under TCG: every guest timer tick wakes QEMU's main loop, which then \
+                 submits a stuck SQE; {tail}; fixed, well under 1 ms like the controls"
+            )
+        }
+        (Guest::Linux, Accel::Kvm) => "expected of the linux guest under KVM: guest timers live in the host kernel and QEMU's \
+                       main loop sleeps until its own timers, so unfixed requests on affected controllers stall up to \
+                       ~500 ms (the reported 50-80x)"
+            .to_string(),
+        (Guest::Probe, a) => format!(
+            "expected of the probe guest (no guest timer armed; {}): QEMU's main loop sleeps until its own timers, so an \
+             unfixed AHCI request waits {}; fixed ~0.1 ms; the controls well under 1 ms in both",
+            match a {
+                Accel::Tcg => "under TCG as under KVM",
+                Accel::Kvm => "KVM",
+            },
+            match netdev {
+                Netdev::Hostfwd => "the whole 499 ms sleep that slirp allows with a TCP socket open (measured 499.6 ms; \
+                                    the report's 499 ms)",
+                Netdev::User => "the whole 1000 ms sleep that slirp allows without a TCP socket (measured 1001 ms)",
+                Netdev::None => "for ever: nothing bounds the sleep, so each waits for the probe's own wake at its deadline",
+            }
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_gets_its_params_through_fw_cfg_with_commas_doubled() {
+        let p = Params {
+            controllers: vec!["ahci".into(), "nvme".into()],
+            ..Params::default()
+        };
+        let a: Vec<String> = GuestImage::Probe {
+            bios: "/c/probe.bin".into(),
+        }
+        .boot_args(&p, Accel::Tcg)
+        .iter()
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect();
+        assert_eq!(a[..3], ["-bios", "/c/probe.bin", "-fw_cfg"]);
+        assert!(
+            a[3].starts_with("name=opt/uring-idle/params,string=uring_idle.iterations=")
+                && a[3].contains("uring_idle.controllers=ahci,,nvme ")
+                && !a.iter().any(|x| x == "-kernel"),
+            "{a:?}"
+        );
+        // QEMU's ",," is one comma: the probe reads back the same params.
+        let words = a[3].split_once("string=").unwrap().1.replace(",,", ",");
+        assert_eq!(Params::from_cmdline(&words).unwrap(), p);
+    }
+
+    #[test]
+    fn each_kind_has_its_plan_and_network() {
+        assert_eq!(default_netdev(Guest::Probe), Netdev::Hostfwd);
+        assert_eq!(default_netdev(Guest::Linux), Netdev::None);
+        let p = sample_plan(Guest::Probe);
+        assert_eq!((p.iterations, p.warmup, p.rounds), (10, 1, 1));
+        assert_eq!(sample_plan(Guest::Linux).iterations, 100);
+        assert_eq!(
+            modes(Guest::Probe, contract::ModeSet::Both),
+            contract::ModeSet::Poll
+        );
+        let params = Params::default();
+        assert_eq!(stall_bound_us(Guest::Probe, &params), 5_010_000);
+    }
+}

@@ -1,0 +1,126 @@
+//! The probe guest's image: the `probe/` crate built as a freestanding
+//! static ELF for the host target (no extra rustup target: `#![no_std]`, its
+//! own linker script and entry code), then flattened by `objcopy` into the
+//! ROM image QEMU maps below 4 GiB for `-bios`. Built in a target directory
+//! of the cache keyed by the checkout, like the selftest; cargo makes
+//! reruns incremental.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use crate::{cache, ui};
+
+pub struct ProbeImage {
+    /// The flat image for `-bios`.
+    pub image: PathBuf,
+    pub build_s: f64,
+}
+
+/// QEMU maps a `-bios` image so that it ends at 4 GiB, and wants its size a
+/// multiple of 64 KiB; the reset vector is its last 16 bytes.
+pub fn check_image(bytes: &[u8]) -> std::result::Result<(), String> {
+    const UNIT: usize = 64 << 10;
+    if bytes.is_empty() || bytes.len() % UNIT != 0 || bytes.len() > 16 << 20 {
+        return Err(format!(
+            "{} bytes: a -bios image is a whole number of 64 KiB blocks, at most 16 MiB",
+            bytes.len()
+        ));
+    }
+    // The first instruction at the reset vector is a jump (short, near or far).
+    let reset = bytes[bytes.len() - 16];
+    if ![0xeb, 0xe9, 0xea].contains(&reset) {
+        return Err(format!(
+            "the byte at the reset vector is {reset:#04x}, not a jump: the linker script did not place the entry code"
+        ));
+    }
+    Ok(())
+}
+
+pub fn build() -> Result<ProbeImage> {
+    let workspace = crate::workspace();
+    let root = workspace
+        .canonicalize()
+        .unwrap_or_else(|_| workspace.to_path_buf());
+    let target_dir = cache::dir("probe")?.join(cache::key([root.display().to_string()]));
+    std::fs::create_dir_all(&target_dir)?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut c = Command::new(cargo);
+    c.args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "probe",
+        "--features",
+        "image",
+        "--bin",
+        "probe",
+    ])
+    .arg("--manifest-path")
+    .arg(workspace.join("Cargo.toml"))
+    .env("CARGO_TARGET_DIR", &target_dir)
+    // The probe's own link arguments come from its build script; flags meant
+    // for hosted binaries (the selftest's crt-static) must not reach it.
+    .env_remove("RUSTFLAGS")
+    .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    let log = target_dir.join("build.log");
+    let _ = std::fs::remove_file(&log);
+    let start = Instant::now();
+    ui::run_logged(
+        c,
+        &log,
+        "building the probe guest (cargo build -p probe)",
+        |_| {},
+    )?;
+    let elf = target_dir.join("release").join("probe");
+    let image = target_dir.join("probe.bin");
+    flatten(&elf, &image)?;
+    let bytes = std::fs::read(&image).with_context(|| format!("reading {}", image.display()))?;
+    if let Err(why) = check_image(&bytes) {
+        bail!("the probe image {} is unusable: {why}", image.display());
+    }
+    Ok(ProbeImage {
+        image,
+        build_s: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// `objcopy -O binary`, into a temporary name first so a half-written image
+/// is never taken for a finished one.
+fn flatten(elf: &Path, image: &Path) -> Result<()> {
+    let part = image.with_extension("bin.part");
+    let out = Command::new("objcopy")
+        .args(["-O", "binary"])
+        .arg(elf)
+        .arg(&part)
+        .output()
+        .context("running objcopy (Debian package binutils)")?;
+    if !out.status.success() {
+        bail!(
+            "objcopy -O binary {} failed: {}",
+            elf.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    std::fs::rename(&part, image).with_context(|| format!("writing {}", image.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_image_is_whole_64k_blocks_ending_in_a_jump() {
+        let mut img = vec![0u8; 128 << 10];
+        let n = img.len();
+        assert!(check_image(&img).unwrap_err().contains("not a jump"));
+        img[n - 16] = 0xea;
+        check_image(&img).unwrap();
+        img.push(0);
+        assert!(check_image(&img).unwrap_err().contains("64 KiB"));
+        assert!(check_image(&[]).is_err());
+    }
+}
