@@ -58,8 +58,9 @@ pub const COLD_TARGET: (&str, &str) = (
 
 /// The targets this project holds itself to on its 2-core machine.
 pub const TARGETS: &[(&str, &str)] = &[
-    ("warm patch-and-test, wall", "<= 15 s"),
+    ("warm patch-and-test, wall", "<= 25 s"),
     ("guest boot to first KTAP line", "<= 1.5 s"),
+    ("probe guest: QEMU start to KTAP", "-"),
     ("one guest run, wall", "-"),
     ("QEMU incremental rebuild", "<= 5 s"),
 ];
@@ -100,6 +101,10 @@ fn children_cpu_s() -> f64 {
 }
 
 fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
+    if v.is_empty() {
+        // A figure this run did not measure (a guest it did not boot).
+        return (0.0, 0.0, 0.0);
+    }
     v.sort_by(f64::total_cmp);
     (v[0], v[v.len() / 2], v[v.len() - 1])
 }
@@ -275,13 +280,17 @@ impl Bench {
         let (first, _) = self.pipeline(&dir.path().join("warmup.json"))?;
         ui::info(&format!("first run: {first:.1} s"));
         let (mut walls, mut boots, mut guest_walls) = (vec![], vec![], vec![]);
+        let mut probe_boots = vec![];
         for i in 1..=self.runs {
             ui::stage(&format!("timed run {i}/{}", self.runs));
             let (wall, doc) = self.pipeline(&dir.path().join(format!("run{i}.json")))?;
             walls.push(wall);
             ui::info(&format!("{wall:.1} s: {}", doc.verdict_line));
             for r in &doc.guest_runs {
-                boots.extend(r.boot_to_ktap_s);
+                match r.guest {
+                    contract::Guest::Linux => boots.extend(r.boot_to_ktap_s),
+                    contract::Guest::Probe => probe_boots.extend(r.boot_to_ktap_s),
+                }
                 guest_walls.push(r.wall_s);
             }
         }
@@ -292,6 +301,10 @@ impl Bench {
         let rows = [
             ("warm patch-and-test, wall", stats(walls.clone())),
             ("guest boot to first KTAP line", stats(boots.clone())),
+            (
+                "probe guest: QEMU start to KTAP",
+                stats(probe_boots.clone()),
+            ),
             ("one guest run, wall", stats(guest_walls.clone())),
             ("QEMU incremental rebuild", (rebuild, rebuild, rebuild)),
         ];
@@ -337,7 +350,7 @@ impl Bench {
         }
         if let Some(path) = &self.json {
             let doc = json!({
-                "first_run_s": first, "warm_runs_s": walls, "boot_to_ktap_s": boots,
+                "first_run_s": first, "warm_runs_s": walls, "boot_to_ktap_s": boots, "probe_boot_to_ktap_s": probe_boots,
                 "guest_run_s": guest_walls, "qemu_incremental_rebuild_s": rebuild,
             });
             std::fs::write(path, serde_json::to_string_pretty(&doc)?)

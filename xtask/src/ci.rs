@@ -31,6 +31,14 @@ impl Ci {
         )
         .run()
         .context("clippy found problems")?;
+        // The probe's bare-metal binary builds only with its `image` feature
+        // (a plain workspace build has no linker script for it).
+        cmd!(
+            sh,
+            "cargo clippy -p probe --release --features image --bin probe --locked -- -D warnings"
+        )
+        .run()
+        .context("clippy found problems in the probe guest's image")?;
         ui::stage("cargo test --workspace");
         let totals = test_streaming(&sh)?;
         // One closing line that counts every test binary, since cargo's own

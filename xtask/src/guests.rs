@@ -179,10 +179,15 @@ pub fn expected(guest: Guest, accel: Accel, netdev: Netdev, think: Think, think_
                 Accel::Kvm => "KVM",
             },
             match netdev {
-                Netdev::Hostfwd => "the whole 499 ms sleep that slirp allows with a TCP socket open (measured 499.6 ms; \
-                                    the report's 499 ms)",
-                Netdev::User => "the whole 1000 ms sleep that slirp allows without a TCP socket (measured 1001 ms)",
-                Netdev::None => "for ever: nothing bounds the sleep, so each waits for the probe's own wake at its deadline",
+                Netdev::Hostfwd => format!(
+                    "the rest of the 499 ms sleep that slirp allows with a TCP socket open (the report's 499 ms), \
+                     which began at the previous completion: ~{:.0} ms after a {:.1} ms think time",
+                    499.0 - think_us as f64 / 1000.0,
+                    think_us as f64 / 1000.0
+                ),
+                Netdev::User => "the rest of the 1000 ms sleep that slirp allows without a TCP socket".to_string(),
+                Netdev::None => "for ever: nothing bounds the sleep, so each waits for the probe's own wake at its deadline"
+                    .to_string(),
             }
         ),
     }

@@ -51,7 +51,13 @@ fn pooled(runs: Option<&Vec<Vec<u32>>>) -> Vec<u32> {
 /// (baseline first) into `path`; returns the number of panels.
 pub fn render(path: &Path, samples: &Samples, variants: &[&str]) -> Result<usize> {
     let mut keys: Vec<&(contract::Guest, String, String)> = samples.keys().collect();
-    keys.sort_by_key(|(g, c, m)| (*g, contract::controllers::rank(c), m.clone()));
+    keys.sort_by_key(|(g, c, m)| {
+        (
+            crate::report::guest_rank(*g),
+            contract::controllers::rank(c),
+            m.clone(),
+        )
+    });
     if keys.is_empty() {
         return Ok(0);
     }

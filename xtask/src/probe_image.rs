@@ -23,7 +23,7 @@ pub struct ProbeImage {
 /// multiple of 64 KiB; the reset vector is its last 16 bytes.
 pub fn check_image(bytes: &[u8]) -> std::result::Result<(), String> {
     const UNIT: usize = 64 << 10;
-    if bytes.is_empty() || bytes.len() % UNIT != 0 || bytes.len() > 16 << 20 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(UNIT) || bytes.len() > 16 << 20 {
         return Err(format!(
             "{} bytes: a -bios image is a whole number of 64 KiB blocks, at most 16 MiB",
             bytes.len()

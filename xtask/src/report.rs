@@ -193,6 +193,15 @@ pub fn of_guest(rows: &[Row], guest: Guest) -> Vec<Row> {
     rows.iter().filter(|r| r.guest == guest).cloned().collect()
 }
 
+/// Where a guest's rows go: the probe's full-size figures first.
+pub fn guest_rank(g: Guest) -> usize {
+    contract::GuestSet::Both
+        .guests()
+        .iter()
+        .position(|x| *x == g)
+        .unwrap_or(usize::MAX)
+}
+
 /// Rows of `base` against `other` (a variant), or of `base` alone.
 pub fn rows(collected: &Samples, base: &str, other: Option<&str>) -> Vec<Row> {
     /// One variant's rounds, borrowed (none for a variant not measured).
@@ -239,18 +248,23 @@ pub fn rows(collected: &Samples, base: &str, other: Option<&str>) -> Vec<Row> {
         })
         .collect();
     rows.sort_by(|a, b| {
-        (a.guest, controllers::rank(&a.controller), &a.mode).cmp(&(
-            b.guest,
-            controllers::rank(&b.controller),
-            &b.mode,
-        ))
+        (
+            guest_rank(a.guest),
+            controllers::rank(&a.controller),
+            &a.mode,
+        )
+            .cmp(&(
+                guest_rank(b.guest),
+                controllers::rank(&b.controller),
+                &b.mode,
+            ))
     });
     rows
 }
 
 fn ms(us: f64) -> String {
     if us >= 100_000.0 {
-        format!("{:.0} ms", us / 1000.0)
+        format!("{:.1} ms", us / 1000.0)
     } else {
         format!("{:.2} ms", us / 1000.0)
     }
@@ -1096,9 +1110,17 @@ pub fn across_guests(verdicts: &[(Guest, Verdict)], accel: Accel) -> Verdict {
         Kind::StallPresent => "STALL PRESENT",
         Kind::Skipped => "SKIPPED",
     };
+    // Each guest's own line, less the head the joined line already says.
     let each: Vec<String> = verdicts
         .iter()
-        .map(|(g, v)| format!("{g} guest: {}", v.line))
+        .map(|(g, v)| match v.line.split_once("): ") {
+            Some((_, body)) if v.kind == kind => format!("{g} guest: {body}"),
+            Some((own, body)) => format!(
+                "{g} guest: {}: {body}",
+                own.split(" (").next().unwrap_or(own)
+            ),
+            None => format!("{g} guest: {}", v.line),
+        })
         .collect();
     Verdict {
         kind,
@@ -1537,6 +1559,63 @@ mod tests {
     }
 
     #[test]
+    fn both_guests_verify_only_together_the_probe_first() {
+        let v = |kind, line: &str| Verdict {
+            kind,
+            line: line.into(),
+        };
+        let probe = v(
+            Kind::Verified,
+            "FIX VERIFIED (tcg): ahci p50 497.5 ms -> 0.09 ms",
+        );
+        let linux = v(
+            Kind::Verified,
+            "FIX VERIFIED (tcg): ahci p50 7.99 ms -> 0.21 ms",
+        );
+        let both = across_guests(
+            &[(Guest::Probe, probe.clone()), (Guest::Linux, linux)],
+            Accel::Tcg,
+        );
+        assert_eq!(both.kind, Kind::Verified);
+        assert_eq!(
+            both.line,
+            "FIX VERIFIED (tcg): probe guest: ahci p50 497.5 ms -> 0.09 ms; linux guest: ahci p50 7.99 ms -> 0.21 ms"
+        );
+        // A guest whose verdict differs from the run's keeps its own head;
+        // one regression is one.
+        let unclear = v(
+            Kind::NotVerified,
+            "NOT VERIFIED (tcg): ahci: cured in one mode only",
+        );
+        let mixed = across_guests(
+            &[(Guest::Probe, probe.clone()), (Guest::Linux, unclear)],
+            Accel::Tcg,
+        );
+        assert_eq!(mixed.kind, Kind::NotVerified);
+        assert_eq!(
+            mixed.line,
+            "NOT VERIFIED (tcg): probe guest: FIX VERIFIED: ahci p50 497.5 ms -> 0.09 ms; linux guest: ahci: cured in one mode only"
+        );
+        let harm = v(
+            Kind::Regression,
+            "REGRESSION (tcg): virtio_blk p50 0.15 ms -> 1.21 ms",
+        );
+        assert_eq!(
+            across_guests(
+                &[(Guest::Probe, probe.clone()), (Guest::Linux, harm)],
+                Accel::Tcg
+            )
+            .kind,
+            Kind::Regression
+        );
+        // One guest: its own verdict, unchanged.
+        assert_eq!(
+            across_guests(&[(Guest::Probe, probe.clone())], Accel::Tcg).line,
+            probe.line
+        );
+    }
+
+    #[test]
     fn expectation_follows_the_think_time() {
         use crate::guest::Netdev;
         use contract::Think;
@@ -1554,7 +1633,10 @@ mod tests {
         assert!(expected(Accel::Tcg, Think::Sleep, 2000).contains("varies"));
         // The probe's figure follows its network, under TCG as under KVM.
         let probe = |n| crate::guests::expected(Guest::Probe, Accel::Tcg, n, Think::Spin, 2000);
-        assert!(probe(Netdev::Hostfwd).contains("499 ms"));
+        assert!(
+            probe(Netdev::Hostfwd).contains("499 ms")
+                && probe(Netdev::Hostfwd).contains("~497 ms after a 2.0 ms think")
+        );
         assert!(probe(Netdev::User).contains("1000 ms"));
         assert!(probe(Netdev::None).contains("for ever"));
     }

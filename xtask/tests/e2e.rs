@@ -556,8 +556,8 @@ fn probe_row<'a>(rows: &'a [Row], controller: &str) -> &'a Row {
         .unwrap_or_else(|| panic!("no probe {controller} row in {rows:#?}"))
 }
 
-/// 9. The bare-metal probe guest arms no timer, so QEMU's main loop sleeps
-/// as long as its own timers let it, as under KVM: with the default
+/// Part 9: the bare-metal probe guest arms no timer, so QEMU's main loop
+/// sleeps as long as its own timers let it, as under KVM: with the default
 /// forwarded port libslirp caps that sleep at 499 ms, the report's figure.
 fn probe_guest_shows_the_full_stall(dir: &Path, fix: &str, null: &str, baseline: &Path) {
     let json = dir.join("probe.json");

@@ -1,0 +1,199 @@
+//! The probe's life on the machine, from the entry code's call to the
+//! isa-debug-exit write: timers off, TSC calibrated, parameters from
+//! fw_cfg, controllers found and brought up, the run, the verdict.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt::Write;
+
+use contract::exit::{encode, DEBUG_EXIT_PORT, KSFT_FAIL};
+use contract::{controllers, BootPhases, Guest, Params, ProbeDriver};
+
+use crate::disk::Disk;
+use crate::fwcfg::{FwCfg, PARAMS_FILE};
+use crate::hw::{rdtsc, Clock, Mmio, PortIo, Ports, Tsc};
+use crate::pci::{self, BarWindow, PortCam};
+use crate::run::{self, Env, Target};
+use crate::serial::Serial;
+use crate::timers::{self, PitWake};
+
+/// TSC calibration length.
+pub const CALIBRATION_MS: u64 = 50;
+/// The wake-up one-shot's length.
+pub const WAKE_US: u64 = 1000;
+
+/// Guest RAM from fw_cfg (0 if fw_cfg is absent): the allocator's limit.
+pub fn ram_size() -> u64 {
+    let mut ports = PortIo;
+    let mut fw = FwCfg { ports: &mut ports };
+    if fw.present() {
+        fw.ram_size()
+    } else {
+        0
+    }
+}
+
+pub fn console() -> Serial {
+    Serial { ports: PortIo }
+}
+
+/// Writes the verdict to isa-debug-exit and halts (if QEMU has no such
+/// device, for good).
+pub fn exit(code: i32) -> ! {
+    PortIo.outb(DEBUG_EXIT_PORT, encode(code));
+    loop {
+        x86_64::instructions::interrupts::disable();
+        x86_64::instructions::hlt();
+    }
+}
+
+fn bail(out: &mut Serial, why: &str) -> ! {
+    let _ = writeln!(out, "{}", crate::ktap::header());
+    let _ = writeln!(out, "{}", crate::ktap::bail_out(why));
+    exit(KSFT_FAIL)
+}
+
+/// Brings up one requested row: `Err` if its function is missing (a skip),
+/// else a target whose disk may still have failed (a `not ok`).
+fn bring_up<'c>(
+    row: &str,
+    clock: &'c dyn Clock,
+    window: &mut BarWindow,
+) -> Result<Target<'c>, String> {
+    let c = controllers::by_name(row).map_err(|e| e.0)?;
+    let driver = c.probe.ok_or_else(|| {
+        format!(
+            "the probe guest has no driver for {row} (it drives {})",
+            controllers::driven_by(Guest::Probe).join(", ")
+        )
+    })?;
+    let mut cam = PortCam;
+    let bdf = pci::find(&cam, c.slot, driver)?;
+    let name = format!("{row}_probe");
+    let path = match driver {
+        ProbeDriver::Ahci => format!("pci {bdf} port 0"),
+        ProbeDriver::Nvme => format!("pci {bdf} nsid 1"),
+        ProbeDriver::VirtioBlk => format!("pci {bdf}"),
+    };
+    let disk =
+        pci::enable(&mut cam, bdf, window).and_then(|bars| -> Result<Box<dyn Disk + 'c>, String> {
+            let bar =
+                |i: usize| bars[i].ok_or_else(|| format!("{bdf}: BAR{i} is not a memory BAR"));
+            Ok(match driver {
+                ProbeDriver::Ahci => {
+                    let abar = bar(5)?;
+                    Box::new(crate::ahci::Ahci::new(
+                        Mmio {
+                            base: abar.addr as usize,
+                        },
+                        clock,
+                    )?)
+                }
+                ProbeDriver::Nvme => {
+                    let b = bar(0)?;
+                    Box::new(crate::nvme::Nvme::new(
+                        Mmio {
+                            base: b.addr as usize,
+                        },
+                        clock,
+                    )?)
+                }
+                ProbeDriver::VirtioBlk => Box::new(crate::virtio::VirtioBlk::new(bdf)?),
+            })
+        });
+    Ok(Target {
+        name,
+        controller: row.into(),
+        path,
+        disk: disk.map_err(|e| format!("{row} at {bdf}: {e}")),
+    })
+}
+
+/// Everything after the entry code; `entry_tsc`: the TSC when Rust began.
+pub fn main(entry_tsc: u64) -> ! {
+    let mut ports = PortIo;
+    // Timers first: nothing may stay armed in QEMU's main loop.
+    let pit_stopped = timers::stop_pit(&mut ports, 1 << 32);
+    timers::stop_rtc(&mut ports);
+    let mut out = console();
+    out.init();
+    let khz = timers::calibrate_tsc(&mut ports, CALIBRATION_MS);
+    let tsc = Tsc { khz };
+    let kernel_ms = tsc.ticks_to_ns(entry_tsc) as f64 / 1e6;
+
+    let mut fw = FwCfg { ports: &mut ports };
+    if !fw.present() {
+        bail(&mut out, "no fw_cfg device (QEMU's signature is missing)");
+    }
+    let (p, explicit) = match fw.file(PARAMS_FILE) {
+        Some(bytes) => match Params::from_cmdline(&String::from_utf8_lossy(&bytes)) {
+            Ok(p) => (p, true),
+            Err(e) => bail(&mut out, &format!("fw_cfg {PARAMS_FILE}: {e}")),
+        },
+        None => (Params::default(), false),
+    };
+    // No list: every row the probe drives whose function is there.
+    let rows: Vec<String> = if p.controllers.is_empty() {
+        controllers::driven_by(Guest::Probe)
+            .into_iter()
+            .map(String::from)
+            .collect()
+    } else {
+        p.controllers.clone()
+    };
+
+    let disks_start = tsc.now_ns();
+    let mut window = BarWindow::new();
+    let mut targets = Vec::new();
+    let mut missing = Vec::new();
+    for row in &rows {
+        match bring_up(row, &tsc, &mut window) {
+            Ok(t) => targets.push(t),
+            Err(why) if !p.controllers.is_empty() => missing.push((row.clone(), why)),
+            Err(_) => {}
+        }
+    }
+    let disks_ms = (tsc.now_ns() - disks_start) as f64 / 1e6;
+
+    let mut diags = vec![format!(
+        "tsc: {khz} kHz (PIT channel 2, {CALIBRATION_MS} ms)"
+    )];
+    if !explicit {
+        diags.push(format!("no fw_cfg file {PARAMS_FILE}: default parameters"));
+    }
+    if !pit_stopped {
+        diags.push("warning: PIT channel 0's one-shot never ran out: it may still be armed".into());
+    }
+    let boot = BootPhases {
+        kernel_ms: (kernel_ms * 100.0 + 0.5) as u64 as f64 / 100.0,
+        mounts_ms: 0.0,
+        modules_ms: 0.0,
+        disks_ms: (disks_ms * 100.0 + 0.5) as u64 as f64 / 100.0,
+        header_ms: 0.0,
+        clocksource: "tsc".into(),
+    };
+    let mut wake_ports = PortIo;
+    let mut wake = PitWake {
+        ports: &mut wake_ports,
+        armed: false,
+        us: WAKE_US,
+    };
+    let mut env = Env {
+        clock: &tsc,
+        wake: &mut wake,
+        nonce: rdtsc(),
+    };
+    let code = run::run(
+        &mut targets,
+        &missing,
+        &p,
+        Some(boot),
+        &diags,
+        &mut env,
+        &mut out,
+    );
+    exit(code)
+}
