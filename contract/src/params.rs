@@ -174,6 +174,10 @@ pub struct Params {
     /// timeout), so the probe wakes the main loop itself with a PIT one-shot
     /// and records that the request completed only after that wake.
     pub deadline_ms: u64,
+    /// Probe guest: the TSC's rate in kHz when the host knows it (under TCG
+    /// the guest's TSC is the host's); 0: the probe calibrates it against
+    /// the PIT. The Linux guest gets it as `tsc_early_khz` instead.
+    pub tsc_khz: u64,
 }
 
 /// Samples a test keeps even past its time budget: enough for a p50.
@@ -200,6 +204,7 @@ impl Default for Params {
             completion_sleep_us: 1000,
             budget_ms: 0,
             deadline_ms: 5000,
+            tsc_khz: 0,
         }
     }
 }
@@ -237,6 +242,7 @@ const KEYS: &[&str] = &[
     "completion_sleep_us",
     "budget_ms",
     "deadline_ms",
+    "tsc_khz",
 ];
 
 impl Params {
@@ -262,6 +268,7 @@ impl Params {
             self.completion_sleep_us.to_string(),
             self.budget_ms.to_string(),
             self.deadline_ms.to_string(),
+            self.tsc_khz.to_string(),
         ];
         KEYS.iter()
             .zip(values)
@@ -322,6 +329,7 @@ impl Params {
             "completion_sleep_us" => self.completion_sleep_us = num(v)?,
             "budget_ms" => self.budget_ms = num(v)?,
             "deadline_ms" => self.deadline_ms = num(v)?,
+            "tsc_khz" => self.tsc_khz = num(v)?,
             _ => bail!(
                 "unknown parameter {CMDLINE_PREFIX}{k}={v} (known: {})",
                 KEYS.join(", ")
@@ -400,6 +408,7 @@ mod tests {
             completion_sleep_us: 250,
             budget_ms: 4321,
             deadline_ms: 2500,
+            tsc_khz: 2_596_159,
         };
         let line = format!("console=ttyS0 {} panic=-1", p.to_cmdline().join(" "));
         assert_eq!(Params::from_cmdline(&line).unwrap(), p);

@@ -571,7 +571,9 @@ impl PatchAndTest {
             println!("{}", report::batch_table(&rows));
             println!();
             println!("{}", report::REPORT_BATCH_FIGURE);
-            println!("{}", report::batch_expected(camp.accel));
+            for p in plans {
+                println!("{}", guests::batch_expected(p.guest, camp.accel));
+            }
         } else {
             println!("{}", report::table(&rows));
             if per_variant.len() == 1 {

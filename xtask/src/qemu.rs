@@ -657,19 +657,20 @@ pub fn netdev_backends(binary: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Whether a binary can run `--netdev user`: one message naming the fix.
+/// Whether a binary can run user networking (`--netdev user` or
+/// `hostfwd`, the probe guest's default): one message naming the fix.
 pub fn require_user_networking(binary: &Path) -> Result<()> {
     let backends = netdev_backends(binary)?;
     if !backends.iter().any(|b| b == "user") {
         bail!(
-            "--netdev user: {} has no user networking (-netdev help lists: {}); build QEMU with libslirp (configure --enable-slirp; Debian: libslirp-dev) or drop --netdev user",
+            "--netdev user/hostfwd (hostfwd is the probe guest's default): {} has no user networking (-netdev help lists: {}); build QEMU with libslirp (configure --enable-slirp; Debian: libslirp-dev) or pass --netdev none",
             binary.display(),
             if backends.is_empty() { "nothing".to_string() } else { backends.join(", ") }
         );
     }
     if !device_types(binary)?.contains("virtio-net-pci") {
         bail!(
-            "--netdev user: {} has no virtio-net-pci NIC to attach it to (-device help); drop --netdev user",
+            "--netdev user/hostfwd (hostfwd is the probe guest's default): {} has no virtio-net-pci NIC to attach it to (-device help); pass --netdev none",
             binary.display()
         );
     }

@@ -780,22 +780,6 @@ pub fn skipped_lines(s: &[Skipped]) -> String {
         .join("\n")
 }
 
-/// Why the batch workload's total under `accel` differs from the report's.
-pub fn batch_expected(accel: Accel) -> &'static str {
-    match accel {
-        Accel::Tcg => {
-            "expected under TCG: an unfixed batch waits for the next guest tick (<= 10 ms) before its reads are \
-             submitted, and with the 1 ms sleeps spun a batch lasts about two ticks, so it lands near the next one: a \
-             few ms per batch, a few % of the total. The host trace shows the wait per read; only KVM, where the \
-             main loop sleeps up to ~500 ms, shows the report's total"
-        }
-        Accel::Kvm => {
-            "expected under KVM: each unfixed batch waits for QEMU's main loop, up to ~500 ms (the report: 25.76 s \
-             for 64 batches); fixed, the total is the sleeps and the transfers"
-        }
-    }
-}
-
 /// The report's headline figure, for comparison with the batch workload.
 pub const REPORT_BATCH_FIGURE: &str =
     "report (KVM, idle): 25.76 s before the fix for 128 MB (about 0.4 s per batch of 16)";
