@@ -16,10 +16,13 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use contract::{Guest, Params, Think};
+use anyhow::{bail, Result};
+use contract::{controllers, Controller, Guest, GuestSet, Params, Think, Workload};
 
 use crate::guest::{self, Accel, Netdev};
+use crate::ui;
 
 /// What QEMU boots.
 #[derive(Clone, Debug)]
@@ -141,6 +144,118 @@ pub fn modes(guest: Guest, asked: contract::ModeSet) -> contract::ModeSet {
     match guest {
         Guest::Linux => asked,
         Guest::Probe => contract::ModeSet::Poll,
+    }
+}
+
+/// One guest kind's share of a run: the kind's defaults under the user's
+/// flags.
+pub struct GuestPlan {
+    pub guest: Guest,
+    /// The requested rows this guest drives.
+    pub controllers: Vec<&'static Controller>,
+    pub netdev: Netdev,
+    /// What every boot of this guest is asked, but its disks and whether it
+    /// runs the write check.
+    pub params: Params,
+    pub rounds: u32,
+}
+
+/// What the user asked of every guest: `None` where the guest kind decides.
+pub struct Asked<'a> {
+    pub guests: GuestSet,
+    pub controllers: &'a [&'static Controller],
+    pub netdev: Option<Netdev>,
+    pub iterations: Option<u32>,
+    pub rounds: Option<u32>,
+    /// The rest of the flags, as the guests are asked them.
+    pub params: Params,
+}
+
+/// Each guest's share: the rows it can drive, its network and sample plan.
+/// `--guest probe` with a row the probe cannot drive is a usage error
+/// naming the rows it can; with both guests such a row is the Linux
+/// guest's alone, and the output says so.
+pub fn plans(asked: &Asked) -> Result<Vec<GuestPlan>> {
+    let mut plans = Vec::new();
+    for &g in asked.guests.guests() {
+        let (drives, cannot): (Vec<&'static Controller>, Vec<&'static Controller>) =
+            asked.controllers.iter().partition(|c| c.drives(g));
+        if !cannot.is_empty() {
+            let names: Vec<&str> = cannot.iter().map(|c| c.name).collect();
+            let why = format!(
+                "the {g} guest cannot drive {} (it drives {})",
+                names.join(", "),
+                controllers::driven_by(g).join(", ")
+            );
+            if asked.guests.guests().len() == 1 {
+                bail!("--guest {g}: {why}; use --guest linux or both for the others");
+            }
+            ui::info(&format!("{why}: only the other guest measures them"));
+        }
+        if drives.is_empty() {
+            continue;
+        }
+        let plan = sample_plan(g);
+        plans.push(GuestPlan {
+            guest: g,
+            controllers: drives,
+            netdev: asked.netdev.unwrap_or(default_netdev(g)),
+            params: Params {
+                iterations: asked.iterations.unwrap_or(plan.iterations),
+                warmup: plan.warmup,
+                modes: modes(g, asked.params.modes),
+                ..asked.params.clone()
+            },
+            rounds: asked.rounds.unwrap_or(plan.rounds),
+        });
+    }
+    Ok(plans)
+}
+
+impl GuestPlan {
+    /// What the guest of `round` is asked to do, one disk per controller.
+    /// The integrity check runs in the first round only: data correctness
+    /// does not change between boots of a binary.
+    pub fn params(&self, ctrls: &[&Controller], round: u32) -> Params {
+        Params {
+            write_check: round == 1,
+            controllers: ctrls.iter().map(|c| c.name.to_string()).collect(),
+            ..self.params.clone()
+        }
+    }
+
+    /// A hang guard for one boot, consistent with the time budget: 90 s to
+    /// boot, then per test the smaller of every I/O at the guest's longest
+    /// unfixed stall (`stall_bound_us`: 0.6 s for the Linux guest, the
+    /// deadline wake for the probe) and the budget plus the warm-up and the
+    /// one I/O that ends past it, and per disk its write phase (32 writes,
+    /// a flush, 32 reads back) at that stall each.
+    pub fn deadline(&self, disks: usize) -> Duration {
+        let p = &self.params;
+        let stall_us = stall_bound_us(self.guest, p);
+        let per_io = p.think_us + stall_us;
+        let warmup = u64::from(p.warmup) + 1;
+        let all = per_io * u64::from(p.iterations);
+        let budgeted = p.budget_ms * 1000 + per_io * warmup;
+        let per_test = match p.workload {
+            Workload::Latency => all.min(budgeted),
+            // 64 batches of 16 at a stall each, and the 17 ms of sleeps.
+            Workload::Batch => (u64::from(p.total_mb) / 2 + 1) * (stall_us + 17_000),
+        };
+        let tests = (disks * p.modes.modes().len()) as u64;
+        Duration::from_secs(90)
+            + Duration::from_micros(per_test * tests + disks as u64 * 66 * stall_us)
+    }
+
+    /// What this guest should show under `accel`.
+    pub fn expected(&self, accel: Accel) -> String {
+        expected(
+            self.guest,
+            accel,
+            self.netdev,
+            self.params.think,
+            self.params.think_us,
+        )
     }
 }
 

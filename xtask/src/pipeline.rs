@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use contract::{controllers, Controller, Guest, GuestSet, ModeSet, Params, Think, Workload};
 
 use crate::guest::{self, Accel, AccelChoice, AccelPicker, Boot, Netdev};
-use crate::guests::{self, GuestImage};
+use crate::guests::{self, GuestImage, GuestPlan};
 use crate::kernel::{Kernel, KernelSource};
 use crate::ktap::Parsed;
 use crate::patch::{self, PatchChoice, PatchSet, State};
@@ -249,19 +249,6 @@ struct LinuxArtifacts {
     initrd: PathBuf,
 }
 
-/// One guest kind's share of a run: the kind's defaults (`guests`) under
-/// the user's flags.
-struct GuestPlan {
-    guest: Guest,
-    /// The requested rows this guest drives.
-    controllers: Vec<&'static Controller>,
-    netdev: Netdev,
-    iterations: u32,
-    warmup: u32,
-    rounds: u32,
-    modes: ModeSet,
-}
-
 /// What the guest runs need, built or found in the cache.
 struct Artifacts {
     linux: Option<LinuxArtifacts>,
@@ -271,6 +258,30 @@ struct Artifacts {
     controllers: Vec<&'static Controller>,
     /// The ones it lacks, and why.
     skipped: Vec<Skipped>,
+}
+
+impl Artifacts {
+    /// What QEMU boots for `guest`.
+    fn image(&self, guest: Guest) -> Result<GuestImage> {
+        Ok(match guest {
+            Guest::Linux => {
+                let l = self
+                    .linux
+                    .as_ref()
+                    .context("the Linux guest was not built")?;
+                GuestImage::Linux {
+                    kernel: l.kernel.image.clone(),
+                    initrd: l.initrd.clone(),
+                }
+            }
+            Guest::Probe => GuestImage::Probe {
+                bios: self
+                    .probe
+                    .clone()
+                    .context("the probe guest was not built")?,
+            },
+        })
+    }
 }
 
 /// Whether every variant is traced, or why not.
@@ -447,72 +458,25 @@ impl PatchAndTest {
         self.report(&input, &art, &plans, camp, t, total)
     }
 
-    /// Each guest's share: the rows it can drive, its network and sample
-    /// plan. `--guest probe` with a row the probe cannot drive is a usage
-    /// error naming the rows it can; with both guests such a row is the
-    /// Linux guest's alone, and the output says so.
+    /// Each guest's share of the run (`guests::plans`).
     fn guest_plans(&self) -> Result<Vec<GuestPlan>> {
-        let mut plans = Vec::new();
-        for &g in self.guest.guests() {
-            let (drives, cannot): (Vec<&'static Controller>, Vec<&'static Controller>) =
-                self.controllers.iter().partition(|c| c.drives(g));
-            let names = |v: &[&Controller]| v.iter().map(|c| c.name).collect::<Vec<_>>().join(", ");
-            if !cannot.is_empty() {
-                let why = format!(
-                    "the {g} guest cannot drive {} (it drives {})",
-                    names(&cannot),
-                    controllers::driven_by(g).join(", ")
-                );
-                if self.guest.guests().len() == 1 {
-                    bail!("--guest {g}: {why}; use --guest linux or both for the others");
-                }
-                ui::info(&format!("{why}: only the other guest measures them"));
-            }
-            if drives.is_empty() {
-                continue;
-            }
-            let plan = guests::sample_plan(g);
-            plans.push(GuestPlan {
-                guest: g,
-                controllers: drives,
-                netdev: self.netdev.unwrap_or(guests::default_netdev(g)),
-                iterations: self.iterations.unwrap_or(plan.iterations),
-                warmup: plan.warmup,
-                rounds: self.rounds.unwrap_or(plan.rounds),
-                modes: guests::modes(g, self.mode),
-            });
-        }
-        Ok(plans)
-    }
-
-    /// Findings and the verdict of one variant's rows, decided per guest
-    /// (a control is a yardstick beside disks of its own guest), the
-    /// verdicts joined with the probe's full-size figure first.
-    fn judge(
-        &self,
-        rows: &[report::Row],
-        plans: &[GuestPlan],
-        paired: bool,
-        accel: Accel,
-    ) -> (Vec<report::ControllerFinding>, Verdict) {
-        let mut found = Vec::new();
-        let mut verdicts = Vec::new();
-        for plan in plans {
-            let mine = report::of_guest(rows, plan.guest);
-            if mine.is_empty() {
-                continue;
-            }
-            let v = match (paired, self.workload) {
-                (false, _) => report::verdict_single(&mine, accel),
-                (true, Workload::Latency) => report::verdict_pair(&mine, accel),
-                (true, Workload::Batch) => report::verdict_batch(&mine, accel),
-            };
-            if paired {
-                found.extend(report::findings(&mine));
-            }
-            verdicts.push((plan.guest, v));
-        }
-        (found, report::across_guests(&verdicts, accel))
+        guests::plans(&guests::Asked {
+            guests: self.guest,
+            controllers: &self.controllers,
+            netdev: self.netdev,
+            iterations: self.iterations,
+            rounds: self.rounds,
+            params: Params {
+                think_us: self.think_us,
+                think: self.think,
+                modes: self.mode,
+                workload: self.workload,
+                total_mb: self.total_mb,
+                budget_ms: self.budget_s * 1000,
+                deadline_ms: self.deadline_ms,
+                ..Params::default()
+            },
+        })
     }
 
     /// Report: tables, findings, the verdict, the JSON, the plot and the
@@ -527,16 +491,17 @@ impl PatchAndTest {
         total: Instant,
     ) -> Result<i32> {
         let base = art.variants[0].name.as_str();
+        let guests: Vec<Guest> = plans.iter().map(|p| p.guest).collect();
         let mut per_variant = Vec::new();
         for v in &art.variants[1..] {
             let rows = report::rows(&camp.samples, base, Some(&v.name));
-            let (found, verdict) = self.judge(&rows, plans, true, camp.accel);
+            let (found, verdict) = report::decide(&rows, &guests, Some(self.workload), camp.accel);
             per_variant.push((v, rows, found, verdict));
         }
         let (rows, found, verdict) = match per_variant.as_slice() {
             [] => {
                 let rows = report::rows(&camp.samples, base, None);
-                let (found, v) = self.judge(&rows, plans, false, camp.accel);
+                let (found, v) = report::decide(&rows, &guests, None, camp.accel);
                 (rows, found, v)
             }
             [(_, rows, found, v)] => (rows.clone(), found.clone(), v.clone()),
@@ -591,7 +556,11 @@ impl PatchAndTest {
             println!("{n}");
         }
         println!();
-        let expected = self.expected(plans, camp.accel);
+        let expected = plans
+            .iter()
+            .map(|p| p.expected(camp.accel))
+            .collect::<Vec<_>>()
+            .join("\n");
         println!("{expected}");
         println!("{}", verdict.line);
         let variants = per_variant
@@ -660,15 +629,6 @@ impl PatchAndTest {
             camp.run_dir.display()
         );
         Ok(verdict.kind.exit_code())
-    }
-
-    /// What each guest of the run should show, one line each.
-    fn expected(&self, plans: &[GuestPlan], accel: Accel) -> String {
-        plans
-            .iter()
-            .map(|p| guests::expected(p.guest, accel, p.netdev, self.think, self.think_us))
-            .collect::<Vec<_>>()
-            .join("\n")
     }
 
     fn check_json_dir(&self) -> Result<()> {
@@ -1002,67 +962,6 @@ impl PatchAndTest {
         })
     }
 
-    /// A hang guard for one boot, consistent with the time budget: 90 s to
-    /// boot, then per test the smaller of every I/O at the guest's longest
-    /// unfixed stall (`guests::stall_bound_us`: 0.6 s for the Linux guest,
-    /// the deadline wake for the probe) and the budget plus the warm-up and
-    /// the one I/O that ends past it, and per disk its write phase (32
-    /// writes, a flush, 32 reads back) at that stall each.
-    fn deadline(&self, plan: &GuestPlan, disks: usize) -> Duration {
-        let stall_us = guests::stall_bound_us(plan.guest, &self.guest_params(plan, &[], 1));
-        let per_io = self.think_us + stall_us;
-        let warmup = u64::from(plan.warmup) + 1;
-        let all = per_io * u64::from(plan.iterations);
-        let budgeted = self.budget_s * 1_000_000 + per_io * warmup;
-        let per_test = match self.workload {
-            Workload::Latency => all.min(budgeted),
-            // 64 batches of 16 at a stall each, and the 17 ms of sleeps.
-            Workload::Batch => (u64::from(self.total_mb) / 2 + 1) * (stall_us + 17_000),
-        };
-        let tests = (disks * plan.modes.modes().len()) as u64;
-        Duration::from_secs(90)
-            + Duration::from_micros(per_test * tests + disks as u64 * 66 * stall_us)
-    }
-
-    /// What the guest of `round` is asked to do, one disk per controller. The integrity check (65
-    /// writes and reads, 0.65 s on an unfixed AHCI) runs in the first round
-    /// only: data correctness does not change between boots of a binary.
-    fn guest_params(&self, plan: &GuestPlan, ctrls: &[&Controller], round: u32) -> Params {
-        Params {
-            iterations: plan.iterations,
-            warmup: plan.warmup,
-            think_us: self.think_us,
-            think: self.think,
-            modes: plan.modes,
-            write_check: round == 1,
-            controllers: ctrls.iter().map(|c| c.name.to_string()).collect(),
-            workload: self.workload,
-            total_mb: self.total_mb,
-            budget_ms: self.budget_s * 1000,
-            deadline_ms: self.deadline_ms,
-            ..Params::default()
-        }
-    }
-
-    /// What QEMU boots for `guest`.
-    fn image(&self, art: &Artifacts, guest: Guest) -> Result<GuestImage> {
-        Ok(match guest {
-            Guest::Linux => {
-                let l = art
-                    .linux
-                    .as_ref()
-                    .context("the Linux guest was not built")?;
-                GuestImage::Linux {
-                    kernel: l.kernel.image.clone(),
-                    initrd: l.initrd.clone(),
-                }
-            }
-            Guest::Probe => GuestImage::Probe {
-                bios: art.probe.clone().context("the probe guest was not built")?,
-            },
-        })
-    }
-
     /// Guest runs: each guest in turn, alternating variants round by round.
     fn campaign(&self, art: &Artifacts, plans: &[GuestPlan]) -> Result<Campaign> {
         let mut skipped: Vec<Skipped> = Vec::new();
@@ -1086,7 +985,7 @@ impl PatchAndTest {
         let mut runs = Vec::new();
         for plan in plans {
             let g = plan.guest;
-            let image = self.image(art, g)?;
+            let image = art.image(g)?;
             // The rows every variant's QEMU offers.
             let mut active: Vec<&Controller> = plan
                 .controllers
@@ -1097,7 +996,7 @@ impl PatchAndTest {
             if active.is_empty() {
                 continue;
             }
-            let deadline = self.deadline(plan, active.len());
+            let deadline = plan.deadline(active.len());
             for round in 1..=plan.rounds {
                 for v in &art.variants {
                     // The Linux guest's labels stay as they were.
@@ -1108,7 +1007,7 @@ impl PatchAndTest {
                     let boot = Boot {
                         qemu: v.binary.clone(),
                         image: image.clone(),
-                        params: self.guest_params(plan, &active, round),
+                        params: plan.params(&active, round),
                         dir: run_dir.clone(),
                         deadline,
                         trace: traced.is_ok(),
@@ -1191,7 +1090,7 @@ impl PatchAndTest {
         variant: &str,
     ) -> Result<HostRun> {
         let paired = crate::trace::read_log(log)?;
-        let p = self.guest_params(plan, &[], 1);
+        let p = &plan.params;
         let disks = crate::trace::by_disk(&paired, fds, p.modes.modes(), p.warmup, p.iterations);
         let mut out = Vec::new();
         for (controller, ph) in &disks {
@@ -1300,10 +1199,10 @@ impl PatchAndTest {
                     .map(|p| report::GuestParams {
                         guest: p.guest,
                         netdev: p.netdev.name().into(),
-                        iterations: p.iterations,
-                        warmup: p.warmup,
+                        iterations: p.params.iterations,
+                        warmup: p.params.warmup,
                         rounds: p.rounds,
-                        mode: p.modes.name().into(),
+                        mode: p.params.modes.name().into(),
                         controllers: p.controllers.iter().map(|c| c.name.to_string()).collect(),
                     })
                     .collect(),
@@ -1478,7 +1377,7 @@ mod tests {
     fn the_deadline_follows_the_time_budget() {
         let linux = |args: &[&str]| {
             let p = options(args);
-            p.deadline(&plan_of(&p, Guest::Linux), 3).as_secs_f64()
+            plan_of(&p, Guest::Linux).deadline(3).as_secs_f64()
         };
         // Default: 3 disks, 2 modes, 100 I/Os at 2 ms think. Each test is
         // bounded by its 20 s budget plus 6 stalled I/Os (5 warm-up and the
@@ -1493,7 +1392,7 @@ mod tests {
         // The probe: one mode, 10 reads after 1 warm-up, each at most its
         // 5 s deadline and the wake: bounded by the budget (20 s + 2 x 5.012 s).
         let p = options(&[]);
-        let d = p.deadline(&plan_of(&p, Guest::Probe), 3).as_secs_f64();
+        let d = plan_of(&p, Guest::Probe).deadline(3).as_secs_f64();
         assert!(
             (d - (90.0 + 3.0 * 30.024 + 3.0 * 66.0 * 5.01)).abs() < 0.01,
             "{d}"
@@ -1511,22 +1410,36 @@ mod tests {
         );
         let probe = &plans[0];
         assert_eq!(
-            (probe.iterations, probe.rounds, probe.netdev),
-            (10, 1, Netdev::Hostfwd)
+            (
+                probe.params.iterations,
+                probe.params.warmup,
+                probe.rounds,
+                probe.netdev
+            ),
+            (10, 1, 1, Netdev::Hostfwd)
         );
-        assert_eq!(probe.modes, ModeSet::Poll);
+        assert_eq!(probe.params.modes, ModeSet::Poll);
         let linux = &plans[1];
         assert_eq!(
-            (linux.iterations, linux.rounds, linux.netdev),
-            (100, 2, Netdev::None)
+            (
+                linux.params.iterations,
+                linux.params.warmup,
+                linux.rounds,
+                linux.netdev
+            ),
+            (100, 5, 2, Netdev::None)
         );
+        // A boot's params: its disks, and the write check in round 1 only.
+        let b = probe.params(&probe.controllers, 2);
+        assert_eq!(b.controllers, ["ahci", "virtio_blk", "nvme"]);
+        assert!(!b.write_check && probe.params(&[], 1).write_check);
         // Given flags reach both guests.
         let p = options(&["--iterations", "20", "--netdev", "user"]);
         assert!(p
             .guest_plans()
             .unwrap()
             .iter()
-            .all(|x| x.iterations == 20 && x.netdev == Netdev::User));
+            .all(|x| x.params.iterations == 20 && x.netdev == Netdev::User));
         // A row the probe cannot drive: the Linux guest's alone with both,
         // a usage error naming the probe's rows with --guest probe.
         let p = options(&["--controllers", "ahci,ide"]);

@@ -1112,6 +1112,37 @@ pub fn across_guests(verdicts: &[(Guest, Verdict)], accel: Accel) -> Verdict {
     }
 }
 
+/// Findings and the verdict of one variant's rows, decided per guest (a
+/// control is a yardstick beside disks of its own guest), the verdicts
+/// joined in `guests`' order (the probe's full-size figure first).
+/// `paired`: the workload of a baseline against a variant; `None` for one
+/// binary alone, which has no findings.
+pub fn decide(
+    rows: &[Row],
+    guests: &[Guest],
+    paired: Option<contract::Workload>,
+    accel: Accel,
+) -> (Vec<ControllerFinding>, Verdict) {
+    let mut found = Vec::new();
+    let mut verdicts = Vec::new();
+    for &g in guests {
+        let mine = of_guest(rows, g);
+        if mine.is_empty() {
+            continue;
+        }
+        let v = match paired {
+            None => verdict_single(&mine, accel),
+            Some(contract::Workload::Latency) => verdict_pair(&mine, accel),
+            Some(contract::Workload::Batch) => verdict_batch(&mine, accel),
+        };
+        if paired.is_some() {
+            found.extend(findings(&mine));
+        }
+        verdicts.push((g, v));
+    }
+    (found, across_guests(&verdicts, accel))
+}
+
 /// Every variant beside the baseline: per device and mode, the baseline
 /// p50 and each variant's p50 with its ratio.
 pub fn variants_table(collected: &Samples, base: &str, names: &[&str]) -> String {

@@ -7,8 +7,10 @@
 //! a null and a harmful patch as variants; (5) --compare-binaries; (6) the
 //! batch reproducer; (7) kselftest-install under run_kselftest.sh; (8) two
 //! runs at once (a null patch must not verify under the other's load; user
-//! networking). One #[test], so no guest runs share the two cores except
-//! where (8) means them to.
+//! networking); (9) the bare-metal probe guest: the full 499 ms stall under
+//! TCG with a forwarded port, the fix and a null patch, the deadline wake
+//! without networking, the report's batch reproducer. One #[test], so no
+//! guest runs share the two cores except where (8) means them to.
 //!
 //! Slow (a cold cache means a QEMU and a kernel build): it runs when
 //! `URING_IDLE_E2E=1` is set, as `cargo xtask ci` (and so CI) does.
