@@ -6,6 +6,7 @@
 //! - `record`: what the guest reports per test, as a JSON line inside KTAP.
 //! - `boot`: how long each phase of the guest's boot took, as `/init` saw it.
 //! - `exit`: the selftest's verdict carried through QEMU's isa-debug-exit.
+//! - `ktap`: the KTAP lines both guests print, and the tally of results.
 //! - `plan`: which blocks a guest reads and writes, from a seed.
 //! - `controllers`: every disk controller the tool can attach, with how QEMU
 //!   attaches it, what the guest kernel needs for it and how the guest
@@ -32,6 +33,7 @@ mod prelude {
 pub mod boot;
 pub mod controllers;
 pub mod exit;
+pub mod ktap;
 pub mod params;
 pub mod plan;
 pub mod record;

@@ -15,8 +15,8 @@ use contract::exit::{self, DEBUG_EXIT_PORT};
 use contract::{BootPhases, Params, MODULE_LIST};
 
 use crate::devices::{self, Target};
-use crate::ktap;
 use crate::{run, KSFT_FAIL};
+use contract::ktap;
 
 pub fn main() -> ! {
     std::panic::set_hook(Box::new(|info| {
@@ -31,7 +31,7 @@ pub fn main() -> ! {
                 &found.missing,
                 &params,
                 Some(boot),
-                &mut std::io::stdout(),
+                &mut run::Console(std::io::stdout()),
             );
             // The clock can change under a run: the kernel replaces
             // tsc-early once it has refined the TSC, and drops to jiffies if

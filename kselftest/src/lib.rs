@@ -8,7 +8,6 @@
 
 pub mod devices;
 pub mod init;
-pub mod ktap;
 pub mod run;
 pub mod workload;
 

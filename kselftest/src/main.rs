@@ -144,7 +144,7 @@ fn main() -> ExitCode {
             .filter(|p| !p.is_empty())
             .collect();
         if paths.is_empty() {
-            println!("{}", kselftest::ktap::header());
+            println!("{}", contract::ktap::header());
             println!("1..0 # SKIP no targets: set {TARGETS_ENV} to scratch files or block devices (their data is read, and written only with --write)");
             return ExitCode::from(kselftest::KSFT_SKIP as u8);
         }
@@ -207,15 +207,20 @@ fn main() -> ExitCode {
         }
     }
     let code = if cli.json {
-        let mut buf = Vec::new();
-        let code = run::run(&targets, &[], &cli.params, None, &mut buf);
-        let text = String::from_utf8_lossy(&buf);
+        let mut text = String::new();
+        let code = run::run(&targets, &[], &cli.params, None, &mut text);
         for line in text.lines().filter_map(|l| l.strip_prefix(JSON_PREFIX)) {
             println!("{line}");
         }
         code
     } else {
-        run::run(&targets, &[], &cli.params, None, &mut std::io::stdout())
+        run::run(
+            &targets,
+            &[],
+            &cli.params,
+            None,
+            &mut run::Console(std::io::stdout()),
+        )
     };
     ExitCode::from(code as u8)
 }

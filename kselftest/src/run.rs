@@ -1,12 +1,12 @@
 //! One selftest run: every target in every mode, printed as KTAP as it goes.
 
-use std::io::Write;
+use std::fmt::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::devices::{self, Target};
-use crate::ktap::{self, Outcome};
 use crate::workload::{self, RingError};
-use crate::{KSFT_FAIL, KSFT_PASS, KSFT_SKIP};
+use crate::KSFT_FAIL;
+use contract::ktap::{self, Outcome, Tally};
 use contract::plan::seed_for;
 use contract::{BatchFigures, BootPhases, Params, Record, Stats, Think, Workload};
 
@@ -24,49 +24,22 @@ pub fn kernel_release() -> String {
     }
 }
 
+/// The console as KTAP's writer: each piece goes out at once, so a host
+/// reading the serial console sees every line as it is printed.
+pub struct Console<W: std::io::Write>(pub W);
+
+impl<W: std::io::Write> Write for Console<W> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0
+            .write_all(s.as_bytes())
+            .and_then(|_| self.0.flush())
+            .map_err(|_| std::fmt::Error)
+    }
+}
+
 /// One diagnostic line (or several, for text with newlines).
 fn diag(out: &mut dyn Write, text: &str) {
     let _ = writeln!(out, "{}", ktap::diag(text));
-}
-
-struct Tally {
-    number: usize,
-    pass: usize,
-    fail: usize,
-    skip: usize,
-}
-
-impl Tally {
-    /// A measured test: outcome, name and (for failures) the note all come
-    /// from its record; `figures` is the note of a pass.
-    fn report(&mut self, out: &mut dyn Write, r: &Record, figures: &str) {
-        let (outcome, note) = match &r.reason {
-            Some(why) if !r.ok => (Outcome::Fail, why.as_str()),
-            _ => (Outcome::Pass, figures),
-        };
-        self.emit(out, outcome, &r.test, note, Some(r));
-    }
-
-    fn emit(
-        &mut self,
-        out: &mut dyn Write,
-        outcome: Outcome,
-        name: &str,
-        note: &str,
-        record: Option<&Record>,
-    ) {
-        self.number += 1;
-        match outcome {
-            Outcome::Pass => self.pass += 1,
-            Outcome::Fail => self.fail += 1,
-            Outcome::Skip => self.skip += 1,
-        }
-        if let Some(r) = record {
-            let _ = writeln!(out, "{}", r.line());
-        }
-        let _ = writeln!(out, "{}", ktap::result(&outcome, self.number, name, note));
-        let _ = out.flush();
-    }
 }
 
 /// Runs every test and returns the kselftest exit code. `missing` names
@@ -107,12 +80,7 @@ pub fn run(
         "{}",
         ktap::plan(targets.len() * per_target + missing.len() * modes.len())
     );
-    let mut t = Tally {
-        number: 0,
-        pass: 0,
-        fail: 0,
-        skip: 0,
-    };
+    let mut t = Tally::default();
 
     let mut ring = match workload::new_ring() {
         Ok(r) => r,
@@ -137,8 +105,8 @@ pub fn run(
                     );
                 }
             }
-            skip_missing(out, &mut t, missing, &modes);
-            return finish(out, &t);
+            t.skip_missing(out, missing, &modes);
+            return t.finish(out);
         }
         Err(RingError::Failed(e)) => {
             let _ = writeln!(out, "{}", ktap::bail_out(&format!("{e:#}")));
@@ -322,32 +290,6 @@ pub fn run(
             );
         }
     }
-    skip_missing(out, &mut t, missing, &modes);
-    finish(out, &t)
-}
-
-/// A skipped test per mode for each controller whose disk never appeared,
-/// named `{controller}_{mode}`, with the reason.
-fn skip_missing(out: &mut dyn Write, t: &mut Tally, missing: &[(String, String)], modes: &[&str]) {
-    for (controller, why) in missing {
-        for m in modes {
-            t.emit(out, Outcome::Skip, &format!("{controller}_{m}"), why, None);
-        }
-    }
-}
-
-fn finish(out: &mut dyn Write, t: &Tally) -> i32 {
-    let _ = writeln!(
-        out,
-        "# Totals: pass:{} fail:{} xfail:0 xpass:0 skip:{} error:0",
-        t.pass, t.fail, t.skip
-    );
-    let _ = out.flush();
-    if t.fail > 0 {
-        KSFT_FAIL
-    } else if t.skip > 0 && t.pass == 0 {
-        KSFT_SKIP
-    } else {
-        KSFT_PASS
-    }
+    t.skip_missing(out, missing, &modes);
+    t.finish(out)
 }

@@ -17,7 +17,6 @@ pub mod ahci;
 pub mod disk;
 pub mod fwcfg;
 pub mod hw;
-pub mod ktap;
 pub mod machine;
 pub mod nvme;
 pub mod pci;

@@ -51,8 +51,8 @@ pub fn exit(code: i32) -> ! {
 }
 
 fn bail(out: &mut Serial, why: &str) -> ! {
-    let _ = writeln!(out, "{}", crate::ktap::header());
-    let _ = writeln!(out, "{}", crate::ktap::bail_out(why));
+    let _ = writeln!(out, "{}", contract::ktap::header());
+    let _ = writeln!(out, "{}", contract::ktap::bail_out(why));
     exit(KSFT_FAIL)
 }
 

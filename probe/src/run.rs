@@ -10,7 +10,6 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use contract::exit::{KSFT_FAIL, KSFT_PASS, KSFT_SKIP};
 use contract::plan::{
     self, fill_pattern, first_difference, mix, offset, pattern_offsets, seed_for, IO_SIZE,
 };
@@ -18,8 +17,8 @@ use contract::{BatchFigures, BootPhases, Mode, Params, Record, Stats, Workload};
 
 use crate::disk::{Disk, Request};
 use crate::hw::{Clock, DmaBuf};
-use crate::ktap::{self, Outcome};
 use crate::timers::{Deadline, Wake};
+use contract::ktap::{self, Outcome, Tally};
 
 /// Why a sleep-mode test is skipped here.
 pub const NO_SLEEP: &str = "the probe guest takes no interrupts: it only polls";
@@ -62,43 +61,6 @@ fn round2(x: f64) -> f64 {
 
 fn diag(out: &mut dyn Write, text: &str) {
     let _ = writeln!(out, "{}", ktap::diag(text));
-}
-
-struct Tally {
-    number: usize,
-    pass: usize,
-    fail: usize,
-    skip: usize,
-}
-
-impl Tally {
-    fn report(&mut self, out: &mut dyn Write, r: &Record, figures: &str) {
-        let (outcome, note) = match &r.reason {
-            Some(why) if !r.ok => (Outcome::Fail, why.as_str()),
-            _ => (Outcome::Pass, figures),
-        };
-        self.emit(out, outcome, &r.test, note, Some(r));
-    }
-
-    fn emit(
-        &mut self,
-        out: &mut dyn Write,
-        outcome: Outcome,
-        name: &str,
-        note: &str,
-        record: Option<&Record>,
-    ) {
-        self.number += 1;
-        match outcome {
-            Outcome::Pass => self.pass += 1,
-            Outcome::Fail => self.fail += 1,
-            Outcome::Skip => self.skip += 1,
-        }
-        if let Some(r) = record {
-            let _ = writeln!(out, "{}", r.line());
-        }
-        let _ = writeln!(out, "{}", ktap::result(&outcome, self.number, name, note));
-    }
 }
 
 /// Runs every test and returns the kselftest exit code. `missing`: rows
@@ -146,12 +108,7 @@ pub fn run(
         "{}",
         ktap::plan(targets.len() * per_target + missing.len() * modes.len())
     );
-    let mut t = Tally {
-        number: 0,
-        pass: 0,
-        fail: 0,
-        skip: 0,
-    };
+    let mut t = Tally::default();
     if p.workload == Workload::Batch {
         diag(
             out,
@@ -293,23 +250,8 @@ pub fn run(
             );
         }
     }
-    for (controller, why) in missing {
-        for m in &modes {
-            t.emit(out, Outcome::Skip, &format!("{controller}_{m}"), why, None);
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# Totals: pass:{} fail:{} xfail:0 xpass:0 skip:{} error:0",
-        t.pass, t.fail, t.skip
-    );
-    if t.fail > 0 {
-        KSFT_FAIL
-    } else if t.skip > 0 && t.pass == 0 {
-        KSFT_SKIP
-    } else {
-        KSFT_PASS
-    }
+    t.skip_missing(out, missing, &modes);
+    t.finish(out)
 }
 
 /// The next completion, polled: once `deadline` passes, wake QEMU's main
@@ -614,6 +556,7 @@ mod tests {
     use crate::timers::fake::CountingWake;
     use alloc::collections::VecDeque;
     use alloc::rc::Rc;
+    use contract::exit::{KSFT_FAIL, KSFT_PASS};
     use core::cell::{Cell, RefCell};
 
     /// What the fake disk was asked to do, in order.
