@@ -77,7 +77,9 @@ pub fn rules() -> String {
                 but not in every round (or in one round, in the median only)
 The verdict: REGRESSION if any controller regressed; NOT VERIFIED if any is
 inconclusive or none is affected; otherwise FIX VERIFIED. Controls (table role
-`control`) are the yardstick: virtio-blk, NVMe and the other notifying paths."
+`control`) are the yardstick: virtio-blk, NVMe and the other notifying paths.
+Each guest (probe, linux) is judged on its own disks; with both, the run
+verifies only when each guest does, and a regression in either is one."
     )
 }
 
