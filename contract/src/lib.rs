@@ -13,13 +13,10 @@
 //!   recognises its disk.
 //!
 //! `no_std` with `alloc`, so the bare-metal probe guest reads and writes the
-//! same types as the Linux selftest; the `std` feature (default) adds what
-//! only a hosted program needs.
+//! same types as the Linux selftest.
 
 #![no_std]
 extern crate alloc;
-#[cfg(feature = "std")]
-extern crate std;
 
 use alloc::string::String;
 

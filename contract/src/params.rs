@@ -126,6 +126,10 @@ impl GuestSet {
     }
 }
 
+/// The fw_cfg file the probe guest reads its parameters from: the same
+/// words as the kernel command line's.
+pub const FW_CFG_FILE: &str = "opt/uring-idle/params";
+
 /// Prefix of every word of ours on the kernel command line.
 pub const CMDLINE_PREFIX: &str = "uring_idle.";
 

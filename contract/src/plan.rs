@@ -1,6 +1,7 @@
 //! Which blocks a guest reads and writes, and what it writes there: pure
 //! functions of a seed, shared by the Linux selftest and the probe guest so
-//! both read the same blocks of the same device in every run.
+//! each reads the same blocks of a device in every run (the seed is the
+//! device's name), so a baseline and a patched boot read the same blocks.
 
 #[allow(unused_imports)]
 use crate::prelude::*;

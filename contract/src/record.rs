@@ -27,7 +27,7 @@ pub struct Stats {
 
 /// `x` (never negative here) rounded to the nearest `1/scale`; `core` has
 /// no `f64::round` outside `std`.
-fn round_to(x: f64, scale: f64) -> f64 {
+pub fn round_to(x: f64, scale: f64) -> f64 {
     ((x * scale + 0.5) as u64) as f64 / scale
 }
 

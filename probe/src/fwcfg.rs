@@ -15,7 +15,7 @@ pub const FW_CFG_FILE_DIR: u16 = 0x0019;
 pub const FILE_ENTRY_LEN: usize = 64;
 
 /// Where the host writes the parameters.
-pub const PARAMS_FILE: &str = "opt/uring-idle/params";
+pub use contract::params::FW_CFG_FILE as PARAMS_FILE;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct File {

@@ -175,10 +175,10 @@ pub fn main(entry_tsc: u64) -> ! {
         diags.push("warning: PIT channel 0's one-shot never ran out: it may still be armed".into());
     }
     let boot = BootPhases {
-        kernel_ms: (kernel_ms * 100.0 + 0.5) as u64 as f64 / 100.0,
+        kernel_ms: contract::record::round_to(kernel_ms, 100.0),
         mounts_ms: 0.0,
         modules_ms: 0.0,
-        disks_ms: (disks_ms * 100.0 + 0.5) as u64 as f64 / 100.0,
+        disks_ms: contract::record::round_to(disks_ms, 100.0),
         header_ms: 0.0,
         clocksource: "tsc".into(),
     };

@@ -19,6 +19,7 @@ use crate::disk::{Disk, Request};
 use crate::hw::{Clock, DmaBuf};
 use crate::timers::{Deadline, Wake};
 use contract::ktap::{self, Outcome, Tally};
+use contract::record::round_to;
 
 /// Why a sleep-mode test is skipped here.
 pub const NO_SLEEP: &str = "the probe guest takes no interrupts: it only polls";
@@ -54,11 +55,6 @@ fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
 
-/// `x` (never negative) rounded to two decimals: `core` has no `round`.
-fn round2(x: f64) -> f64 {
-    ((x * 100.0 + 0.5) as u64) as f64 / 100.0
-}
-
 fn diag(out: &mut dyn Write, text: &str) {
     let _ = writeln!(out, "{}", ktap::diag(text));
 }
@@ -80,7 +76,7 @@ pub fn run(
     let per_target = modes.len() + usize::from(p.write_check);
     let _ = writeln!(out, "{}", ktap::header());
     if let Some(mut b) = boot {
-        b.header_ms = round2(ms(env.clock.now_ns()));
+        b.header_ms = round_to(ms(env.clock.now_ns()), 100.0);
         let _ = writeln!(out, "{}", b.line());
     }
     diag(
@@ -189,8 +185,8 @@ pub fn run(
                 Workload::Batch => batch(disk, env, p).map(|b| {
                     let secs = b.wall_ns as f64 / 1e9;
                     let figures = BatchFigures {
-                        total_ms: round2(secs * 1000.0),
-                        mb_per_s: round2(b.bytes as f64 / 1048576.0 / secs),
+                        total_ms: round_to(secs * 1000.0, 100.0),
+                        mb_per_s: round_to(b.bytes as f64 / 1048576.0 / secs, 100.0),
                         bytes: b.bytes,
                         batches: b.batch_ns.len() as u32,
                         sleeps: "spin".into(),

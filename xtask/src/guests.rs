@@ -31,9 +31,6 @@ pub enum GuestImage {
     Probe { bios: PathBuf },
 }
 
-/// The fw_cfg file the probe reads its parameters from.
-pub const PROBE_PARAMS_FILE: &str = "opt/uring-idle/params";
-
 /// Firmware and option ROMs of the Linux guest: the +ds QEMU build ships
 /// none; Debian's qemu-system-data has qboot (SeaBIOS costs ~30 s of TCG
 /// boot time).
@@ -79,9 +76,19 @@ impl GuestImage {
                 if accel == Accel::Tcg {
                     params.tsc_khz = guest::host_tsc_khz().unwrap_or(0);
                 }
-                let mut fw_cfg = OsString::from(format!("name={PROBE_PARAMS_FILE},string="));
+                let mut fw_cfg =
+                    OsString::from(format!("name={},string=", contract::params::FW_CFG_FILE));
                 fw_cfg.push(params.to_cmdline().join(" ").replace(',', ",,"));
-                vec!["-bios".into(), bios.into(), "-fw_cfg".into(), fw_cfg]
+                let mut a = vec!["-bios".into(), bios.into(), "-fw_cfg".into(), fw_cfg];
+                // Under KVM the PIT is the host kernel's (kvm-pit) unless the
+                // irqchip is split: the probe's deadline wake must be a timer
+                // of QEMU's own main loop, as it is under TCG. (QEMU applies
+                // this to its KVM accelerator; untested here: this host's
+                // nested kvm-pvm boots no probe.)
+                if accel == Accel::Kvm {
+                    a.extend(["-machine".into(), "kernel-irqchip=split".into()]);
+                }
+                a
             }
         }
     }
@@ -104,7 +111,7 @@ pub fn default_netdev(guest: Guest) -> Netdev {
 /// measured reads (`BUDGET_MIN_SAMPLES`, enough for a p50) after one
 /// discarded warm-up read (the first request after the probe stopped its
 /// timers waits only the rest of a main-loop cycle) take ~5.5 s, once: a
-/// 499 ms stall against a 0.1 ms cure is a 1000x gap that one round decides
+/// 499 ms stall against a 0.1 ms cure is a ~5000x gap that one round decides
 /// (every baseline sample sat within 0.1% of slirp's cap in the prototype).
 pub struct SamplePlan {
     pub iterations: u32,
@@ -225,26 +232,34 @@ impl GuestPlan {
     }
 
     /// A hang guard for one boot, consistent with the time budget: 90 s to
-    /// boot, then per test the smaller of every I/O at the guest's longest
-    /// unfixed stall (`stall_bound_us`: 0.6 s for the Linux guest, the
-    /// deadline wake for the probe) and the budget plus the warm-up and the
-    /// one I/O that ends past it, and per disk its write phase (32 writes,
-    /// a flush, 32 reads back) at that stall each.
+    /// boot, then per test its warm-up and its measured I/Os at the guest's
+    /// longest unfixed stall each (`stall_bound_us`: 0.6 s for the Linux
+    /// guest, the deadline wake for the probe), the measured ones cut at the
+    /// budget plus the one in flight (but never below the samples a test
+    /// keeps past it), and per disk its write phase (the writes, a flush,
+    /// the reads back) at that stall each.
     pub fn deadline(&self, disks: usize) -> Duration {
         let p = &self.params;
         let stall_us = stall_bound_us(self.guest, p);
         let per_io = p.think_us + stall_us;
-        let warmup = u64::from(p.warmup) + 1;
-        let all = per_io * u64::from(p.iterations);
-        let budgeted = p.budget_ms * 1000 + per_io * warmup;
+        let min_kept = per_io * contract::BUDGET_MIN_SAMPLES as u64;
+        let measured =
+            (per_io * u64::from(p.iterations)).min((p.budget_ms * 1000 + per_io).max(min_kept));
         let per_test = match p.workload {
-            Workload::Latency => all.min(budgeted),
-            // 64 batches of 16 at a stall each, and the 17 ms of sleeps.
-            Workload::Batch => (u64::from(p.total_mb) / 2 + 1) * (stall_us + 17_000),
+            Workload::Latency => per_io * u64::from(p.warmup) + measured,
+            // Every batch at a stall, and its sleeps: 1 before the submit,
+            // 1 after each completion.
+            Workload::Batch => {
+                let batches = (u64::from(p.total_mb) * 1024)
+                    .div_ceil(u64::from(p.chunk_kb) * u64::from(p.batch));
+                let sleeps = p.submit_sleep_us + u64::from(p.batch) * p.completion_sleep_us;
+                batches * (stall_us + sleeps)
+            }
         };
         let tests = (disks * p.modes.modes().len()) as u64;
+        let write_phase = 2 * u64::from(p.write_blocks) + 1;
         Duration::from_secs(90)
-            + Duration::from_micros(per_test * tests + disks as u64 * 66 * stall_us)
+            + Duration::from_micros(per_test * tests + disks as u64 * write_phase * stall_us)
     }
 
     /// What this guest should show under `accel`.
@@ -358,6 +373,13 @@ mod tests {
                 && !a.iter().any(|x| x == "-kernel"),
             "{a:?}"
         );
+        // Under KVM the irqchip is split, so the PIT (its wake) is QEMU's.
+        let kvm = GuestImage::Probe {
+            bios: "/c/probe.bin".into(),
+        }
+        .boot_args(&p, Accel::Kvm);
+        assert_eq!(kvm[4..], ["-machine", "kernel-irqchip=split"]);
+        assert!(!a.iter().any(|x| x.contains("irqchip")));
         // QEMU's ",," is one comma: the probe reads back the same params.
         let words = a[3].split_once("string=").unwrap().1.replace(",,", ",");
         // Under TCG the host's TSC rate goes along; the rest is as asked.

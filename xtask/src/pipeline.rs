@@ -122,13 +122,15 @@ pub struct PatchAndTest {
     /// round decides]
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=50))]
     pub rounds: Option<u32>,
-    /// Guest wait mode: sleep in io_uring_enter, poll the CQ ring, or both.
+    /// Guest wait mode: sleep in io_uring_enter, poll the CQ ring, or both
+    /// (the Linux guest; the probe takes no interrupts and only polls).
     #[arg(long, default_value = "both", value_parser = parse_named::<ModeSet>)]
     pub mode: ModeSet,
     /// Idle time before each I/O in the guest, µs: the stall needs an idle main loop.
     #[arg(long, default_value_t = 2000)]
     pub think_us: u64,
-    /// How the guest spends the think time: spin (busy-wait) or sleep. Under
+    /// How the Linux guest spends the think time (the probe always spins,
+    /// it arms no timer): spin (busy-wait) or sleep. Under
     /// TCG a sleeping guest wakes on a tick, just as QEMU's main loop does, so
     /// whether the stall shows is a race; spinning starts each I/O exactly the
     /// think time after the previous completion, which came on a tick, so an
@@ -310,11 +312,15 @@ struct Campaign {
     notes: Vec<String>,
 }
 
-/// What a finished campaign puts into the report.
+/// What a finished campaign puts into the report (nothing, for a run that
+/// measured nothing).
+#[derive(Default)]
 struct Measured {
-    baseline_binary: PathBuf,
+    baseline_binary: Option<PathBuf>,
     variants: Vec<report::VariantReport>,
-    accel: Accel,
+    accel: Option<Accel>,
+    /// What each guest should show, a line each.
+    expected: Option<String>,
     kernel: Option<KernelInfo>,
     probe: Option<PathBuf>,
     rows: Vec<report::Row>,
@@ -445,7 +451,7 @@ impl PatchAndTest {
                 line: format!("SKIPPED: QEMU {} has no aio_add_sqe() and never had the stall: nothing to verify", tree.describe()),
             };
             println!("{}", v.line);
-            let doc = self.document(&v, qemu_info(&input), None, &plans, t, total);
+            let doc = self.document(&v, qemu_info(&input), Measured::default(), &plans, t, total);
             self.write_json(&doc)?;
             return Ok(v.kind.exit_code());
         };
@@ -584,9 +590,10 @@ impl PatchAndTest {
             })
             .collect::<Result<Vec<_>>>()?;
         let measured = Measured {
-            baseline_binary: art.variants[0].binary.clone(),
+            baseline_binary: Some(art.variants[0].binary.clone()),
             variants,
-            accel: camp.accel,
+            accel: Some(camp.accel),
+            expected: Some(expected),
             kernel: art.linux.as_ref().map(|l| KernelInfo {
                 release: camp.kernel_release.clone().unwrap_or_default(),
                 source: l.kernel.source.clone(),
@@ -604,14 +611,7 @@ impl PatchAndTest {
             no_host_evidence: camp.no_host_evidence.clone(),
             notes: camp.notes.clone(),
         };
-        let doc = self.document(
-            &verdict,
-            qemu_info(input),
-            Some((measured, expected)),
-            plans,
-            t,
-            total,
-        );
+        let doc = self.document(&verdict, qemu_info(input), measured, plans, t, total);
         self.write_json(&doc)?;
         let plot = match (&self.plot, &self.json) {
             (Some(p), _) => p.clone(),
@@ -1123,32 +1123,12 @@ impl PatchAndTest {
         &self,
         verdict: &Verdict,
         qemu: QemuInfo,
-        measured: Option<(Measured, String)>,
+        m: Measured,
         plans: &[GuestPlan],
         mut t: Timings,
         total: Instant,
     ) -> Report {
         t.add("total", total);
-        let (m, expected) = match measured {
-            Some((m, e)) => (Some(m), Some(e)),
-            None => (None, None),
-        };
-        let accel = m.as_ref().map(|m| m.accel);
-        let baseline_binary = m.as_ref().map(|m| m.baseline_binary.clone());
-        let (kernel, probe, rows, controllers, guest_runs) = match &m {
-            Some(m) => (
-                m.kernel.clone(),
-                m.probe.clone(),
-                m.rows.clone(),
-                m.findings.clone(),
-                m.runs.clone(),
-            ),
-            None => (None, None, vec![], vec![], vec![]),
-        };
-        let (skipped, no_host_evidence, notes, variants) = match m {
-            Some(m) => (m.skipped, m.no_host_evidence, m.notes, m.variants),
-            None => (vec![], None, vec![], vec![]),
-        };
         // One name when every guest had the same network.
         let netdevs: Vec<String> = if plans
             .iter()
@@ -1169,19 +1149,19 @@ impl PatchAndTest {
             verdict: verdict.kind,
             verdict_line: verdict.line.clone(),
             exit_code: verdict.kind.exit_code(),
-            accel,
-            expected,
+            accel: m.accel,
+            expected: m.expected,
             qemu,
-            kernel,
-            probe_image: probe,
-            controllers,
-            skipped,
-            no_host_evidence,
-            notes,
-            variants,
-            baseline_binary,
-            devices: rows,
-            guest_runs,
+            kernel: m.kernel,
+            probe_image: m.probe,
+            controllers: m.findings,
+            skipped: m.skipped,
+            no_host_evidence: m.no_host_evidence,
+            notes: m.notes,
+            variants: m.variants,
+            baseline_binary: m.baseline_binary,
+            devices: m.rows,
+            guest_runs: m.runs,
             params: Some(ParamsInfo {
                 iterations: self
                     .iterations
@@ -1382,19 +1362,29 @@ mod tests {
         // Default: 3 disks, 2 modes, 100 I/Os at 2 ms think. Each test is
         // bounded by its 20 s budget plus 6 stalled I/Os (5 warm-up and the
         // one in flight: 23.6 s), not by 100 stalled I/Os (60.2 s); each
-        // disk's write phase 66 x 0.6 s.
+        // disk's write phase 65 x 0.6 s (32 writes, a flush, 32 reads).
         let d = linux(&[]);
-        assert!((d - (90.0 + 6.0 * 23.612 + 3.0 * 39.6)).abs() < 0.01, "{d}");
-        // A short run is bounded by its I/Os, not by the budget.
+        assert!((d - (90.0 + 6.0 * 23.612 + 3.0 * 39.0)).abs() < 0.01, "{d}");
+        // A short run is bounded by its I/Os (5 warm-up and 10 measured),
+        // not by the budget.
         let d = linux(&["--iterations", "10"]);
-        assert!((d - (90.0 + 6.0 * 6.02 + 3.0 * 39.6)).abs() < 0.01, "{d}");
+        assert!((d - (90.0 + 6.0 * 9.03 + 3.0 * 39.0)).abs() < 0.01, "{d}");
         assert!(linux(&["--budget-s", "60"]) > linux(&[]));
-        // The probe: one mode, 10 reads after 1 warm-up, each at most its
-        // 5 s deadline and the wake: bounded by the budget (20 s + 2 x 5.012 s).
+        // The probe: one mode, 1 warm-up and 10 measured reads, each at most
+        // its 5 s deadline and the wake (5.012 s with the think time). The
+        // budget (20 s) cannot cut them: a test keeps 10 samples past it.
         let p = options(&[]);
         let d = plan_of(&p, Guest::Probe).deadline(3).as_secs_f64();
         assert!(
-            (d - (90.0 + 3.0 * 30.024 + 3.0 * 66.0 * 5.01)).abs() < 0.01,
+            (d - (90.0 + 3.0 * 11.0 * 5.012 + 3.0 * 65.0 * 5.01)).abs() < 0.01,
+            "{d}"
+        );
+        // The batch workload: 64 batches of 16 x 128 KiB, each at a stall
+        // and its 17 ms of sleeps.
+        let p = options(&["--workload", "batch"]);
+        let d = plan_of(&p, Guest::Linux).deadline(1).as_secs_f64();
+        assert!(
+            (d - (90.0 + 2.0 * 64.0 * 0.617 + 65.0 * 0.6)).abs() < 0.01,
             "{d}"
         );
     }

@@ -78,34 +78,44 @@ pub fn build() -> Result<ProbeImage> {
     let elf = target_dir.join("release").join("probe");
     let image = target_dir.join("probe.bin");
     flatten(&elf, &image)?;
-    let bytes = std::fs::read(&image).with_context(|| format!("reading {}", image.display()))?;
-    if let Err(why) = check_image(&bytes) {
-        bail!("the probe image {} is unusable: {why}", image.display());
-    }
     Ok(ProbeImage {
         image,
         build_s: start.elapsed().as_secs_f64(),
     })
 }
 
-/// `objcopy -O binary`, into a temporary name first so a half-written image
-/// is never taken for a finished one.
+/// `objcopy -O binary`, into a name of this process first, checked, then
+/// renamed: a half-written or unusable image never replaces a good one,
+/// and two runs sharing the cache never write the same file.
 fn flatten(elf: &Path, image: &Path) -> Result<()> {
-    let part = image.with_extension("bin.part");
-    let out = Command::new("objcopy")
-        .args(["-O", "binary"])
-        .arg(elf)
-        .arg(&part)
-        .output()
-        .context("running objcopy (Debian package binutils)")?;
-    if !out.status.success() {
-        bail!(
-            "objcopy -O binary {} failed: {}",
-            elf.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+    let part = image.with_extension(format!("bin.{}", std::process::id()));
+    let made = (|| -> Result<()> {
+        let mut cmd = Command::new("objcopy");
+        cmd.args(["-O", "binary"])
+            .arg(elf)
+            .arg(&part)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let (child, _registered) = crate::children::spawn(&mut cmd)
+            .context("running objcopy (Debian package binutils)")?;
+        let out = child.wait_with_output().context("waiting for objcopy")?;
+        if !out.status.success() {
+            bail!(
+                "objcopy -O binary {} failed: {}",
+                elf.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let bytes = std::fs::read(&part).with_context(|| format!("reading {}", part.display()))?;
+        if let Err(why) = check_image(&bytes) {
+            bail!("the probe image {} is unusable: {why}", elf.display());
+        }
+        std::fs::rename(&part, image).with_context(|| format!("writing {}", image.display()))
+    })();
+    if made.is_err() {
+        let _ = std::fs::remove_file(&part);
     }
-    std::fs::rename(&part, image).with_context(|| format!("writing {}", image.display()))
+    made
 }
 
 #[cfg(test)]

@@ -753,8 +753,15 @@ pub fn verdict_single(rows: &[Row], accel: Accel) -> Verdict {
 /// The finding a record's deadline wakes make, in words: without a wake an
 /// unfixed request never completes when nothing bounds QEMU's sleep.
 pub fn woken_phrase(r: &Record, p: &contract::Params, netdev: crate::guest::Netdev) -> String {
-    let n = r.samples_us.len();
     let secs = p.deadline_ms as f64 / 1000.0;
+    if let Some(b) = &r.batch {
+        // A batch's samples are batches; its wakes count completion waits.
+        return format!(
+            "{} completion waits of {} batches passed the {secs} s deadline and ended only after the probe woke QEMU's main loop itself",
+            r.woken, b.batches
+        );
+    }
+    let n = r.samples_us.len();
     match netdev {
         crate::guest::Netdev::None => format!(
             "without networking an unfixed request never completes until something else wakes QEMU: {} of {n} waited the full {secs} s and completed only after the probe woke QEMU's main loop itself",
@@ -999,6 +1006,8 @@ pub struct GuestRun {
 /// The parameters the run measured with.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ParamsInfo {
+    /// `--iterations` and `--rounds` as given, else the Linux guest's
+    /// defaults; what each guest measured with is in `guests`.
     pub iterations: u32,
     pub rounds: u32,
     pub think_us: u64,
@@ -1007,7 +1016,8 @@ pub struct ParamsInfo {
     /// `--guest`: linux, probe or both.
     #[serde(default)]
     pub guest: String,
-    /// Each guest's network, `GUEST=NETDEV` comma-separated.
+    /// The network (`none`, `user`, `hostfwd`) when every guest had the same,
+    /// else each guest's as `GUEST=NETDEV`, comma-separated.
     #[serde(default)]
     pub netdev: String,
     pub controllers: Vec<String>,
@@ -1141,6 +1151,14 @@ pub fn decide(
             found.extend(findings(&mine));
         }
         verdicts.push((g, v));
+    }
+    if verdicts.is_empty() {
+        // No guest measured anything: the rules themselves say why.
+        let v = match paired {
+            None => verdict_single(rows, accel),
+            Some(_) => verdict_pair(rows, accel),
+        };
+        return (found, v);
     }
     (found, across_guests(&verdicts, accel))
 }
