@@ -160,6 +160,8 @@ pub struct GuestPlan {
     pub guest: Guest,
     /// The requested rows this guest drives.
     pub controllers: Vec<&'static Controller>,
+    /// The requested rows it cannot drive (the other guest measures them).
+    pub cannot: Vec<&'static Controller>,
     pub netdev: Netdev,
     /// What every boot of this guest is asked, but its disks and whether it
     /// runs the write check.
@@ -206,6 +208,7 @@ pub fn plans(asked: &Asked) -> Result<Vec<GuestPlan>> {
         plans.push(GuestPlan {
             guest: g,
             controllers: drives,
+            cannot,
             netdev: asked.netdev.unwrap_or(default_netdev(g)),
             params: Params {
                 iterations: asked.iterations.unwrap_or(plan.iterations),

@@ -381,6 +381,7 @@ pub fn check_run(
             Some(r) => skipped.push(Skipped {
                 controller: c.name.to_string(),
                 reason: r.note.clone(),
+                guest: None,
             }),
             None => bail!(
                 "the guest found no {} disk ({}) in {label}; console log {}",
@@ -421,6 +422,7 @@ fn offered(
             ok.push(*c);
         } else {
             skipped.push(Skipped {
+                guest: None,
                 controller: c.name.to_string(),
                 reason: format!("{} (-device help)", lacks.join("; ")),
             });
@@ -985,6 +987,14 @@ impl PatchAndTest {
         let mut runs = Vec::new();
         for plan in plans {
             let g = plan.guest;
+            skipped.extend(plan.cannot.iter().map(|c| Skipped {
+                controller: c.name.to_string(),
+                reason: format!(
+                    "the {g} guest has no driver for it (it drives {}); the other guest measured it",
+                    controllers::driven_by(g).join(", ")
+                ),
+                guest: Some(g),
+            }));
             let image = art.image(g)?;
             // The rows every variant's QEMU offers.
             let mut active: Vec<&Controller> = plan
@@ -1023,8 +1033,11 @@ impl PatchAndTest {
                     // A controller the guest cannot drive is dropped from
                     // the later boots, which would only wait for it again.
                     for mut s in checked.skipped {
-                        s.reason = format!("{g} guest: {}", s.reason);
-                        ui::warn(&format!("skipping {}: {}", s.controller, s.reason));
+                        s.guest = Some(g);
+                        ui::warn(&format!(
+                            "skipping {} ({g} guest): {}",
+                            s.controller, s.reason
+                        ));
                         active.retain(|c| c.name != s.controller);
                         skipped.push(s);
                     }
@@ -1044,9 +1057,14 @@ impl PatchAndTest {
                         }
                     }
                     let host = match &run.trace_log {
-                        Some(log) => {
-                            Some(self.host_samples(plan, &mut samples, log, &run.fds, &v.name)?)
-                        }
+                        Some(log) => Some(self.host_samples(
+                            plan,
+                            &parsed.records,
+                            &mut samples,
+                            log,
+                            &run.fds,
+                            &v.name,
+                        )?),
                         None => None,
                     };
                     runs.push(GuestRun {
@@ -1084,6 +1102,7 @@ impl PatchAndTest {
     fn host_samples(
         &self,
         plan: &GuestPlan,
+        records: &[contract::Record],
         samples: &mut report::Samples,
         log: &Path,
         fds: &BTreeMap<i32, String>,
@@ -1091,7 +1110,9 @@ impl PatchAndTest {
     ) -> Result<HostRun> {
         let paired = crate::trace::read_log(log)?;
         let p = &plan.params;
-        let disks = crate::trace::by_disk(&paired, fds, p.modes.modes(), p.warmup, p.iterations);
+        let plans =
+            crate::trace::DiskPlan::from_records(records, p.warmup, u64::from(p.chunk_kb) * 1024);
+        let disks = crate::trace::by_disk(&paired, fds, &plans);
         let mut out = Vec::new();
         for (controller, ph) in &disks {
             for (mode, queued) in &ph.measured {
@@ -1318,7 +1339,8 @@ mod tests {
             s.skipped,
             [Skipped {
                 controller: "nvme".into(),
-                reason: "no disk appeared within 10000 ms".into()
+                reason: "no disk appeared within 10000 ms".into(),
+                guest: None,
             }]
         );
         let bad = parsed(vec![

@@ -779,12 +779,19 @@ pub fn woken_phrase(r: &Record, p: &contract::Params, netdev: crate::guest::Netd
 pub struct Skipped {
     pub controller: String,
     pub reason: String,
+    /// The guest that could not drive it; none when no guest could (the
+    /// QEMU binary lacks the device).
+    #[serde(default)]
+    pub guest: Option<Guest>,
 }
 
 /// One line per skipped controller, for the printed report.
 pub fn skipped_lines(s: &[Skipped]) -> String {
     s.iter()
-        .map(|s| format!("skipped {}: {}", s.controller, s.reason))
+        .map(|s| match s.guest {
+            Some(g) => format!("skipped {} ({g} guest): {}", s.controller, s.reason),
+            None => format!("skipped {}: {}", s.controller, s.reason),
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }

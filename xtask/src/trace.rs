@@ -184,11 +184,47 @@ pub struct DiskPhases {
     pub matched: bool,
 }
 
-/// Splits one disk's requests (in queue order) by the selftest's plan:
-/// boot reads, then per mode `warmup` discarded and `iterations` measured
-/// reads, then the write phase (writes, a flush, reads back). Counting runs
-/// back from the first write, so boot I/O of any length is kept apart.
-pub fn phases(reqs: &[&Request], modes: &[Mode], warmup: u32, iterations: u32) -> DiskPhases {
+/// What a guest did on one disk, in order: per mode, the reads it
+/// discarded (warm-up), then the reads it measured.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DiskPlan(pub Vec<(Mode, u32, u32)>);
+
+impl DiskPlan {
+    /// The same warm-up and count in every mode.
+    pub fn uniform(modes: &[Mode], warmup: u32, measured: u32) -> DiskPlan {
+        DiskPlan(modes.iter().map(|&m| (m, warmup, measured)).collect())
+    }
+
+    /// Each disk's plan as its records say it ran: a latency test measured
+    /// as many reads as it has samples (fewer than asked when its budget
+    /// stopped it), after `warmup`; a batch test has no warm-up and read
+    /// its bytes in `chunk_bytes` requests. Integrity records are the write
+    /// phase, which the first write starts.
+    pub fn from_records(
+        records: &[contract::Record],
+        warmup: u32,
+        chunk_bytes: u64,
+    ) -> BTreeMap<String, DiskPlan> {
+        let mut out: BTreeMap<String, DiskPlan> = BTreeMap::new();
+        for r in records {
+            let Ok(mode) = r.mode.parse::<Mode>() else {
+                continue;
+            };
+            let step = match &r.batch {
+                Some(b) => (mode, 0, (b.bytes / chunk_bytes.max(1)) as u32),
+                None => (mode, warmup, r.samples_us.len() as u32),
+            };
+            out.entry(r.controller.clone()).or_default().0.push(step);
+        }
+        out
+    }
+}
+
+/// Splits one disk's requests (in queue order) by what the guest did:
+/// boot reads, then per mode its discarded and its measured reads, then
+/// the write phase (writes, a flush, reads back). Counting runs back from
+/// the first write, so boot I/O of any length is kept apart.
+pub fn phases(reqs: &[&Request], plan: &DiskPlan) -> DiskPhases {
     let first_write = reqs
         .iter()
         .position(|r| is_write(r.opcode))
@@ -199,8 +235,7 @@ pub fn phases(reqs: &[&Request], modes: &[Mode], warmup: u32, iterations: u32) -
         .map(|r| r.queued_for_us)
         .collect();
     let write_phase = reqs.len() - first_write;
-    let per_mode = (warmup + iterations) as usize;
-    let planned = per_mode * modes.len();
+    let planned: usize = plan.0.iter().map(|&(_, w, n)| (w + n) as usize).sum();
     if reads.len() < planned {
         return DiskPhases {
             boot: reads,
@@ -211,9 +246,11 @@ pub fn phases(reqs: &[&Request], modes: &[Mode], warmup: u32, iterations: u32) -
     }
     let boot_n = reads.len() - planned;
     let mut measured = BTreeMap::new();
-    for (i, m) in modes.iter().enumerate() {
-        let start = boot_n + i * per_mode + warmup as usize;
-        measured.insert(*m, reads[start..start + iterations as usize].to_vec());
+    let mut at = boot_n;
+    for &(m, warmup, n) in &plan.0 {
+        let start = at + warmup as usize;
+        measured.insert(m, reads[start..start + n as usize].to_vec());
+        at = start + n as usize;
     }
     DiskPhases {
         boot: reads[..boot_n].to_vec(),
@@ -223,13 +260,12 @@ pub fn phases(reqs: &[&Request], modes: &[Mode], warmup: u32, iterations: u32) -
     }
 }
 
-/// Every disk's phases, by the name `fds` gives each file descriptor.
+/// Every disk's phases, by the name `fds` gives each file descriptor and
+/// the plan `plans` has for that name (none: all its reads are boot I/O).
 pub fn by_disk(
     paired: &Paired,
     fds: &BTreeMap<i32, String>,
-    modes: &[Mode],
-    warmup: u32,
-    iterations: u32,
+    plans: &BTreeMap<String, DiskPlan>,
 ) -> BTreeMap<String, DiskPhases> {
     let mut per: BTreeMap<&str, Vec<&Request>> = BTreeMap::new();
     for r in &paired.requests {
@@ -237,8 +273,12 @@ pub fn by_disk(
             per.entry(name).or_default().push(r);
         }
     }
+    let none = DiskPlan::default();
     per.into_iter()
-        .map(|(name, reqs)| (name.to_string(), phases(&reqs, modes, warmup, iterations)))
+        .map(|(name, reqs)| {
+            let plan = plans.get(name).unwrap_or(&none);
+            (name.to_string(), phases(&reqs, plan))
+        })
         .collect()
 }
 
@@ -387,7 +427,8 @@ mod tests {
         ]);
         let r = reqs(&ops);
         let refs: Vec<&Request> = r.iter().collect();
-        let p = phases(&refs, &[Mode::Sleep, Mode::Poll], 2, 4);
+        let plan = DiskPlan::uniform(&[Mode::Sleep, Mode::Poll], 2, 4);
+        let p = phases(&refs, &plan);
         assert!(p.matched);
         assert_eq!(p.boot, [1, 1, 1]);
         assert_eq!(p.measured[&Mode::Sleep], [7000, 7001, 7002, 7003]);
@@ -395,8 +436,14 @@ mod tests {
         assert_eq!(p.write_phase, 5);
         // Fewer reads than the plan: nothing is called measured.
         let short: Vec<&Request> = refs[..8].to_vec();
-        let p = phases(&short, &[Mode::Sleep, Mode::Poll], 2, 4);
+        let p = phases(&short, &plan);
         assert!(!p.matched && p.measured.is_empty() && p.boot.len() == 8);
+        // A test its budget stopped measured fewer: the plan from the
+        // records says so, and the split still lines up.
+        let stopped = DiskPlan(vec![(Mode::Sleep, 2, 4), (Mode::Poll, 2, 3)]);
+        let p = phases(&refs[..refs.len() - 6], &stopped);
+        assert!(p.matched, "{p:?}");
+        assert_eq!(p.measured[&Mode::Poll], [6900, 6901, 6902]);
     }
 
     #[test]

@@ -24,7 +24,12 @@ fn a_recorded_run_plots_one_panel_per_device_and_mode() {
     // Host-side queue times from the recorded trace, for the AHCI disk.
     let paired = trace::pair(TRACE.lines().filter_map(trace::parse_line));
     let fds: BTreeMap<i32, String> = [(16, "ahci".to_string())].into();
-    let disks = trace::by_disk(&paired, &fds, &[Mode::Poll], 10, 10);
+    let plans = [(
+        "ahci".to_string(),
+        trace::DiskPlan::uniform(&[Mode::Poll], 10, 10),
+    )]
+    .into();
+    let disks = trace::by_disk(&paired, &fds, &plans);
     report::collect_host(
         &mut samples,
         Guest::Linux,

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use contract::Mode;
-use xtask::trace::{by_disk, pair, parse_line, DiskPhases, Event, Paired};
+use xtask::trace::{by_disk, pair, parse_line, DiskPhases, DiskPlan, Event, Paired};
 
 const BASELINE: &str = include_str!("fixtures/trace-baseline.log");
 const PATCHED: &str = include_str!("fixtures/trace-patched.log");
@@ -30,7 +30,9 @@ fn parse(text: &str) -> Paired {
 }
 
 fn disks(text: &str) -> BTreeMap<String, DiskPhases> {
-    by_disk(&parse(text), &fds(), &[Mode::Poll], 10, 10)
+    let plan = DiskPlan::uniform(&[Mode::Poll], 10, 10);
+    let plans = fds().into_values().map(|c| (c, plan.clone())).collect();
+    by_disk(&parse(text), &fds(), &plans)
 }
 
 fn median(v: &[u32]) -> u32 {
