@@ -342,6 +342,22 @@ impl Params {
         Ok(())
     }
 
+    /// Why a latency test stops now, after `n` samples and `spent_ns` of
+    /// its measured loop: its time budget is spent and it has the samples
+    /// a p50 needs. `None`: it goes on.
+    pub fn budget_spent(&self, n: usize, spent_ns: u64) -> Option<String> {
+        (self.budget_ms > 0
+            && spent_ns > self.budget_ms * 1_000_000
+            && n >= BUDGET_MIN_SAMPLES
+            && n < self.iterations as usize)
+            .then(|| {
+                format!(
+                    "stopped after {n} of {} I/Os: the {} ms time budget was spent",
+                    self.iterations, self.budget_ms
+                )
+            })
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.iterations == 0 {
             bail!("iterations must be at least 1");
@@ -420,6 +436,25 @@ mod tests {
         assert_eq!(p.to_cmdline().len(), KEYS.len());
         let d = Params::default();
         assert_eq!(Params::from_cmdline(&d.to_cmdline().join(" ")).unwrap(), d);
+    }
+
+    #[test]
+    fn the_budget_stops_a_test_only_with_samples_enough() {
+        let p = Params {
+            iterations: 100,
+            budget_ms: 1000,
+            ..Params::default()
+        };
+        assert_eq!(p.budget_spent(50, 900_000_000), None);
+        assert_eq!(p.budget_spent(9, 2_000_000_000), None);
+        assert_eq!(
+            p.budget_spent(10, 2_000_000_000).unwrap(),
+            "stopped after 10 of 100 I/Os: the 1000 ms time budget was spent"
+        );
+        // All asked for already, or no budget: nothing to stop.
+        assert_eq!(p.budget_spent(100, 2_000_000_000), None);
+        let unbounded = Params { budget_ms: 0, ..p };
+        assert_eq!(unbounded.budget_spent(50, u64::MAX), None);
     }
 
     #[test]

@@ -143,6 +143,46 @@ fn is_zero(n: &u32) -> bool {
 }
 
 impl Record {
+    /// A measured test's record and the note of its KTAP result, from
+    /// `base` (its names, `ok`): the statistics of `ns` (latencies, or batch
+    /// times, in ns), every sample in µs, and not `ok` when a single
+    /// request's p99 passed `max_p99_ms` (a batch holds 17 ms of sleeps by
+    /// design: the limit is for single requests).
+    pub fn measured(
+        base: Record,
+        ns: &[u64],
+        wall_ns: u64,
+        batch: Option<BatchFigures>,
+        max_p99_ms: f64,
+    ) -> (Record, String) {
+        let stats = Stats::from_ns(ns, wall_ns);
+        let mut figures = format!(
+            "n={} p50_us={} p90_us={} p99_us={} max_us={} total_ms={}",
+            stats.n, stats.p50_us, stats.p90_us, stats.p99_us, stats.max_us, stats.total_ms
+        );
+        if let Some(b) = &batch {
+            figures.push_str(&format!(" mb_per_s={}", b.mb_per_s));
+        }
+        let over = batch.is_none() && stats.p99_us > max_p99_ms * 1000.0;
+        let record = Record {
+            ok: !over,
+            reason: over.then(|| {
+                format!(
+                    "p99 {} ms exceeds the {max_p99_ms} ms limit; {figures}",
+                    stats.p99_us / 1000.0
+                )
+            }),
+            samples_us: ns
+                .iter()
+                .map(|&ns| (ns / 1000).min(u64::from(u32::MAX)) as u32)
+                .collect(),
+            stats: Some(stats),
+            batch,
+            ..base
+        };
+        (record, figures)
+    }
+
     pub fn line(&self) -> String {
         crate::json_line(JSON_PREFIX, self)
     }
@@ -204,6 +244,43 @@ mod tests {
             (m.n, m.p50_us, m.p99_us, m.max_us, m.mean_us),
             (100, 50.0, 99.0, 100.0, 50.5)
         );
+    }
+
+    #[test]
+    fn a_measured_record_fails_its_p99_limit_but_a_batch_does_not() {
+        let base = Record {
+            test: "ahci_probe_poll".into(),
+            device: "ahci_probe".into(),
+            controller: "ahci".into(),
+            path: "pci 00:1f.2 port 0".into(),
+            mode: "poll".into(),
+            ok: true,
+            reason: None,
+            stats: None,
+            samples_us: vec![],
+            batch: None,
+            stopped_early: None,
+            woken: 0,
+        };
+        let ns = [497_500_000u64; 10];
+        let (r, figures) = Record::measured(base.clone(), &ns, 5_000_000_000, None, 50.0);
+        assert!(!r.ok && r.samples_us == [497_500; 10]);
+        assert_eq!(r.stats.as_ref().unwrap().p50_us, 497_500.0);
+        assert!(figures.starts_with("n=10 p50_us=497500 "), "{figures}");
+        assert!(r
+            .reason
+            .unwrap()
+            .starts_with("p99 497.5 ms exceeds the 50 ms limit; n=10"));
+        let batch = BatchFigures {
+            total_ms: 5000.0,
+            mb_per_s: 0.4,
+            bytes: 2 << 20,
+            batches: 10,
+            sleeps: "spin".into(),
+            nanosleep_us: 0.0,
+        };
+        let (b, figures) = Record::measured(base, &ns, 5_000_000_000, Some(batch), 50.0);
+        assert!(b.ok && b.reason.is_none() && figures.ends_with(" mb_per_s=0.4"));
     }
 
     #[test]

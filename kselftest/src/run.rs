@@ -233,35 +233,9 @@ pub fn run(
             };
             match measured {
                 Ok((ns, wall, batch)) => {
-                    let stats = Stats::from_ns(&ns, wall.as_nanos() as u64);
-                    let samples = ns
-                        .iter()
-                        .map(|&ns| (ns / 1000).min(u64::from(u32::MAX)) as u32)
-                        .collect();
-                    let mut figures = format!(
-                        "n={} p50_us={} p90_us={} p99_us={} max_us={} total_ms={}",
-                        stats.n,
-                        stats.p50_us,
-                        stats.p90_us,
-                        stats.p99_us,
-                        stats.max_us,
-                        stats.total_ms
-                    );
-                    if let Some(b) = &batch {
-                        figures.push_str(&format!(" mb_per_s={}", b.mb_per_s));
-                    }
-                    // A batch holds 17 ms of sleeps by design: the p99 limit
-                    // is for single requests.
-                    let over = batch.is_none() && stats.p99_us > p.max_p99_ms * 1000.0;
-                    let why = over.then(|| {
-                        format!(
-                            "p99 {} ms exceeds the {} ms limit; {figures}",
-                            stats.p99_us / 1000.0,
-                            p.max_p99_ms
-                        )
-                    });
-                    let mut r = record(mode.name(), !over, why, Some(stats), samples);
-                    r.batch = batch;
+                    let base = record(mode.name(), true, None, None, vec![]);
+                    let (mut r, figures) =
+                        Record::measured(base, &ns, wall.as_nanos() as u64, batch, p.max_p99_ms);
                     r.stopped_early = stopped.take();
                     t.report(out, &r, &figures);
                 }

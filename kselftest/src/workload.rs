@@ -178,17 +178,7 @@ pub fn measure(
         let t = read_at(ring, dev, &mut buf, off, mode)?;
         latencies_ns.push(t.as_nanos() as u64);
         let spent = start.elapsed();
-        if p.budget_ms > 0
-            && spent > Duration::from_millis(p.budget_ms)
-            && latencies_ns.len() >= contract::BUDGET_MIN_SAMPLES
-            && latencies_ns.len() < p.iterations as usize
-        {
-            let why = format!(
-                "stopped after {} of {} I/Os: the {} ms time budget was spent",
-                latencies_ns.len(),
-                p.iterations,
-                p.budget_ms
-            );
+        if let Some(why) = p.budget_spent(latencies_ns.len(), spent.as_nanos() as u64) {
             return Ok(Samples {
                 latencies_ns,
                 wall: spent,

@@ -197,33 +197,8 @@ pub fn run(
             };
             match measured {
                 Ok((ns, wall, batch, woken)) => {
-                    let stats = Stats::from_ns(&ns, wall);
-                    let samples = ns
-                        .iter()
-                        .map(|&ns| (ns / 1000).min(u64::from(u32::MAX)) as u32)
-                        .collect();
-                    let mut figures = format!(
-                        "n={} p50_us={} p90_us={} p99_us={} max_us={} total_ms={}",
-                        stats.n,
-                        stats.p50_us,
-                        stats.p90_us,
-                        stats.p99_us,
-                        stats.max_us,
-                        stats.total_ms
-                    );
-                    if let Some(b) = &batch {
-                        figures.push_str(&format!(" mb_per_s={}", b.mb_per_s));
-                    }
-                    let over = batch.is_none() && stats.p99_us > p.max_p99_ms * 1000.0;
-                    let why = over.then(|| {
-                        format!(
-                            "p99 {} ms exceeds the {} ms limit; {figures}",
-                            stats.p99_us / 1000.0,
-                            p.max_p99_ms
-                        )
-                    });
-                    let mut r = record(mode.name(), !over, why, Some(stats), samples);
-                    r.batch = batch;
+                    let base = record(mode.name(), true, None, None, vec![]);
+                    let (mut r, figures) = Record::measured(base, &ns, wall, batch, p.max_p99_ms);
                     r.stopped_early = stopped.take();
                     r.woken = woken;
                     t.report(out, &r, &figures);
@@ -346,17 +321,7 @@ pub fn measure(
         latencies_ns.push(t);
         woken += u32::from(woke);
         let spent = env.clock.now_ns() - start;
-        if p.budget_ms > 0
-            && spent > p.budget_ms * 1_000_000
-            && latencies_ns.len() >= contract::BUDGET_MIN_SAMPLES
-            && latencies_ns.len() < p.iterations as usize
-        {
-            let why = format!(
-                "stopped after {} of {} I/Os: the {} ms time budget was spent",
-                latencies_ns.len(),
-                p.iterations,
-                p.budget_ms
-            );
+        if let Some(why) = p.budget_spent(latencies_ns.len(), spent) {
             return Ok(Samples {
                 latencies_ns,
                 wall_ns: spent,
