@@ -363,6 +363,18 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// How a verdict line of this kind begins.
+    pub fn head(self) -> &'static str {
+        match self {
+            Kind::Verified => "FIX VERIFIED",
+            Kind::NotVerified => "NOT VERIFIED",
+            Kind::Regression => "REGRESSION",
+            Kind::Unaffected => "UNAFFECTED",
+            Kind::StallPresent => "STALL PRESENT",
+            Kind::Skipped => "SKIPPED",
+        }
+    }
+
     pub fn exit_code(self) -> i32 {
         match self {
             Kind::Verified | Kind::Unaffected => 0,
@@ -1105,14 +1117,7 @@ pub fn across_guests(verdicts: &[(Guest, Verdict)], accel: Accel) -> Verdict {
     } else {
         Kind::NotVerified
     };
-    let head = match kind {
-        Kind::Verified => "FIX VERIFIED",
-        Kind::NotVerified => "NOT VERIFIED",
-        Kind::Regression => "REGRESSION",
-        Kind::Unaffected => "UNAFFECTED",
-        Kind::StallPresent => "STALL PRESENT",
-        Kind::Skipped => "SKIPPED",
-    };
+    let head = kind.head();
     // Each guest's own line, less the head the joined line already says.
     let each: Vec<String> = verdicts
         .iter()
