@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::{cache, ui};
+use crate::ui;
 
 pub struct ProbeImage {
     /// The flat image for `-bios`.
@@ -40,32 +40,16 @@ pub fn check_image(bytes: &[u8]) -> std::result::Result<(), String> {
 }
 
 pub fn build() -> Result<ProbeImage> {
-    let workspace = crate::workspace();
-    let root = workspace
-        .canonicalize()
-        .unwrap_or_else(|_| workspace.to_path_buf());
-    let target_dir = cache::dir("probe")?.join(cache::key([root.display().to_string()]));
-    std::fs::create_dir_all(&target_dir)?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut c = Command::new(cargo);
-    c.args([
-        "build",
-        "--release",
-        "--locked",
-        "-p",
+    let (mut c, target_dir) = crate::cargo_build_cached(
         "probe",
-        "--features",
-        "image",
-        "--bin",
-        "probe",
-    ])
-    .arg("--manifest-path")
-    .arg(workspace.join("Cargo.toml"))
-    .env("CARGO_TARGET_DIR", &target_dir)
+        &[],
+        &["-p", "probe", "--features", "image", "--bin", "probe"],
+    )?;
     // The probe's own link arguments come from its build script; flags meant
     // for hosted binaries (the selftest's crt-static) must not reach it.
-    .env_remove("RUSTFLAGS")
-    .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    c.env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS");
     let log = target_dir.join("build.log");
     let _ = std::fs::remove_file(&log);
     let start = Instant::now();

@@ -2,12 +2,11 @@
 //! the uapi headers of the guest kernel (`URING_SYS_UAPI`).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::{cache, ui};
+use crate::ui;
 
 pub const TARGET: &str = "x86_64-unknown-linux-gnu";
 pub const BIN: &str = "io_uring_idle_latency";
@@ -20,34 +19,12 @@ pub struct Selftest {
 /// `cargo build` of the kselftest crate: static glibc, not PIE, so `file`
 /// says "statically linked" and the kernel needs no interpreter.
 pub fn build(uapi: Option<&Path>) -> Result<Selftest> {
-    let workspace = crate::workspace();
-    // Keyed by the checkout too: cargo's artifact hashes leave out the
-    // absolute path, so two checkouts sharing one target directory would
-    // take each other's (older) builds of a path dependency as fresh.
-    let root = workspace
-        .canonicalize()
-        .unwrap_or_else(|_| workspace.to_path_buf());
-    let target_dir = cache::dir("selftest")?.join(cache::key([
-        uapi.map(|p| p.display().to_string()).unwrap_or_default(),
-        root.display().to_string(),
-    ]));
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut c = Command::new(cargo);
-    c.args([
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "kselftest",
-        "--bin",
-        BIN,
-        "--target",
-        TARGET,
-    ])
-    .arg("--manifest-path")
-    .arg(workspace.join("Cargo.toml"))
-    .env("CARGO_TARGET_DIR", &target_dir)
-    .env(
+    let (mut c, target_dir) = crate::cargo_build_cached(
+        "selftest",
+        &[uapi.map(|p| p.display().to_string()).unwrap_or_default()],
+        &["-p", "kselftest", "--bin", BIN, "--target", TARGET],
+    )?;
+    c.env(
         "RUSTFLAGS",
         "-C target-feature=+crt-static -C relocation-model=static",
     )
