@@ -143,6 +143,34 @@ fn is_zero(n: &u32) -> bool {
 }
 
 impl Record {
+    /// The record of test `{stem}_{mode}` on `device`, passed until told
+    /// otherwise (`failed`), with no figures yet.
+    pub fn new(stem: &str, device: &str, controller: &str, path: &str, mode: &str) -> Record {
+        Record {
+            test: format!("{stem}_{mode}"),
+            device: device.into(),
+            controller: controller.into(),
+            path: path.into(),
+            mode: mode.into(),
+            ok: true,
+            reason: None,
+            stats: None,
+            samples_us: vec![],
+            batch: None,
+            stopped_early: None,
+            woken: 0,
+        }
+    }
+
+    /// Failed with `why`, if there is a why; passed otherwise.
+    pub fn failed(self, why: Option<String>) -> Record {
+        Record {
+            ok: why.is_none(),
+            reason: why,
+            ..self
+        }
+    }
+
     /// A measured test's record and the note of its KTAP result, from
     /// `base` (its names, `ok`): the statistics of `ns` (latencies, or batch
     /// times, in ns), every sample in µs, and not `ok` when a single

@@ -8,7 +8,7 @@ use crate::workload::{self, RingError};
 use crate::KSFT_FAIL;
 use contract::ktap::{self, Outcome, Tally};
 use contract::plan::seed_for;
-use contract::{BatchFigures, BootPhases, Params, Record, Stats, Think, Workload};
+use contract::{BatchFigures, BootPhases, Params, Record, Think, Workload};
 
 /// Kernel release from uname(2).
 pub fn kernel_release() -> String {
@@ -164,23 +164,14 @@ pub fn run(
             Workload::Latency => target.name.clone(),
             Workload::Batch => format!("{}_batch", target.name),
         };
-        let record = |mode: &str,
-                      ok: bool,
-                      reason: Option<String>,
-                      stats: Option<Stats>,
-                      samples: Vec<u32>| Record {
-            test: format!("{stem}_{mode}"),
-            device: target.name.clone(),
-            path: target.path.display().to_string(),
-            controller: target.controller.clone(),
-            mode: mode.into(),
-            ok,
-            reason,
-            stats,
-            samples_us: samples,
-            batch: None,
-            stopped_early: None,
-            woken: 0,
+        let record = |mode: &str| {
+            Record::new(
+                &stem,
+                &target.name,
+                &target.controller,
+                &target.path.display().to_string(),
+                mode,
+            )
         };
         let dev = match devices::open(target, p.write_check) {
             Ok(d) => d,
@@ -191,7 +182,7 @@ pub fn run(
                     .copied()
                     .chain(p.write_check.then_some("integrity"))
                 {
-                    t.report(out, &record(m, false, Some(why.clone()), None, vec![]), "");
+                    t.report(out, &record(m).failed(Some(why.clone())), "");
                 }
                 continue;
             }
@@ -233,17 +224,13 @@ pub fn run(
             };
             match measured {
                 Ok((ns, wall, batch)) => {
-                    let base = record(mode.name(), true, None, None, vec![]);
+                    let base = record(mode.name());
                     let (mut r, figures) =
                         Record::measured(base, &ns, wall.as_nanos() as u64, batch, p.max_p99_ms);
                     r.stopped_early = stopped.take();
                     t.report(out, &r, &figures);
                 }
-                Err(e) => t.report(
-                    out,
-                    &record(mode.name(), false, Some(format!("{e:#}")), None, vec![]),
-                    "",
-                ),
+                Err(e) => t.report(out, &record(mode.name()).failed(Some(format!("{e:#}"))), ""),
             }
         }
         if p.write_check {
@@ -257,11 +244,7 @@ pub fn run(
                 .and_then(|_| workload::verify_pattern(&mut ring, &dev, seed, &offsets));
             let note = format!("{} blocks written and read back intact", offsets.len());
             let why = res.err().map(|e| format!("{e:#}"));
-            t.report(
-                out,
-                &record("integrity", why.is_none(), why, None, vec![]),
-                &note,
-            );
+            t.report(out, &record("integrity").failed(why), &note);
         }
     }
     t.skip_missing(out, missing, &modes);

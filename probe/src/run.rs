@@ -13,7 +13,7 @@ use core::fmt::Write;
 use contract::plan::{
     self, fill_pattern, first_difference, mix, offset, pattern_offsets, seed_for, IO_SIZE,
 };
-use contract::{BatchFigures, BootPhases, Mode, Params, Record, Stats, Workload};
+use contract::{BatchFigures, BootPhases, Mode, Params, Record, Workload};
 
 use crate::disk::{Disk, Request};
 use crate::hw::{Clock, DmaBuf};
@@ -120,24 +120,8 @@ pub fn run(
             Workload::Latency => target.name.clone(),
             Workload::Batch => format!("{}_batch", target.name),
         };
-        let record = |mode: &str,
-                      ok: bool,
-                      reason: Option<String>,
-                      stats: Option<Stats>,
-                      samples: Vec<u32>| Record {
-            test: format!("{stem}_{mode}"),
-            device: target.name.clone(),
-            path: target.path.clone(),
-            controller: target.controller.clone(),
-            mode: mode.into(),
-            ok,
-            reason,
-            stats,
-            samples_us: samples,
-            batch: None,
-            stopped_early: None,
-            woken: 0,
-        };
+        let record =
+            |mode: &str| Record::new(&stem, &target.name, &target.controller, &target.path, mode);
         let disk = match &mut target.disk {
             Ok(d) => d,
             Err(why) => {
@@ -146,7 +130,7 @@ pub fn run(
                     .copied()
                     .chain(p.write_check.then_some("integrity"))
                 {
-                    t.report(out, &record(m, false, Some(why.clone()), None, vec![]), "");
+                    t.report(out, &record(m).failed(Some(why.clone())), "");
                 }
                 continue;
             }
@@ -197,13 +181,13 @@ pub fn run(
             };
             match measured {
                 Ok((ns, wall, batch, woken)) => {
-                    let base = record(mode.name(), true, None, None, vec![]);
+                    let base = record(mode.name());
                     let (mut r, figures) = Record::measured(base, &ns, wall, batch, p.max_p99_ms);
                     r.stopped_early = stopped.take();
                     r.woken = woken;
                     t.report(out, &r, &figures);
                 }
-                Err(e) => t.report(out, &record(mode.name(), false, Some(e), None, vec![]), ""),
+                Err(e) => t.report(out, &record(mode.name()).failed(Some(e)), ""),
             }
         }
         if p.write_check {
@@ -214,11 +198,7 @@ pub fn run(
                 .and_then(|_| verify_pattern(disk, env, p, seed, &offsets));
             let note = format!("{} blocks written and read back intact", offsets.len());
             let why = res.err();
-            t.report(
-                out,
-                &record("integrity", why.is_none(), why, None, vec![]),
-                &note,
-            );
+            t.report(out, &record("integrity").failed(why), &note);
         }
     }
     t.skip_missing(out, missing, &modes);
