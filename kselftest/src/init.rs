@@ -31,7 +31,7 @@ pub fn main() -> ! {
                 &found.missing,
                 &params,
                 Some(boot),
-                &mut run::Console(std::io::stdout()),
+                &mut run::Console::new(std::io::stdout()),
             );
             // The clock can change under a run: the kernel replaces
             // tsc-early once it has refined the TSC, and drops to jiffies if

@@ -219,7 +219,7 @@ fn main() -> ExitCode {
             &[],
             &cli.params,
             None,
-            &mut run::Console(std::io::stdout()),
+            &mut run::Console::new(std::io::stdout()),
         )
     };
     ExitCode::from(code as u8)

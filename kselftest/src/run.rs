@@ -24,15 +24,36 @@ pub fn kernel_release() -> String {
     }
 }
 
-/// The console as KTAP's writer: each piece goes out at once, so a host
-/// reading the serial console sees every line as it is printed.
-pub struct Console<W: std::io::Write>(pub W);
+/// The console as KTAP's writer: whole lines, each in one write and
+/// flushed, so a host reading the serial console sees every line as it is
+/// printed, and a kernel message printed meanwhile lands between lines,
+/// never inside one (a JSON record split by a late "Attached SCSI disk"
+/// was unreadable: seen once in an e2e boot when pieces went out apart).
+pub struct Console<W: std::io::Write> {
+    out: W,
+    line: String,
+}
+
+impl<W: std::io::Write> Console<W> {
+    pub fn new(out: W) -> Self {
+        Console {
+            out,
+            line: String::new(),
+        }
+    }
+}
 
 impl<W: std::io::Write> Write for Console<W> {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0
-            .write_all(s.as_bytes())
-            .and_then(|_| self.0.flush())
+        self.line.push_str(s);
+        let Some(end) = self.line.rfind('\n') else {
+            return Ok(());
+        };
+        let rest = self.line.split_off(end + 1);
+        let done = std::mem::replace(&mut self.line, rest);
+        self.out
+            .write_all(done.as_bytes())
+            .and_then(|_| self.out.flush())
             .map_err(|_| std::fmt::Error)
     }
 }
@@ -249,4 +270,39 @@ pub fn run(
     }
     t.skip_missing(out, missing, &modes);
     t.finish(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keeps each write it is given apart.
+    #[derive(Default)]
+    struct Writes(Vec<Vec<u8>>);
+
+    impl std::io::Write for Writes {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.push(b.to_vec());
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_console_writes_whole_lines_at_once() {
+        let mut c = Console::new(Writes::default());
+        let _ = write!(c, "# uring-idle-json: {{\"a\":{}}}", 1);
+        assert!(c.out.0.is_empty(), "no partial line goes out");
+        let _ = writeln!(c, " and more");
+        let _ = write!(c, "ok 1 x\nok 2 y\nnot");
+        assert_eq!(
+            c.out.0,
+            [
+                b"# uring-idle-json: {\"a\":1} and more\n".to_vec(),
+                b"ok 1 x\nok 2 y\n".to_vec()
+            ]
+        );
+    }
 }
