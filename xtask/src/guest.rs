@@ -150,6 +150,9 @@ pub struct Run {
     pub trace_log: Option<PathBuf>,
     /// Which controller's image each of QEMU's file descriptors opens.
     pub fds: BTreeMap<i32, String>,
+    /// Other processes' share of the machine's CPU during the boot, 0 to 1
+    /// (`crate::load`), when /proc/stat could be read.
+    pub host_busy: Option<f64>,
 }
 
 /// One boot's phases up to the KTAP header, in seconds.
@@ -479,6 +482,7 @@ fn boot(
     line.extend(args.iter().cloned());
     writeln!(log, "# {}", shell_words(&line))?;
     sink(Event::BootStarted { label, accel });
+    let meter = crate::load::Meter::start();
     let start = Instant::now();
     let mut cmd = Command::new(&b.qemu);
     cmd.args(&args)
@@ -586,6 +590,8 @@ fn boot(
                 },
                 trace_log: trace_log(b, label),
                 fds,
+                // QEMU has been waited for, so its CPU is this process's.
+                host_busy: meter.and_then(|m| m.others()),
             };
             sink(Event::Finished { label, run: &run });
             Ok(Outcome::Reported(run))

@@ -53,6 +53,7 @@ pub mod initramfs;
 pub mod kernel;
 pub mod kselftest_install;
 pub mod ktap;
+pub mod load;
 pub mod patch;
 pub mod pipeline;
 pub mod plot;

@@ -560,9 +560,13 @@ impl PatchAndTest {
         if let Some(why) = &camp.no_host_evidence {
             println!("no host-side evidence: {why}");
         }
-        for n in &camp.notes {
+        let mut notes = camp.notes.clone();
+        let busy = report::busy_host(&camp.runs);
+        notes.extend(busy.clone());
+        for n in &notes {
             println!("{n}");
         }
+        let verdict = report::under_load(verdict, busy.is_some());
         println!();
         let expected = plans
             .iter()
@@ -611,7 +615,7 @@ impl PatchAndTest {
             runs: camp.runs,
             skipped,
             no_host_evidence: camp.no_host_evidence.clone(),
-            notes: camp.notes.clone(),
+            notes,
         };
         let doc = self.document(&verdict, qemu_info(input), measured, plans, t, total);
         self.write_json(&doc)?;
@@ -1080,6 +1084,7 @@ impl PatchAndTest {
                         guest_exit: run.code,
                         console_log: run.console,
                         boot: run.boot,
+                        host_busy: run.host_busy,
                         trace_log: run.trace_log,
                         host,
                     });

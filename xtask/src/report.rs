@@ -786,6 +786,51 @@ pub fn woken_phrase(r: &Record, p: &contract::Params, netdev: crate::guest::Netd
     }
 }
 
+/// Other processes' share of the machine's CPU (`GuestRun::host_busy`)
+/// from which a boot counts as measured on a busy host. Measured here, a
+/// default run each: quiet, 0-1.4% in every boot; one CPU hog beside it
+/// (one core of two), 48-50%; two hogs, 67-77%. 10% is 7x the quiet
+/// figure and a fifth of one hog: package installs or a search through a
+/// tree (the load that once turned a verdict) sit between.
+pub const BUSY_HOST: f64 = 0.10;
+
+/// The note a run measured on a busy host gets, naming its busy boots.
+pub fn busy_host(runs: &[GuestRun]) -> Option<String> {
+    let busy: Vec<(&str, f64)> = runs
+        .iter()
+        .filter_map(|r| {
+            r.host_busy
+                .filter(|&b| b >= BUSY_HOST)
+                .map(|b| (r.label.as_str(), b))
+        })
+        .collect();
+    let worst = busy.iter().map(|&(_, b)| b).reduce(f64::max)?;
+    let labels: Vec<&str> = busy.iter().map(|&(l, _)| l).collect();
+    Some(format!(
+        "measured on a busy host: other processes used up to {:.0}% of the machine's CPU during {} of {} boots ({}); \
+         under load guest latencies and the controls' spread grow",
+        worst * 100.0,
+        busy.len(),
+        runs.len(),
+        labels.join(", ")
+    ))
+}
+
+/// A verdict that did not verify on a busy host says that load is a
+/// likely cause, and how to rerun.
+pub fn under_load(v: Verdict, busy: bool) -> Verdict {
+    if !busy || !matches!(v.kind, Kind::NotVerified | Kind::Regression) {
+        return v;
+    }
+    Verdict {
+        line: format!(
+            "{}; the host was busy during the run (see above): load is a likely cause, rerun with nothing else running on the machine",
+            v.line
+        ),
+        ..v
+    }
+}
+
 /// A requested controller that was not measured, and why.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Skipped {
@@ -1020,6 +1065,10 @@ pub struct GuestRun {
     /// Where the boot's time went, when the guest said (our `/init`).
     #[serde(default)]
     pub boot: Option<crate::guest::BootReport>,
+    /// Other processes' share of the machine's CPU during the boot, 0 to 1
+    /// (QEMU and this run left out), when it could be read.
+    #[serde(default)]
+    pub host_busy: Option<f64>,
 }
 
 /// The parameters the run measured with.
@@ -1603,6 +1652,53 @@ mod tests {
             "{t}"
         );
         assert_eq!(t.lines().count(), 4, "{t}");
+    }
+
+    #[test]
+    fn a_busy_host_is_named_and_an_unverified_verdict_says_load_may_be_why() {
+        let run = |label: &str, busy: Option<f64>| GuestRun {
+            guest: Guest::Linux,
+            netdev: "none".into(),
+            label: label.into(),
+            variant: "baseline".into(),
+            round: 1,
+            accel: Accel::Tcg,
+            started_unix_s: 0.0,
+            wall_s: 5.0,
+            boot_to_ktap_s: Some(1.0),
+            guest_exit: 0,
+            console_log: "c.log".into(),
+            trace_log: None,
+            host: None,
+            boot: None,
+            host_busy: busy,
+        };
+        // Quiet boots (measured 0-1.4%) say nothing.
+        assert!(busy_host(&[run("a", Some(0.014)), run("b", None)]).is_none());
+        let note = busy_host(&[
+            run("a", Some(0.0)),
+            run("b", Some(0.48)),
+            run("c", Some(0.72)),
+        ])
+        .unwrap();
+        assert!(
+            note.contains("up to 72%") && note.contains("2 of 3 boots (b, c)"),
+            "{note}"
+        );
+        let v = |kind, line: &str| Verdict {
+            kind,
+            line: line.into(),
+        };
+        let nv = under_load(v(Kind::NotVerified, "NOT VERIFIED (tcg): x"), true);
+        assert!(nv.line.contains("load is a likely cause") && nv.kind == Kind::NotVerified);
+        assert_eq!(
+            under_load(v(Kind::Verified, "FIX VERIFIED (tcg): x"), true).line,
+            "FIX VERIFIED (tcg): x"
+        );
+        assert_eq!(
+            under_load(v(Kind::Regression, "REGRESSION (tcg): x"), false).line,
+            "REGRESSION (tcg): x"
+        );
     }
 
     #[test]

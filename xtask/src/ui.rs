@@ -98,8 +98,12 @@ impl GuestDisplay {
                     .as_ref()
                     .map(|b| format!(" ({})", b.summary()))
                     .unwrap_or_default();
+                let busy = run
+                    .host_busy
+                    .map(|b| format!(", other processes {:.0}% of the CPU", b * 100.0))
+                    .unwrap_or_default();
                 info(&format!(
-                    "{label}: {:.1} s wall, KTAP after {:.2} s{phases}, guest status {}",
+                    "{label}: {:.1} s wall, KTAP after {:.2} s{phases}, guest status {}{busy}",
                     run.elapsed.as_secs_f64(),
                     run.to_ktap.map(|d| d.as_secs_f64()).unwrap_or(0.0),
                     run.code
