@@ -93,6 +93,26 @@ impl Tally {
         let _ = writeln!(out, "{}", result(outcome, self.number, name, note));
     }
 
+    /// Every test of a device that could not be measured at all (its
+    /// driver or its open failed): each mode's, and the integrity check's
+    /// when there is one, fails with `why`.
+    pub fn fail_device(
+        &mut self,
+        out: &mut dyn Write,
+        record: &dyn Fn(&str) -> Record,
+        modes: &[&str],
+        write_check: bool,
+        why: &str,
+    ) {
+        for m in modes
+            .iter()
+            .copied()
+            .chain(write_check.then_some("integrity"))
+        {
+            self.report(out, &record(m).failed(Some(why.into())), "");
+        }
+    }
+
     /// A skipped test per mode for each requested controller that has no
     /// disk, named `{controller}_{mode}`, with the reason.
     pub fn skip_missing(
@@ -159,6 +179,17 @@ mod tests {
         assert_eq!(
             out,
             "ok 1 a_poll # n=1\nok 2 nvme_poll # SKIP no disk\n# Totals: pass:1 fail:0 xfail:0 xpass:0 skip:1 error:0\n"
+        );
+        // A device that could not be opened fails each of its tests.
+        let mut gone = Tally::default();
+        let mut text = String::new();
+        let rec = |m: &str| Record::new("nvme_probe", "nvme_probe", "nvme", "pci 00:03.0", m);
+        gone.fail_device(&mut text, &rec, &["poll"], true, "no BAR0");
+        assert_eq!((gone.number, gone.fail), (2, 2));
+        assert!(
+            text.contains("not ok 1 nvme_probe_poll # no BAR0\n")
+                && text.contains("not ok 2 nvme_probe_integrity # no BAR0"),
+            "{text}"
         );
         let mut skipped = Tally::default();
         skipped.emit(&mut out, Outcome::Skip, "x", "why", None);

@@ -276,20 +276,14 @@ mod tests {
 
     #[test]
     fn a_measured_record_fails_its_p99_limit_but_a_batch_does_not() {
-        let base = Record {
-            test: "ahci_probe_poll".into(),
-            device: "ahci_probe".into(),
-            controller: "ahci".into(),
-            path: "pci 00:1f.2 port 0".into(),
-            mode: "poll".into(),
-            ok: true,
-            reason: None,
-            stats: None,
-            samples_us: vec![],
-            batch: None,
-            stopped_early: None,
-            woken: 0,
-        };
+        let base = Record::new(
+            "ahci_probe",
+            "ahci_probe",
+            "ahci",
+            "pci 00:1f.2 port 0",
+            "poll",
+        );
+        assert_eq!(base.test, "ahci_probe_poll");
         let ns = [497_500_000u64; 10];
         let (r, figures) = Record::measured(base.clone(), &ns, 5_000_000_000, None, 50.0);
         assert!(!r.ok && r.samples_us == [497_500; 10]);

@@ -198,13 +198,7 @@ pub fn run(
             Ok(d) => d,
             Err(e) => {
                 let why = format!("{e:#}");
-                for m in modes
-                    .iter()
-                    .copied()
-                    .chain(p.write_check.then_some("integrity"))
-                {
-                    t.report(out, &record(m).failed(Some(why.clone())), "");
-                }
+                t.fail_device(out, &record, &modes, p.write_check, &why);
                 continue;
             }
         };

@@ -125,13 +125,7 @@ pub fn run(
         let disk = match &mut target.disk {
             Ok(d) => d,
             Err(why) => {
-                for m in modes
-                    .iter()
-                    .copied()
-                    .chain(p.write_check.then_some("integrity"))
-                {
-                    t.report(out, &record(m).failed(Some(why.clone())), "");
-                }
+                t.fail_device(out, &record, &modes, p.write_check, why);
                 continue;
             }
         };

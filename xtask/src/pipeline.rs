@@ -1292,20 +1292,9 @@ mod tests {
     }
 
     fn rec(controller: &str, mode: &str, ok: bool) -> Record {
-        Record {
-            test: format!("{controller}_sda_{mode}"),
-            device: format!("{controller}_sda"),
-            controller: controller.into(),
-            path: "/dev/sda".into(),
-            mode: mode.into(),
-            ok,
-            reason: (!ok).then(|| "data mismatch at offset 4096".into()),
-            stats: None,
-            samples_us: vec![],
-            batch: None,
-            stopped_early: None,
-            woken: 0,
-        }
+        let device = format!("{controller}_sda");
+        Record::new(&device, &device, controller, "/dev/sda", mode)
+            .failed((!ok).then(|| "data mismatch at offset 4096".into()))
     }
 
     #[test]

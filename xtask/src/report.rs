@@ -1347,19 +1347,10 @@ mod tests {
     }
 
     fn rec(controller: &str, mode: &str, samples: Vec<u32>) -> Record {
+        let device = format!("{controller}_x");
         Record {
-            test: format!("{controller}_x_{mode}"),
-            device: format!("{controller}_x"),
-            controller: controller.into(),
-            path: "/dev/x".into(),
-            mode: mode.into(),
-            ok: true,
-            reason: None,
-            stats: None,
             samples_us: samples,
-            batch: None,
-            stopped_early: None,
-            woken: 0,
+            ..Record::new(&device, &device, controller, "/dev/x", mode)
         }
     }
 
