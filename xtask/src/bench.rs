@@ -1,8 +1,11 @@
 //! `cargo xtask bench`: the performance figures the README quotes, measured
 //! the same way every time: warm `patch-and-test` runs (whole pipeline, each
 //! guest boot's time to KTAP and total wall), and an incremental QEMU rebuild;
-//! with `--cold`, first verdicts from a fresh clone with an empty cache.
+//! with `--cold`, first verdicts from a fresh clone with an empty cache;
+//! with `--load N`, the same warm runs beside N CPU hogs, and how often
+//! each verdict came out (the figures the busy-host rules are held to).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
@@ -38,6 +41,85 @@ pub struct Bench {
     /// Minutes each; measure with nothing else running.
     #[arg(long, conflicts_with_all = ["check", "record"])]
     pub cold: bool,
+    /// Run N CPU hogs (threads of this process, each spinning on a core)
+    /// beside the timed runs, started after the cache is warm and stopped
+    /// when they end; the output then counts each verdict. Times under load
+    /// are not the README's figures: no rebuild is timed.
+    #[arg(long, value_name = "N", default_value_t = 0, conflicts_with_all = ["check", "record", "cold"],
+          value_parser = clap::value_parser!(u32).range(0..=64))]
+    pub load: u32,
+    /// Keep each timed run's report JSON in this directory (run1.json, ...).
+    #[arg(long, value_name = "DIR")]
+    pub reports: Option<PathBuf>,
+    /// Arguments for every inner patch-and-test run, after `--`, e.g.
+    /// `-- --kernel debian` or `-- --variant null=FILE`.
+    #[arg(last = true, value_name = "PATCH-AND-TEST ARGS")]
+    pub pass: Vec<String>,
+}
+
+/// CPU hogs: threads spinning until dropped. Threads of this process, so
+/// none outlives the bench, whatever ends it; each inner patch-and-test
+/// counts them as other processes' load.
+pub struct Hogs {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Hogs {
+    pub fn start(n: u32) -> Hogs {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        Hogs { stop, threads }
+    }
+}
+
+impl Drop for Hogs {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// How often each verdict came out over the timed runs: the run's own
+/// verdict, each variant's and each guest's (from its findings), as
+/// "name: kind x count" lines.
+pub fn tally(docs: &[Report]) -> Vec<(String, BTreeMap<&'static str, u32>)> {
+    let mut out: BTreeMap<String, BTreeMap<&'static str, u32>> = BTreeMap::new();
+    let mut add = |name: String, k: crate::report::Kind| {
+        *out.entry(name).or_default().entry(k.head()).or_default() += 1;
+    };
+    for d in docs {
+        add("run".into(), d.verdict);
+        let several = d.variants.len() > 1;
+        for v in &d.variants {
+            if several {
+                add(format!("variant {}", v.name), v.verdict.kind);
+            }
+            if v.guests.len() > 1 {
+                for g in &v.guests {
+                    let name = if several {
+                        format!("variant {}, {} guest", v.name, g.guest)
+                    } else {
+                        format!("{} guest", g.guest)
+                    };
+                    add(name, g.kind);
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
 }
 
 /// The figures `--check` compares against, kept in the repository.
@@ -115,6 +197,7 @@ impl Bench {
         let mut c = Command::new(exe);
         c.arg("patch-and-test").arg("--json").arg(json);
         self.source_args(&mut c);
+        c.args(&self.pass);
         let t = Instant::now();
         crate::children::prepare(&mut c);
         let out = c.output().context("running patch-and-test")?;
@@ -162,6 +245,7 @@ impl Bench {
             .env("XDG_CACHE_HOME", &cache)
             .env_remove("CARGO_TARGET_DIR");
         self.source_args(&mut c);
+        c.args(&self.pass);
         let t = Instant::now();
         let cpu_before = children_cpu_s();
         let log = dir.join("cold.log");
@@ -280,12 +364,38 @@ impl Bench {
         let (first, _) = self.pipeline(&dir.path().join("warmup.json"))?;
         ui::info(&format!("first run: {first:.1} s"));
         let (mut walls, mut boots, mut guest_walls) = (vec![], vec![], vec![]);
-        let mut probe_boots = vec![];
+        let (mut probe_boots, mut busy, mut docs) = (vec![], vec![], vec![]);
+        let reports = match &self.reports {
+            Some(d) => {
+                std::fs::create_dir_all(d)
+                    .with_context(|| format!("creating --reports directory {}", d.display()))?;
+                d.clone()
+            }
+            None => dir.path().to_path_buf(),
+        };
+        let hogs = (self.load > 0).then(|| {
+            ui::stage(&format!(
+                "{} CPU hog(s) running beside the timed runs",
+                self.load
+            ));
+            Hogs::start(self.load)
+        });
         for i in 1..=self.runs {
             ui::stage(&format!("timed run {i}/{}", self.runs));
-            let (wall, doc) = self.pipeline(&dir.path().join(format!("run{i}.json")))?;
+            let (wall, doc) = self.pipeline(&reports.join(format!("run{i}.json")))?;
             walls.push(wall);
-            ui::info(&format!("{wall:.1} s: {}", doc.verdict_line));
+            let most = doc
+                .guest_runs
+                .iter()
+                .filter_map(|r| r.host_busy)
+                .reduce(f64::max);
+            busy.extend(doc.guest_runs.iter().filter_map(|r| r.host_busy));
+            ui::info(&format!(
+                "{wall:.1} s{}: {}",
+                most.map(|b| format!(", other processes up to {:.0}% of the CPU", b * 100.0))
+                    .unwrap_or_default(),
+                doc.verdict_line
+            ));
             for r in &doc.guest_runs {
                 match r.guest {
                     contract::Guest::Linux => boots.extend(r.boot_to_ktap_s),
@@ -293,10 +403,17 @@ impl Bench {
                 }
                 guest_walls.push(r.wall_s);
             }
+            docs.push(doc);
         }
-        ui::stage("incremental QEMU rebuild (util/aio-posix.c touched)");
-        let tree = self.source.resolve()?;
-        let rebuild = qemu::time_incremental_rebuild(&tree)?;
+        drop(hogs);
+        // A rebuild beside hogs times the hogs: under load it is left out.
+        let rebuild = if self.load > 0 {
+            None
+        } else {
+            ui::stage("incremental QEMU rebuild (util/aio-posix.c touched)");
+            let tree = self.source.resolve()?;
+            Some(qemu::time_incremental_rebuild(&tree)?)
+        };
 
         let rows = [
             ("warm patch-and-test, wall", stats(walls.clone())),
@@ -306,12 +423,20 @@ impl Bench {
                 stats(probe_boots.clone()),
             ),
             ("one guest run, wall", stats(guest_walls.clone())),
-            ("QEMU incremental rebuild", (rebuild, rebuild, rebuild)),
+            (
+                "QEMU incremental rebuild",
+                rebuild.map(|r| (r, r, r)).unwrap_or_default(),
+            ),
         ];
         let mut t = Table::new();
         t.load_preset(ASCII_MARKDOWN);
         t.set_header(["figure", "min", "median", "max", "target"]);
-        for ((name, (lo, mid, hi)), (_, target)) in rows.iter().zip(TARGETS) {
+        for (i, ((name, (lo, mid, hi)), (_, target))) in rows.iter().zip(TARGETS).enumerate() {
+            // The last row is the rebuild, not timed under load.
+            if rebuild.is_none() && i == rows.len() - 1 {
+                continue;
+            }
+            let target = if self.load > 0 { "-" } else { target };
             t.add_row([
                 name.to_string(),
                 format!("{lo:.2} s"),
@@ -320,7 +445,29 @@ impl Bench {
                 target.to_string(),
             ]);
         }
+        if self.load > 0 {
+            let (lo, mid, hi) = stats(busy.clone());
+            t.add_row([
+                "other processes' share of the CPU, per boot".to_string(),
+                format!("{:.0}%", lo * 100.0),
+                format!("{:.0}%", mid * 100.0),
+                format!("{:.0}%", hi * 100.0),
+                "-".into(),
+            ]);
+        }
         println!("{t}");
+        let counts = tally(&docs);
+        let mut v = Table::new();
+        v.load_preset(ASCII_MARKDOWN);
+        v.set_header(["verdict of", "count"]);
+        for (name, kinds) in &counts {
+            let each: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            v.add_row([
+                name.clone(),
+                format!("{} of {}", each.join(", "), self.runs),
+            ]);
+        }
+        println!("{v}");
         let now = Stored {
             warm_s: rows[0].1 .1,
             boot_to_ktap_s: rows[1].1 .1,
@@ -352,6 +499,7 @@ impl Bench {
             let doc = json!({
                 "first_run_s": first, "warm_runs_s": walls, "boot_to_ktap_s": boots, "probe_boot_to_ktap_s": probe_boots,
                 "guest_run_s": guest_walls, "qemu_incremental_rebuild_s": rebuild,
+                "load_hogs": self.load, "host_busy": busy, "verdicts": counts,
             });
             std::fs::write(path, serde_json::to_string_pretty(&doc)?)
                 .with_context(|| format!("writing {}", path.display()))?;

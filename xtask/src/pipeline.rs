@@ -503,23 +503,23 @@ impl PatchAndTest {
         let mut per_variant = Vec::new();
         for v in &art.variants[1..] {
             let rows = report::rows(&camp.samples, base, Some(&v.name));
-            let (found, verdict) = report::decide(&rows, &guests, Some(self.workload), camp.accel);
-            per_variant.push((v, rows, found, verdict));
+            let d = report::decide(&rows, &guests, Some(self.workload), camp.accel);
+            per_variant.push((v, rows, d));
         }
         let (rows, found, verdict) = match per_variant.as_slice() {
             [] => {
                 let rows = report::rows(&camp.samples, base, None);
-                let (found, v) = report::decide(&rows, &guests, None, camp.accel);
-                (rows, found, v)
+                let d = report::decide(&rows, &guests, None, camp.accel);
+                (rows, d.findings, d.verdict)
             }
-            [(_, rows, found, v)] => (rows.clone(), found.clone(), v.clone()),
+            [(_, rows, d)] => (rows.clone(), d.findings.clone(), d.verdict.clone()),
             many => (
                 many[0].1.clone(),
-                many[0].2.clone(),
+                many[0].2.findings.clone(),
                 report::overall(
                     &many
                         .iter()
-                        .map(|(v, _, _, verdict)| (v.name.clone(), verdict.clone()))
+                        .map(|(v, _, d)| (v.name.clone(), d.verdict.clone()))
                         .collect::<Vec<_>>(),
                     camp.accel,
                 ),
@@ -531,14 +531,14 @@ impl PatchAndTest {
         if per_variant.len() > 1 {
             let names: Vec<&str> = per_variant
                 .iter()
-                .map(|(v, _, _, _)| v.name.as_str())
+                .map(|(v, _, _)| v.name.as_str())
                 .collect();
             println!("{}", report::variants_table(&camp.samples, base, &names));
-            for (v, _, found, verdict) in &per_variant {
+            for (v, _, d) in &per_variant {
                 println!();
                 println!("{}:", v.name);
-                println!("{}", report::findings_table(found));
-                println!("{}", verdict.line);
+                println!("{}", report::findings_table(&d.findings));
+                println!("{}", d.verdict.line);
             }
         } else if self.workload == Workload::Batch {
             println!("{}", report::batch_table(&rows));
@@ -577,7 +577,7 @@ impl PatchAndTest {
         println!("{}", verdict.line);
         let variants = per_variant
             .iter()
-            .map(|(v, rows, found, verdict)| {
+            .map(|(v, rows, d)| {
                 Ok(report::VariantReport {
                     name: v.name.clone(),
                     binary: v.binary.clone(),
@@ -589,8 +589,9 @@ impl PatchAndTest {
                             .collect(),
                         None => vec![],
                     },
-                    verdict: verdict.clone(),
-                    controllers: found.clone(),
+                    verdict: d.verdict.clone(),
+                    guests: d.guests.clone(),
+                    controllers: d.findings.clone(),
                     devices: rows.clone(),
                 })
             })
@@ -1085,6 +1086,7 @@ impl PatchAndTest {
                         console_log: run.console,
                         boot: run.boot,
                         host_busy: run.host_busy,
+                        qemu_nice: run.qemu_nice,
                         trace_log: run.trace_log,
                         host,
                     });
