@@ -327,7 +327,7 @@ fn debian_image() -> Result<(PathBuf, PathBuf)> {
 /// `make` in the build directory, one job per core: the configuration
 /// steps too (headers_install 12.3 s with one job, 6.8 s with two, measured
 /// on linux-source-6.1, and it is on the cold path before the compile).
-fn make(tree: &Path, build: &Path) -> Command {
+pub(crate) fn make(tree: &Path, build: &Path) -> Command {
     let jobs = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
@@ -339,11 +339,9 @@ fn make(tree: &Path, build: &Path) -> Command {
     c
 }
 
-/// The cached kernel of this tree, fragment and controllers, or its build
-/// directory configured and the tree's headers exported (once per tree:
-/// they do not depend on the configuration), for `Compile::run` to build
-/// bzImage.
-pub fn prepare(tree: &Path, source: &str, ctrls: &[&Controller]) -> Result<KernelPlan> {
+/// The configuration a guest kernel for `ctrls` gets: the needs (for
+/// those controllers), then the trims; and the files they came from.
+pub(crate) fn fragment_for(ctrls: &[&Controller]) -> Result<(String, String, String)> {
     let fragment_file = fragment_path();
     let needs = std::fs::read_to_string(&fragment_file)
         .with_context(|| format!("reading {}", fragment_file.display()))?;
@@ -351,8 +349,51 @@ pub fn prepare(tree: &Path, source: &str, ctrls: &[&Controller]) -> Result<Kerne
     let trim = std::fs::read_to_string(&trim_file)
         .with_context(|| format!("reading {}", trim_file.display()))?;
     // Needs first, then the trims: a trim never switches off a need, and
-    // the check below would name it if one did.
+    // `configure` would name it if one did.
     let fragment = format!("{}\n{trim}", needs_for(&needs, ctrls));
+    Ok((fragment, needs, trim))
+}
+
+/// tinyconfig plus `fragment` in `build`, then olddefconfig, checking that
+/// every line of the fragment held.
+pub(crate) fn configure(tree: &Path, build: &Path, fragment: &str, log: &Path) -> Result<()> {
+    let (fragment_file, trim_file) = (fragment_path(), trim_path());
+    ui::info(&format!(
+        "configuring: tinyconfig + {} + {}",
+        fragment_file.display(),
+        trim_file.display()
+    ));
+    let mut c = make(tree, build);
+    c.arg("tinyconfig");
+    ui::run_logged(c, log, "make tinyconfig", |_| {})?;
+    let dotconfig = build.join(".config");
+    let mut cfg =
+        std::fs::read_to_string(&dotconfig).context("reading .config after tinyconfig")?;
+    cfg.push_str(fragment);
+    std::fs::write(&dotconfig, cfg)?;
+    let mut c = make(tree, build);
+    c.arg("olddefconfig");
+    ui::run_logged(c, log, "make olddefconfig", |_| {})?;
+    let final_cfg = std::fs::read_to_string(&dotconfig)?;
+    let missing = missing_options(fragment, &final_cfg);
+    if !missing.is_empty() {
+        bail!(
+            "olddefconfig did not keep these lines (unmet dependencies, a select, or this kernel lacks them):\n  {}\nsee {}, {} and {}",
+            missing.join("\n  "),
+            fragment_file.display(),
+            trim_file.display(),
+            dotconfig.display()
+        );
+    }
+    Ok(())
+}
+
+/// The cached kernel of this tree, fragment and controllers, or its build
+/// directory configured and the tree's headers exported (once per tree:
+/// they do not depend on the configuration), for `Compile::run` to build
+/// bzImage.
+pub fn prepare(tree: &Path, source: &str, ctrls: &[&Controller]) -> Result<KernelPlan> {
+    let (fragment, needs, trim) = fragment_for(ctrls)?;
     let frag_key = cache::key(["tinyconfig", fragment.as_str()]);
     // One build directory for every controller set: kbuild recompiles only
     // what a changed option touches, so adding a controller's drivers to a
@@ -405,33 +446,7 @@ pub fn prepare(tree: &Path, source: &str, ctrls: &[&Controller]) -> Result<Kerne
     let _ = std::fs::remove_file(&log);
     let start = Instant::now();
 
-    ui::info(&format!(
-        "configuring: tinyconfig + {} + {}",
-        fragment_file.display(),
-        trim_file.display()
-    ));
-    let mut c = make(tree, &build);
-    c.arg("tinyconfig");
-    ui::run_logged(c, &log, "make tinyconfig", |_| {})?;
-    let dotconfig = build.join(".config");
-    let mut cfg =
-        std::fs::read_to_string(&dotconfig).context("reading .config after tinyconfig")?;
-    cfg.push_str(&fragment);
-    std::fs::write(&dotconfig, cfg)?;
-    let mut c = make(tree, &build);
-    c.arg("olddefconfig");
-    ui::run_logged(c, &log, "make olddefconfig", |_| {})?;
-    let final_cfg = std::fs::read_to_string(&dotconfig)?;
-    let missing = missing_options(&fragment, &final_cfg);
-    if !missing.is_empty() {
-        bail!(
-            "olddefconfig did not keep these lines (unmet dependencies, a select, or this kernel lacks them):\n  {}\nsee {}, {} and {}",
-            missing.join("\n  "),
-            fragment_file.display(),
-            trim_file.display(),
-            dotconfig.display()
-        );
-    }
+    configure(tree, &build, &fragment, &log)?;
 
     // The uapi headers do not depend on the configuration: one export per
     // tree, so every controller set's kernel shares it, and the selftest

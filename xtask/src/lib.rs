@@ -51,6 +51,7 @@ pub mod guest;
 pub mod guests;
 pub mod initramfs;
 pub mod kernel;
+pub mod kernel_variant;
 pub mod kselftest_install;
 pub mod ktap;
 pub mod load;

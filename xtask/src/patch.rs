@@ -164,8 +164,13 @@ impl PatchSet {
 
     /// `NAME=PATCH[+PATCH...]`, as `--variant` takes it.
     pub fn parse_variant(s: &str) -> Result<PatchSet> {
+        PatchSet::parse_variant_of("--variant", s)
+    }
+
+    /// `NAME=PATCH[+PATCH...]` as the option `flag` takes it.
+    pub fn parse_variant_of(flag: &str, s: &str) -> Result<PatchSet> {
         let Some((name, list)) = s.split_once('=') else {
-            bail!("--variant takes NAME=PATCH[+PATCH...], not {s:?}");
+            bail!("{flag} takes NAME=PATCH[+PATCH...], not {s:?}");
         };
         let name = name.trim();
         let ok_name = !name.is_empty()
@@ -173,7 +178,7 @@ impl PatchSet {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !ok_name || name == "baseline" {
-            bail!("--variant {s:?}: the name must be letters, digits, - or _, and not `baseline`");
+            bail!("{flag} {s:?}: the name must be letters, digits, - or _, and not `baseline`");
         }
         let files: Vec<PathBuf> = list
             .split('+')

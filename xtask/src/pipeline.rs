@@ -11,7 +11,8 @@ use contract::{controllers, Controller, Guest, GuestSet, ModeSet, Params, Think,
 
 use crate::guest::{self, Accel, AccelChoice, AccelPicker, Boot, Netdev};
 use crate::guests::{self, GuestImage, GuestPlan};
-use crate::kernel::{Kernel, KernelSource};
+use crate::kernel::{Kernel, KernelInput, KernelSource};
+use crate::kernel_variant::{self, KernelPatchChoice};
 use crate::ktap::Parsed;
 use crate::patch::{self, PatchChoice, PatchSet, State};
 use crate::qemu::{self, BaselineMode};
@@ -73,6 +74,8 @@ pub struct PatchAndTest {
     pub patches: PatchChoice,
     #[command(flatten)]
     pub kernel: KernelSource,
+    #[command(flatten)]
+    pub kernel_patches: KernelPatchChoice,
     /// How the baseline is made: auto = as-is for a vulnerable tree, revert-fix for a fixed one.
     #[arg(long, value_enum, default_value_t = BaselineMode::Auto)]
     pub baseline: BaselineMode,
@@ -212,11 +215,46 @@ impl QemuInput {
     }
 }
 
-/// A QEMU binary under a name the report uses; the first is the baseline.
+/// A (QEMU build, guest kernel build) pair under a name the report uses;
+/// the first is the baseline. A QEMU variant boots the unpatched kernel, a
+/// kernel variant the baseline QEMU, and a pair of both is measured against
+/// its QEMU variant alone, so each comparison changes one side.
 struct Variant {
     name: String,
     binary: PathBuf,
     patches: Option<PatchSet>,
+    /// The kernel variant it boots, if any (the Linux guest only).
+    kernel: Option<KernelBuild>,
+    /// The variant it is compared against.
+    against: String,
+}
+
+impl Variant {
+    fn qemu(name: &str, binary: PathBuf, patches: Option<PatchSet>) -> Variant {
+        Variant {
+            name: name.to_string(),
+            binary,
+            patches,
+            kernel: None,
+            against: "baseline".into(),
+        }
+    }
+
+    /// What it changes against what it is compared with.
+    fn changes(&self) -> report::Changes {
+        match (&self.kernel, self.against == "baseline") {
+            (None, _) => report::Changes::Qemu,
+            (Some(_), true) => report::Changes::Kernel,
+            (Some(_), false) => report::Changes::Both,
+        }
+    }
+}
+
+/// A kernel variant's guest pieces.
+#[derive(Clone)]
+struct KernelBuild {
+    built: kernel_variant::KernelVariant,
+    initrd: PathBuf,
 }
 
 /// What the QEMU track of `builds_at_once` brings back.
@@ -232,6 +270,7 @@ struct QemuSide {
 /// What the kernel track of `builds_at_once` brings back.
 struct KernelSide {
     kernel: Kernel,
+    variants: Vec<kernel_variant::KernelVariant>,
     fetched: Duration,
     took: Duration,
 }
@@ -239,7 +278,11 @@ struct KernelSide {
 /// Built at once, before QEMU's compile: the Linux guest's kernel and
 /// selftest, the probe's image, for the guests the run boots.
 struct Built {
-    linux: Option<(Kernel, selftest::Selftest)>,
+    linux: Option<(
+        Kernel,
+        selftest::Selftest,
+        Vec<kernel_variant::KernelVariant>,
+    )>,
     probe: Option<crate::probe_image::ProbeImage>,
     prepared: Option<qemu::Prepared>,
 }
@@ -263,9 +306,16 @@ struct Artifacts {
 }
 
 impl Artifacts {
-    /// What QEMU boots for `guest`.
-    fn image(&self, guest: Guest) -> Result<GuestImage> {
+    /// What QEMU boots for `guest` in variant `v`.
+    fn image(&self, guest: Guest, v: &Variant) -> Result<GuestImage> {
         Ok(match guest {
+            Guest::Linux if v.kernel.is_some() => {
+                let k = v.kernel.as_ref().expect("checked");
+                GuestImage::Linux {
+                    kernel: k.built.kernel.image.clone(),
+                    initrd: k.initrd.clone(),
+                }
+            }
             Guest::Linux => {
                 let l = self
                     .linux
@@ -284,6 +334,49 @@ impl Artifacts {
             },
         })
     }
+}
+
+/// The QEMU builds, then each kernel variant on the baseline QEMU, then
+/// each kernel variant on each QEMU variant (compared against that QEMU
+/// variant with the unpatched kernel): every (QEMU build, kernel build)
+/// pair, each compared where exactly one side differs.
+fn with_kernel_variants(qemu: Vec<Variant>, kernels: &[KernelBuild]) -> Result<Vec<Variant>> {
+    let mut all = Vec::new();
+    for k in kernels {
+        if qemu.iter().any(|q| q.name == k.built.set.name) {
+            bail!(
+                "kernel variant {} has the name of a QEMU variant: give it another",
+                k.built.set.name
+            );
+        }
+    }
+    let base = &qemu[0];
+    let mut pairs = Vec::new();
+    for k in kernels {
+        for q in &qemu {
+            let first = q.name == base.name;
+            let v = Variant {
+                name: if first {
+                    k.built.set.name.clone()
+                } else {
+                    format!("{}+{}", q.name, k.built.set.name)
+                },
+                binary: q.binary.clone(),
+                patches: q.patches.clone(),
+                kernel: Some(k.clone()),
+                against: q.name.clone(),
+            };
+            if first {
+                all.push(v);
+            } else {
+                pairs.push(v);
+            }
+        }
+    }
+    let mut out = qemu;
+    out.extend(all);
+    out.extend(pairs);
+    Ok(out)
 }
 
 /// Whether every variant is traced, or why not.
@@ -437,6 +530,10 @@ impl PatchAndTest {
         let mut t = Timings::default();
         self.check_json_dir()?;
         let plans = self.guest_plans()?;
+        if !self.kernel_patches.sets()?.is_empty() && !plans.iter().any(|p| p.guest == Guest::Linux)
+        {
+            bail!("kernel patches concern the Linux guest (the probe has no kernel): use --guest linux or both");
+        }
         let s = Instant::now();
         deps::ensure(deps::PIPELINE, !self.no_install)?;
         guest::firmware_present()?;
@@ -502,7 +599,14 @@ impl PatchAndTest {
         let guests: Vec<Guest> = plans.iter().map(|p| p.guest).collect();
         let mut per_variant = Vec::new();
         for v in &art.variants[1..] {
-            let rows = report::rows(&camp.samples, base, Some(&v.name));
+            let mut rows = report::rows(&camp.samples, &v.against, Some(&v.name));
+            // A kernel variant is the Linux guest's alone.
+            let guests: Vec<Guest> = if v.kernel.is_some() {
+                rows.retain(|r| r.guest == Guest::Linux);
+                vec![Guest::Linux]
+            } else {
+                guests.clone()
+            };
             let d = report::decide(&rows, &guests, Some(self.workload), camp.accel);
             per_variant.push((v, rows, d));
         }
@@ -581,6 +685,25 @@ impl PatchAndTest {
                 Ok(report::VariantReport {
                     name: v.name.clone(),
                     binary: v.binary.clone(),
+                    changes: v.changes(),
+                    against: v.against.clone(),
+                    kernel_patches: match &v.kernel {
+                        Some(k) => k
+                            .built
+                            .set
+                            .hashes()?
+                            .into_iter()
+                            .map(|(path, sha256)| report::PatchFile { path, sha256 })
+                            .collect(),
+                        None => vec![],
+                    },
+                    kernel: v.kernel.as_ref().map(|k| report::KernelVariantInfo {
+                        image: k.built.kernel.image.clone(),
+                        release: k.built.kernel.release.clone(),
+                        objects_compiled: k.built.objects,
+                        uapi_changed: k.built.uapi_changed,
+                        build_s: k.built.kernel.build_s,
+                    }),
                     patches: match &v.patches {
                         Some(set) => set
                             .hashes()?
@@ -783,6 +906,7 @@ impl PatchAndTest {
                 if !linux {
                     return Ok(None);
                 }
+                let mut tree = None;
                 let planned = self
                     .kernel
                     .fetch(&self.linux_controllers(plans))
@@ -790,6 +914,14 @@ impl PatchAndTest {
                         let fetched = s.elapsed();
                         let k = Instant::now();
                         ui::stage("guest kernel");
+                        if let KernelInput::Tree {
+                            tree: t,
+                            source,
+                            ctrls,
+                        } = &input
+                        {
+                            tree = Some((t.clone(), source.clone(), ctrls.clone()));
+                        }
                         Ok((input.plan()?, fetched, k))
                     });
                 let _ = uapi_tx.send(match &planned {
@@ -809,8 +941,19 @@ impl PatchAndTest {
                     }
                 };
                 let kernel = plan.finish()?;
+                let sets = self.kernel_patches.sets()?;
+                let variants = match (&tree, sets.is_empty()) {
+                    (_, true) => vec![],
+                    (Some((t, source, ctrls)), false) => {
+                        ui::stage("guest kernel variants");
+                        let uapi = kernel.uapi.clone().context("the tree's kernel has no header export")?;
+                        kernel_variant::build(t, source, ctrls, &uapi, &sets)?
+                    }
+                    (None, false) => bail!("kernel patches need a guest kernel built from a tree (--kernel-tree, or the default Debian source), not a prebuilt --kernel"),
+                };
                 Ok(Some(KernelSide {
                     kernel,
+                    variants,
                     fetched,
                     took: k.elapsed(),
                 }))
@@ -825,7 +968,7 @@ impl PatchAndTest {
                 t.set("kernel_source", k.fetched);
                 t.set("kernel", k.took);
                 t.set("selftest", Duration::from_secs_f64(st.build_s));
-                Some((k.kernel, st))
+                Some((k.kernel, st, k.variants))
             }
             _ => None,
         };
@@ -899,11 +1042,23 @@ impl PatchAndTest {
             probe,
             prepared: qemu_prepared,
         } = built;
+        let mut kernel_builds = Vec::new();
         let linux = match linux {
-            Some((kernel, st)) => {
+            Some((kernel, st, kvs)) => {
                 let s = Instant::now();
                 let initrd = initramfs::pack(&st.binary, &kernel.modules)?;
                 ui::info(&format!("initramfs {}", initrd.display()));
+                for kv in kvs {
+                    // The selftest is built on the kernel's uapi: a variant
+                    // that changes it gets its own.
+                    let initrd = if kv.uapi_changed {
+                        let own = self.build_selftest(kv.kernel.uapi.as_deref())?;
+                        initramfs::pack(&own.binary, &kv.kernel.modules)?
+                    } else {
+                        initrd.clone()
+                    };
+                    kernel_builds.push(KernelBuild { built: kv, initrd });
+                }
                 t.add("initramfs", s);
                 Some(LinuxArtifacts {
                     kernel,
@@ -918,37 +1073,23 @@ impl PatchAndTest {
             QemuInput::Tree { tree, .. } => {
                 ui::stage(&format!("QEMU {} compile", tree.describe()));
                 let built = qemu_prepared.context("QEMU was not prepared")?.compile()?;
-                let mut v = vec![Variant {
-                    name: "baseline".into(),
-                    binary: built.baseline.path,
-                    patches: None,
-                }];
-                v.extend(built.variants.into_iter().map(|(set, bin)| Variant {
-                    name: set.name.clone(),
-                    binary: bin.path,
-                    patches: Some(set),
-                }));
+                let mut v = vec![Variant::qemu("baseline", built.baseline.path, None)];
+                v.extend(
+                    built
+                        .variants
+                        .into_iter()
+                        .map(|(set, bin)| Variant::qemu(&set.name.clone(), bin.path, Some(set))),
+                );
                 v
             }
-            QemuInput::Binary(b, _) => vec![Variant {
-                name: "binary".into(),
-                binary: b.clone(),
-                patches: None,
-            }],
+            QemuInput::Binary(b, _) => vec![Variant::qemu("binary", b.clone(), None)],
             QemuInput::Pair(a, b, _) => vec![
-                Variant {
-                    name: "baseline".into(),
-                    binary: a.clone(),
-                    patches: None,
-                },
-                Variant {
-                    name: "patched".into(),
-                    binary: b.clone(),
-                    patches: None,
-                },
+                Variant::qemu("baseline", a.clone(), None),
+                Variant::qemu("patched", b.clone(), None),
             ],
         };
         t.add("qemu_build", s);
+        let variants = with_kernel_variants(variants, &kernel_builds)?;
         let bins: Vec<&Path> = variants.iter().map(|v| v.binary.as_path()).collect();
         let (controllers, skipped) = offered(&self.controllers, &bins)?;
         for s in &skipped {
@@ -1000,7 +1141,6 @@ impl PatchAndTest {
                 ),
                 guest: Some(g),
             }));
-            let image = art.image(g)?;
             // The rows every variant's QEMU offers.
             let mut active: Vec<&Controller> = plan
                 .controllers
@@ -1014,6 +1154,12 @@ impl PatchAndTest {
             let deadline = plan.deadline(active.len());
             for round in 1..=plan.rounds {
                 for v in &art.variants {
+                    // The probe has no kernel: it is measured once per
+                    // QEMU build, not per kernel variant.
+                    if v.kernel.is_some() && g != Guest::Linux {
+                        continue;
+                    }
+                    let image = art.image(g, v)?;
                     // The Linux guest's labels stay as they were.
                     let label = match g {
                         Guest::Linux => format!("{}-r{round}", v.name),
@@ -1021,7 +1167,7 @@ impl PatchAndTest {
                     };
                     let boot = Boot {
                         qemu: v.binary.clone(),
-                        image: image.clone(),
+                        image,
                         params: plan.params(&active, round),
                         dir: run_dir.clone(),
                         deadline,

@@ -91,6 +91,9 @@ pub fn rules() -> String {
                 control (the guest's wait was spent elsewhere: emulation or load);
                 a control (by the table) slow in both builds is not affected either:
                 its code never queues from the vCPU thread, so that is emulation cost
+  stalls, uncured  with a trace, queued in QEMU like a stall in both builds (a null
+                patch, or a fix that misses this path); never verified, and beside a
+                cured controller it keeps the fix from verifying
   inconclusive  cured in one mode only, a candidate slow in both builds, or slower
                 but not in every round (or in one round, in the median only)
 The verdict: REGRESSION if any controller regressed; NOT VERIFIED if any is
@@ -425,6 +428,9 @@ pub enum Finding {
     NotAffected,
     /// The patch made it slower, in every round.
     Regression,
+    /// It stalls in both builds, and QEMU's trace shows the stall in both:
+    /// the patch does not cure it (a null patch, or a fix that misses it).
+    Uncured,
     /// Anything else: the reason says what.
     Inconclusive,
 }
@@ -435,6 +441,7 @@ impl Finding {
             Finding::Affected => "affected",
             Finding::NotAffected => "not affected",
             Finding::Regression => "regression",
+            Finding::Uncured => "stalls, uncured",
             Finding::Inconclusive => "inconclusive",
         }
     }
@@ -551,6 +558,7 @@ fn judge(all: &[Row], mine: &[&Row]) -> (Finding, String) {
     let mut undecided = Vec::new();
     let mut slow_in_both = Vec::new();
     let mut elsewhere = Vec::new();
+    let mut uncured = Vec::new();
     for r in mine {
         let Some(p) = &r.patched else { continue };
         let ratio = r.p50_ratio.unwrap_or(0.0);
@@ -596,6 +604,14 @@ fn judge(all: &[Row], mine: &[&Row]) -> (Finding, String) {
                 mode_phrase(r),
                 queued_phrase(r, controls)
             ));
+        } else if let (Some((Queued::Stall, controls)), true) = (host, guest_slow) {
+            // Queued in QEMU like a stall in both builds: that is the
+            // stall, still there, not emulation cost.
+            uncured.push(format!(
+                "{}: {}",
+                mode_phrase(r),
+                queued_phrase(r, controls)
+            ));
         } else if let (Some(reference), true) = (reference, guest_slow) {
             slow_in_both.push(format!("{} (controls {})", mode_phrase(r), ms(reference)));
         }
@@ -621,7 +637,15 @@ fn judge(all: &[Row], mine: &[&Row]) -> (Finding, String) {
                 improved.join(", ")
             ),
         )
-    } else if !elsewhere.is_empty() && slow_in_both.is_empty() {
+    } else if !uncured.is_empty() && improved.is_empty() && slow_in_both.is_empty() {
+        (
+            Finding::Uncured,
+            format!(
+                "stalls in both builds: {}: the patch does not cure it",
+                uncured.join(", ")
+            ),
+        )
+    } else if !elsewhere.is_empty() && slow_in_both.is_empty() && uncured.is_empty() {
         (
             Finding::NotAffected,
             format!(
@@ -737,7 +761,11 @@ pub fn verdict_pair(rows: &[Row], accel: Accel) -> Verdict {
             line: format!("REGRESSION ({a}): {}", r.join("; ")),
         };
     }
-    let unclear = named(Finding::Inconclusive);
+    // A stall the patch leaves, beside one it cures, is not a verified fix.
+    let mut unclear = named(Finding::Inconclusive);
+    if !named(Finding::Affected).is_empty() {
+        unclear.extend(named(Finding::Uncured));
+    }
     if !unclear.is_empty() {
         let r: Vec<String> = unclear
             .iter()
@@ -1229,19 +1257,72 @@ pub struct PatchFile {
     pub sha256: String,
 }
 
-/// One variant against the baseline.
+/// Which side of the (QEMU build, guest kernel build) pair a variant
+/// changes against what it is compared with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Changes {
+    /// Its QEMU (its `patches`), booting the unpatched kernel.
+    #[default]
+    Qemu,
+    /// Its guest kernel (`kernel_patches`), on the baseline QEMU.
+    Kernel,
+    /// Its kernel, on a QEMU variant: compared against that QEMU variant.
+    Both,
+}
+
+impl Changes {
+    pub fn name(self) -> &'static str {
+        match self {
+            Changes::Qemu => "qemu",
+            Changes::Kernel => "kernel",
+            Changes::Both => "both",
+        }
+    }
+}
+
+/// One variant against the baseline (or, for a pair, against its QEMU
+/// variant alone: `against`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct VariantReport {
     pub name: String,
     pub binary: PathBuf,
-    /// Empty for a prebuilt binary (`--compare-binaries`).
+    /// What it changes.
+    #[serde(default)]
+    pub changes: Changes,
+    /// The variant it is compared against.
+    #[serde(default = "baseline_name")]
+    pub against: String,
+    /// QEMU patches; empty for a prebuilt binary (`--compare-binaries`).
     pub patches: Vec<PatchFile>,
+    /// Guest kernel patches, for a kernel variant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kernel_patches: Vec<PatchFile>,
+    /// The kernel variant's image, release and build figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<KernelVariantInfo>,
     pub verdict: Verdict,
     /// Each guest's own verdict (the run's joins them).
     #[serde(default)]
     pub guests: Vec<GuestVerdict>,
     pub controllers: Vec<ControllerFinding>,
     pub devices: Vec<Row>,
+}
+
+fn baseline_name() -> String {
+    "baseline".into()
+}
+
+/// A kernel variant's build, for the report.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KernelVariantInfo {
+    pub image: PathBuf,
+    pub release: String,
+    /// Objects its incremental build compiled; none when it was cached.
+    pub objects_compiled: Option<u64>,
+    /// Whether it changes the uapi headers (and so got its own selftest).
+    pub uapi_changed: bool,
+    pub build_s: f64,
 }
 
 /// The verdict over several variants: a regression anywhere is one; the
@@ -1598,6 +1679,22 @@ mod tests {
         ];
         let v = verdict_pair(&build_traced(&[null, null]), Accel::Tcg);
         assert_eq!(v.kind, Kind::NotVerified, "{}", v.line);
+        // A null patch on a QEMU that stalls by 8 ms: the trace says the
+        // stall is there in both builds, which is a finding, not a doubt.
+        let stalled: &[Traced] = &[
+            ("ahci", 7990, 7990, 7540, 7480),
+            ("virtio_blk", 250, 260, 10, 10),
+            ("nvme", 250, 260, 10, 20),
+        ];
+        let r = build_traced(&[stalled, stalled]);
+        let f = findings(&r);
+        assert_eq!(f[0].finding, Finding::Uncured, "{f:#?}");
+        assert!(
+            f[0].reason.contains("queued in QEMU 7.54 ms -> 7.48 ms"),
+            "{}",
+            f[0].reason
+        );
+        assert_eq!(verdict_pair(&r, Accel::Tcg).kind, Kind::NotVerified);
     }
 
     #[test]
