@@ -137,6 +137,52 @@ fn compile(src: &Path, build: &Path, log: &Path, what: &str) -> Result<u64> {
     Ok(objects)
 }
 
+/// `make headers_install` of `src` (built in `build`) into `headers`,
+/// through a part directory so a stopped export is never taken for one.
+fn export_headers(src: &Path, build: &Path, headers: &Path, log: &Path) -> Result<()> {
+    let part = headers.with_extension("part");
+    let _ = std::fs::remove_dir_all(&part);
+    std::fs::create_dir_all(build)?;
+    let mut c = make(src, build);
+    c.arg(format!("INSTALL_HDR_PATH={}", part.display()))
+        .arg("headers_install");
+    ui::run_logged(
+        c,
+        log,
+        "make headers_install (the patches change the uapi)",
+        |_| {},
+    )?;
+    let _ = std::fs::remove_dir_all(headers);
+    std::fs::rename(&part, headers).context("moving the exported headers into place")?;
+    Ok(())
+}
+
+/// The uapi headers (`.../include`) of `tree` with `set` applied, for a
+/// selftest built outside a guest run (`kselftest-install`): exported from
+/// the work copy, cached by the tree and the patches' contents.
+pub fn uapi_of(tree: &Path, set: &PatchSet) -> Result<PathBuf> {
+    let work = cache::dir("kernel")?.join(cache::path_key(tree));
+    let _lock = cache::Lock::acquire(&work)?;
+    let fingerprint = cache::tree_identity(tree, &[".git"])?;
+    let headers = work.join(format!("headers-{fingerprint}-k{}", set.key()?));
+    if headers.join("include/linux/io_uring.h").is_file() {
+        return Ok(headers.join("include"));
+    }
+    let (src, log) = (work.join("src"), work.join("variants.log"));
+    ui::info(&format!(
+        "kernel patches: syncing {} into the work copy {}",
+        tree.display(),
+        src.display()
+    ));
+    cache::ensure_free("the kernel work copy", cache::KERNEL_SOURCE_BYTES)?;
+    sync_tree(tree, &src)?;
+    set.apply(&src)?;
+    let exported = export_headers(&src, &work.join("hbuild"), &headers, &log);
+    set.unapply(&src)?;
+    exported?;
+    Ok(headers.join("include"))
+}
+
 /// Builds (or finds) each set's kernel for `ctrls` from `tree`; `base_uapi`
 /// is the unpatched tree's header export, which a set that leaves the uapi
 /// alone shares.
@@ -202,19 +248,7 @@ pub fn build(
             let objects = compile(&src, &vbuild, &log, &format!("kernel variant {}", set.name))?;
             let uapi = if uapi_changed {
                 let headers = work.join(format!("headers-{fingerprint}-k{key}"));
-                let part = work.join(format!("headers-{fingerprint}-k{key}.part"));
-                let _ = std::fs::remove_dir_all(&part);
-                let mut c = make(&src, &vbuild);
-                c.arg(format!("INSTALL_HDR_PATH={}", part.display()))
-                    .arg("headers_install");
-                ui::run_logged(
-                    c,
-                    &log,
-                    "make headers_install (the variant changes the uapi)",
-                    |_| {},
-                )?;
-                let _ = std::fs::remove_dir_all(&headers);
-                std::fs::rename(&part, &headers)?;
+                export_headers(&src, &vbuild, &headers, &log)?;
                 headers.join("include")
             } else {
                 base_uapi.to_path_buf()

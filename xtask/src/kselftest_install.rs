@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use crate::patch::PatchSet;
 use crate::{selftest, ui};
 
 pub const COLLECTION: &str = "uring_idle";
@@ -22,6 +23,10 @@ pub struct KselftestInstall {
     /// (default: the Debian linux-source in the cache, if there is one).
     #[arg(long, value_name = "DIR")]
     pub kernel_tree: Option<PathBuf>,
+    /// A guest kernel patch (repeatable, in order; needs --kernel-tree): the selftest is built on
+    /// that tree's uapi headers with the patches applied, as a kernel variant's guest runs it.
+    #[arg(long = "kernel-patch", value_name = "FILE", requires = "kernel_tree")]
+    pub kernel_patch: Vec<PathBuf>,
 }
 
 /// The kernel tree to take the runner from: the one named, or the cached one.
@@ -43,8 +48,21 @@ impl KselftestInstall {
         if self.dir.exists() && !self.dir.is_dir() {
             bail!("{} is not a directory", self.dir.display());
         }
-        ui::stage("selftest (static, uapi from the system headers)");
-        let st = selftest::build(None)?;
+        let uapi = match (&self.kernel_tree, self.kernel_patch.is_empty()) {
+            (Some(tree), false) => {
+                let tree = crate::kernel::check_tree(tree)?;
+                let set = PatchSet::from_files("kernel-patched", &self.kernel_patch)?;
+                Some(crate::kernel_variant::uapi_of(&tree, &set)?)
+            }
+            _ => None,
+        };
+        ui::stage(&format!(
+            "selftest (static, uapi from {})",
+            uapi.as_ref()
+                .map(|u| format!("the patched kernel tree, {}", u.display()))
+                .unwrap_or_else(|| "the system headers".into())
+        ));
+        let st = selftest::build(uapi.as_deref())?;
         let ours = crate::workspace().join("kselftest");
         let col = self.dir.join(COLLECTION);
         std::fs::create_dir_all(&col).with_context(|| format!("creating {}", col.display()))?;

@@ -169,6 +169,16 @@ fn each_kernel_variant_is_the_tree_plus_its_patches_built_incrementally() {
     // The user's tree was only read.
     assert_eq!(common::tree_hash(&tree), before);
 
+    // kselftest-install's route: the uapi of the tree with a set, exported
+    // from the work copy without building a kernel.
+    let only_h = PatchSet::from_files("h", &[tmp.path().join("two-h.patch")]).unwrap();
+    let u = kernel_variant::uapi_of(&tree, &only_h).unwrap();
+    assert_eq!(
+        fs::read_to_string(u.join("linux/io_uring.h")).unwrap(),
+        "#define IORING_FAKE 2\n"
+    );
+    assert_eq!(common::tree_hash(&tree), before);
+
     // A rerun finds both in the cache and compiles nothing.
     let again = kernel_variant::build(&tree, "fake tree", &ctrls, &base_uapi, &sets).unwrap();
     assert!(again.iter().all(|v| v.objects.is_none()), "{again:?}");
