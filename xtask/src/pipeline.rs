@@ -530,9 +530,24 @@ impl PatchAndTest {
         let mut t = Timings::default();
         self.check_json_dir()?;
         let plans = self.guest_plans()?;
-        if !self.kernel_patches.sets()?.is_empty() && !plans.iter().any(|p| p.guest == Guest::Linux)
-        {
+        let kernel_sets = self.kernel_patches.sets()?;
+        if !kernel_sets.is_empty() && !plans.iter().any(|p| p.guest == Guest::Linux) {
             bail!("kernel patches concern the Linux guest (the probe has no kernel): use --guest linux or both");
+        }
+        // Named before anything is built: a pair is named QEMU+KERNEL, and
+        // a kernel variant must not take a QEMU build's name.
+        let qemu_names: Vec<String> = self
+            .patches
+            .sets()
+            .map(|v| v.into_iter().map(|s| s.name).collect())
+            .unwrap_or_default();
+        if let Some(k) = kernel_sets.iter().find(|k| {
+            qemu_names.contains(&k.name) || ["patched", "binary"].contains(&k.name.as_str())
+        }) {
+            bail!(
+                "kernel variant {} has the name of a QEMU build: give it another (--kernel-variant NAME=...)",
+                k.name
+            );
         }
         let s = Instant::now();
         deps::ensure(deps::PIPELINE, !self.no_install)?;

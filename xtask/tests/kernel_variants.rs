@@ -208,3 +208,49 @@ fn each_kernel_variant_is_the_tree_plus_its_patches_built_incrementally() {
     );
     assert_eq!(common::tree_hash(&tree), before);
 }
+
+#[test]
+fn bad_kernel_patch_inputs_get_one_clear_message_and_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let null = format!(
+        "{}/tests/fixtures/patches/kernel/0001-io_uring-reword-a-comment-changes-no-code.patch",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    for (args, says) in [
+        (
+            vec!["--kernel-patch", "/no/such.patch"],
+            "patch /no/such.patch: no such file",
+        ),
+        (
+            vec!["--guest", "probe", "--kernel-patch", &null],
+            "kernel patches concern the Linux guest",
+        ),
+        (
+            vec!["--kernel", "debian", "--kernel-patch", &null],
+            "cannot be used with",
+        ),
+        (
+            vec![
+                "--guest",
+                "linux",
+                "--kernel-variant",
+                &format!("patched={null}"),
+            ],
+            "kernel variant patched has the name of a QEMU build",
+        ),
+        (
+            vec!["--kernel-variant", "baseline=x.patch"],
+            "not `baseline`",
+        ),
+    ] {
+        let o = Command::new(common::XTASK)
+            .arg("patch-and-test")
+            .args(&args)
+            .env("XDG_CACHE_HOME", tmp.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
