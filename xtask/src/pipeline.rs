@@ -143,6 +143,14 @@ pub struct PatchAndTest {
     /// Write the machine-readable report here (a copy is always kept in the run's folder).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Write the findings as JUnit XML here: a testsuite per variant, a testcase per guest,
+    /// controller and mode (failure: a regression, or a stall a QEMU patch should have cured).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write KernelCI's KCIDB JSON (schema v5.3, origin uring_idle) here: checkouts, builds
+    /// and a test per controller and mode, for `kcidb-submit`.
+    #[arg(long, value_name = "FILE")]
+    pub kcidb: Option<PathBuf>,
     /// Write the latency CDFs (SVG) here; default: beside --json, else in the run's folder.
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
@@ -777,7 +785,13 @@ impl PatchAndTest {
     }
 
     fn check_json_dir(&self) -> Result<()> {
-        for j in self.json.iter().chain(&self.plot) {
+        for j in self
+            .json
+            .iter()
+            .chain(&self.plot)
+            .chain(&self.junit)
+            .chain(&self.kcidb)
+        {
             let parent = j
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
@@ -1385,13 +1399,29 @@ impl PatchAndTest {
         }
     }
 
+    /// The report's files: `--json`, `--junit`, `--kcidb`.
     fn write_json(&self, doc: &Report) -> Result<()> {
-        let Some(path) = &self.json else {
-            return Ok(());
+        let write = |path: &Option<PathBuf>, text: String| -> Result<()> {
+            match path {
+                Some(p) => {
+                    std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))
+                }
+                None => Ok(()),
+            }
         };
-        use anyhow::Context;
-        std::fs::write(path, serde_json::to_string_pretty(doc)?)
-            .with_context(|| format!("writing {}", path.display()))
+        write(&self.json, serde_json::to_string_pretty(doc)?)?;
+        if self.junit.is_some() {
+            let xml = crate::junit::write(&[crate::junit::Cell {
+                name: None,
+                report: doc,
+            }])?;
+            write(&self.junit, xml)?;
+        }
+        if self.kcidb.is_some() {
+            let k = crate::kcidb::document(&[(None, doc)])?;
+            write(&self.kcidb, serde_json::to_string_pretty(&k)? + "\n")?;
+        }
+        Ok(())
     }
 }
 

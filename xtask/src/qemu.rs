@@ -471,31 +471,11 @@ fn python_for(src: &Path) -> Result<PathBuf> {
     if system_meson().is_some_and(|have| have >= need) {
         return Ok(PathBuf::from("python3"));
     }
-    let venv = cache::dir("venv")?.join(format!("meson-{}", cache::key(MESON_PIP)));
-    let py = venv.join("bin/python3");
-    if py.is_file() && cache::is_filled(&venv) {
-        return Ok(py);
-    }
     ui::info(&format!(
-        "no system meson >= {}.{}: installing {} into {}",
-        need.0,
-        need.1,
-        MESON_PIP.join(" "),
-        venv.display()
+        "no system meson >= {}.{}: a private one from PyPI",
+        need.0, need.1
     ));
-    cache::refill(&venv, |venv| {
-        let sh = Shell::new()?;
-        cmd!(sh, "python3 -m venv {venv}")
-            .quiet()
-            .run()
-            .context("python3 -m venv (install python3-venv)")?;
-        cmd!(sh, "{py} -m pip install --quiet {MESON_PIP...}")
-            .quiet()
-            .run()
-            .context("pip install meson into the private venv")?;
-        Ok(())
-    })?;
-    Ok(py)
+    crate::venv::with("meson", MESON_PIP)
 }
 
 fn configure(src: &Path, build: &Path, log: &Path) -> Result<()> {

@@ -341,10 +341,34 @@ fn patch_and_test_verifies_the_fix_and_qemu_7_2_is_unaffected() {
             &format!("null={null}"),
             "--variant",
             &format!("harmful={fix}+{harm}"),
+            "--junit",
+            dir.path().join("variants.xml").to_str().unwrap(),
+            "--kcidb",
+            dir.path().join("variants.kcidb.json").to_str().unwrap(),
         ],
         &json,
         Kind::Regression,
     );
+    // The same run as CI systems read it: JUnit by junitparser, KCIDB by
+    // KernelCI's schema package; one suite per variant, a failure where
+    // the harm is, none for the fix.
+    let suites: Vec<common::Suite> =
+        serde_json::from_str(&common::py(common::JUNIT, &dir.path().join("variants.xml"))).unwrap();
+    let by = |n: &str| {
+        suites
+            .iter()
+            .find(|s| s.name.ends_with(&format!(": {n}")))
+            .unwrap()
+    };
+    assert_eq!(suites.len(), 3, "{suites:?}");
+    assert_eq!(by("fix").failures + by("fix").errors, 0, "{suites:?}");
+    assert!(by("harmful").failures >= 2, "{suites:?}");
+    let k: serde_json::Value = serde_json::from_str(&common::py(
+        common::KCIDB,
+        &dir.path().join("variants.kcidb.json"),
+    ))
+    .unwrap();
+    assert_eq!(k["builds"], 4, "{k}");
     let verdict = |n: &str| {
         doc.variant(n)
             .unwrap_or_else(|| panic!("no variant {n}"))

@@ -117,3 +117,58 @@ pub fn tree_hash(root: &Path) -> String {
     }
     format!("{:x}", h.finalize())
 }
+
+/// The python of the private venv with the CI formats' validators.
+pub fn python() -> PathBuf {
+    xtask::venv::with("validators", xtask::venv::VALIDATORS).expect("the validators' venv (PyPI)")
+}
+
+/// Runs `script` with `arg` under that python; its stdout.
+pub fn py(script: &str, arg: &Path) -> String {
+    let o = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .arg(arg)
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{err}\n{out}");
+    out.into_owned()
+}
+
+/// Per suite: name, tests, failures, errors, skipped and properties, as
+/// junitparser reads them from the cases themselves (not our attributes).
+pub const JUNIT: &str = r#"
+import sys, json
+from junitparser import JUnitXml
+xml = JUnitXml.fromfile(sys.argv[1])
+out = []
+for s in xml:
+    kinds = [type(r).__name__ for case in s for r in case.result]
+    out.append({"name": s.name, "tests": sum(1 for _ in s),
+                "failures": kinds.count("Failure"), "errors": kinds.count("Error"),
+                "skipped": kinds.count("Skipped"),
+                "props": {p.name: p.value for p in s.properties()}})
+print(json.dumps(out))
+"#;
+
+/// Validates a KCIDB file with KernelCI's schema (v5.3); prints the counts.
+pub const KCIDB: &str = r#"
+import sys, json, kcidb_io
+data = json.load(open(sys.argv[1]))
+kcidb_io.schema.V5_3.validate(data)
+print(json.dumps({k: len(data.get(k, [])) for k in ("checkouts", "builds", "tests")}))
+"#;
+
+#[derive(serde::Deserialize, Debug)]
+pub struct Suite {
+    pub name: String,
+    pub tests: usize,
+    pub failures: usize,
+    pub errors: usize,
+    pub skipped: usize,
+    pub props: std::collections::BTreeMap<String, String>,
+}

@@ -1,0 +1,173 @@
+//! The report as test cases, for the CI formats (`junit`, `kcidb`): one
+//! case per variant, guest, controller and mode, with a status decided from
+//! the findings of that mode's rows (the same rules, `report::findings`),
+//! and one skipped case per controller that was not measured. One
+//! definition, so JUnit and KCIDB always agree with the report.
+
+use std::path::PathBuf;
+
+use contract::{Guest, Role};
+
+use crate::report::{self, Changes, Finding, Report, Row};
+
+/// A case's outcome, in the vocabulary both formats share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Pass,
+    /// A regression, or a stall the QEMU patch should have cured.
+    Fail,
+    /// Measured, but the rules could not decide (inconclusive).
+    Error,
+    /// Not measured (the QEMU lacks the device, or the guest cannot drive it).
+    Skip,
+}
+
+impl Status {
+    pub fn kcidb(self) -> &'static str {
+        match self {
+            Status::Pass => "PASS",
+            Status::Fail => "FAIL",
+            Status::Error => "ERROR",
+            Status::Skip => "SKIP",
+        }
+    }
+}
+
+/// One test case.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// The variant measured (`binary` for a QEMU measured alone).
+    pub variant: String,
+    pub changes: Option<Changes>,
+    pub guest: Option<Guest>,
+    pub controller: String,
+    /// Empty for a skipped controller.
+    pub mode: String,
+    pub status: Status,
+    pub message: String,
+    /// The figure the case is about: the variant's p50 (the baseline's when
+    /// a binary is measured alone), µs.
+    pub p50_us: Option<f64>,
+    pub baseline_p50_us: Option<f64>,
+    /// Console logs and QEMU traces of the boots that measured it.
+    pub logs: Vec<PathBuf>,
+}
+
+impl Case {
+    /// The dotted test path, e.g. `io_uring_idle.stall.ahci.poll`.
+    pub fn path(&self) -> String {
+        if self.mode.is_empty() {
+            format!("io_uring_idle.stall.{}", self.controller)
+        } else {
+            format!("io_uring_idle.stall.{}.{}", self.controller, self.mode)
+        }
+    }
+}
+
+/// The status of one finding in a variant that changes `changes`.
+fn status_of(f: Finding, changes: Changes) -> Status {
+    match f {
+        Finding::Affected | Finding::NotAffected => Status::Pass,
+        Finding::Regression => Status::Fail,
+        // A QEMU patch is there to cure the stall; a kernel patch on a
+        // QEMU that stalls leaves it as it was, which is no fault of its.
+        Finding::Uncured if changes == Changes::Qemu => Status::Fail,
+        Finding::Uncured => Status::Pass,
+        Finding::Inconclusive => Status::Error,
+    }
+}
+
+fn logs_of(doc: &Report, variants: &[&str], guest: Guest) -> Vec<PathBuf> {
+    doc.guest_runs
+        .iter()
+        .filter(|r| r.guest == guest && variants.contains(&r.variant.as_str()))
+        .flat_map(|r| std::iter::once(r.console_log.clone()).chain(r.trace_log.clone()))
+        .collect()
+}
+
+/// Every case of the report, variants in order, then skipped controllers.
+pub fn of(doc: &Report) -> Vec<Case> {
+    let mut out = Vec::new();
+    if doc.variants.is_empty() {
+        // One binary measured alone: a candidate slow against the controls
+        // is the stall, present.
+        for r in &doc.devices {
+            let reference = doc
+                .devices
+                .iter()
+                .filter(|c| c.guest == r.guest && c.mode == r.mode && c.role == Some(Role::Control))
+                .map(|c| c.baseline.p50_us)
+                .reduce(f64::min);
+            let stalls = r.role == Some(Role::Candidate)
+                && reference.is_some_and(|x| r.baseline.p50_us > report::STALL_FACTOR * x);
+            out.push(Case {
+                variant: "binary".into(),
+                changes: None,
+                guest: Some(r.guest),
+                controller: r.controller.clone(),
+                mode: r.mode.clone(),
+                status: if stalls { Status::Fail } else { Status::Pass },
+                message: format!(
+                    "p50 {:.2} ms{}",
+                    r.baseline.p50_us / 1000.0,
+                    if stalls { ": the stall is present" } else { "" }
+                ),
+                p50_us: Some(r.baseline.p50_us),
+                baseline_p50_us: Some(r.baseline.p50_us),
+                logs: logs_of(doc, &["binary", "baseline"], r.guest),
+            });
+        }
+    }
+    for v in &doc.variants {
+        let mut keys: Vec<(Guest, String)> = v
+            .devices
+            .iter()
+            .map(|r| (r.guest, r.mode.clone()))
+            .collect();
+        keys.dedup();
+        keys.sort_by_key(|(g, m)| (report::guest_rank(*g), m.clone()));
+        keys.dedup();
+        for (guest, mode) in keys {
+            let rows: Vec<Row> = v
+                .devices
+                .iter()
+                .filter(|r| r.guest == guest && r.mode == mode && r.patched.is_some())
+                .cloned()
+                .collect();
+            for f in report::findings(&rows) {
+                let row = rows.iter().find(|r| r.controller == f.controller);
+                out.push(Case {
+                    variant: v.name.clone(),
+                    changes: Some(v.changes),
+                    guest: Some(guest),
+                    controller: f.controller.clone(),
+                    mode: mode.clone(),
+                    status: status_of(f.finding, v.changes),
+                    message: format!("{}: {}", f.finding.name(), f.reason),
+                    p50_us: row.and_then(|r| r.patched.as_ref()).map(|p| p.p50_us),
+                    baseline_p50_us: row.map(|r| r.baseline.p50_us),
+                    logs: logs_of(doc, &[v.name.as_str(), v.against.as_str()], guest),
+                });
+            }
+        }
+    }
+    for s in &doc.skipped {
+        out.push(Case {
+            variant: doc
+                .variants
+                .first()
+                .map(|v| v.name.clone())
+                .unwrap_or_else(|| "binary".into()),
+            changes: None,
+            guest: s.guest,
+            controller: s.controller.clone(),
+            mode: String::new(),
+            status: Status::Skip,
+            message: s.reason.clone(),
+            p50_us: None,
+            baseline_p50_us: None,
+            logs: vec![],
+        });
+    }
+    out
+}
