@@ -58,6 +58,7 @@ pub mod kernel_variant;
 pub mod kselftest_install;
 pub mod ktap;
 pub mod load;
+pub mod matrix;
 pub mod patch;
 pub mod pipeline;
 pub mod plot;

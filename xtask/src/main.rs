@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
-use xtask::{bench, build_qemu, check, ci, deps, kselftest_install, pipeline};
+use xtask::{bench, build_qemu, check, ci, deps, kselftest_install, matrix, pipeline};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -32,6 +32,8 @@ enum Cmd {
     Deps(deps::Deps),
     /// Install the selftest as a kselftest collection (uring_idle) for run_kselftest.sh.
     KselftestInstall(kselftest_install::KselftestInstall),
+    /// Plan, run (a cell, a shard or all) and merge a matrix of patch-and-test cells.
+    Matrix(matrix::Matrix),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,6 +55,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Bench(b) => b.run(),
         Cmd::BuildQemu(b) => b.run(),
         Cmd::KselftestInstall(k) => k.run(),
+        Cmd::Matrix(m) => m.run(),
     };
     match result {
         Ok(code) => std::process::ExitCode::from(code as u8),

@@ -1,0 +1,662 @@
+//! `cargo xtask matrix`: the same question over many combinations, as jobs a
+//! CI engine runs. `plan` expands a matrix file's axes into cells (JSON in
+//! GitHub Actions' `fromJSON` form, each with a stable id); `run` runs cells
+//! (one, a shard, or all in turn on one machine) each as exactly a
+//! `patch-and-test` with that cell's flags, writing its report, JUnit and
+//! KCIDB into its own folder; `merge` reads any set of cell folders into one
+//! table (Markdown), one JSON, and the JUnit and KCIDB of every cell. A
+//! probe cell has no kernel: the probe guest does not multiply by it.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use comfy_table::{presets::ASCII_MARKDOWN, Table};
+use serde::{Deserialize, Serialize};
+
+use crate::report::{Kind, Report};
+use crate::ui;
+
+/// The committed default matrix.
+pub fn default_config() -> PathBuf {
+    crate::workspace().join("matrix/default.toml")
+}
+
+/// A matrix file: each axis a list; cells are their product.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// QEMU sources: `debian=VERSION` or `tree:PATH`.
+    pub qemu: Vec<String>,
+    /// How each baseline is made: auto, as-is, revert-fix.
+    #[serde(default = "auto")]
+    pub baseline: Vec<String>,
+    /// Guest kernels: `build` (Debian's linux-source, built), `debian`
+    /// (Debian's prebuilt image) or `tree:PATH`.
+    #[serde(default = "build")]
+    pub kernel: Vec<String>,
+    /// linux, probe.
+    pub guest: Vec<String>,
+    /// Controller lists, as `--controllers` takes them.
+    #[serde(default = "default_controllers")]
+    pub controllers: Vec<String>,
+    /// latency, batch.
+    #[serde(default = "latency")]
+    pub workload: Vec<String>,
+    /// Flags every cell's patch-and-test gets besides its axes (e.g.
+    /// `["--rounds", "3"]`).
+    #[serde(default)]
+    pub extra: Vec<String>,
+}
+
+fn auto() -> Vec<String> {
+    vec!["auto".into()]
+}
+fn build() -> Vec<String> {
+    vec!["build".into()]
+}
+fn default_controllers() -> Vec<String> {
+    vec![contract::controllers::DEFAULT.join(",")]
+}
+fn latency() -> Vec<String> {
+    vec!["latency".into()]
+}
+
+/// One combination.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cell {
+    pub id: String,
+    pub qemu: String,
+    pub baseline: String,
+    /// None for the probe guest, which has no kernel.
+    pub kernel: Option<String>,
+    pub guest: String,
+    pub controllers: String,
+    pub workload: String,
+    #[serde(default)]
+    pub extra: Vec<String>,
+}
+
+/// `x` as an id part: lowercase letters, digits and `-`.
+fn slug(x: &str) -> String {
+    let s: String = x
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    s.split('-')
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+fn check_axis(name: &str, values: &[String], ok: impl Fn(&str) -> Result<()>) -> Result<()> {
+    if values.is_empty() {
+        bail!("matrix axis `{name}` is empty: give it at least one value");
+    }
+    for v in values {
+        ok(v).with_context(|| format!("matrix axis `{name}`: value {v:?}"))?;
+    }
+    Ok(())
+}
+
+impl Config {
+    pub fn read(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading matrix file {}", path.display()))?;
+        let c: Config = toml::from_str(&text)
+            .with_context(|| format!("matrix file {} is not a valid matrix", path.display()))?;
+        c.check()?;
+        Ok(c)
+    }
+
+    /// Every value of every axis, checked by the parser patch-and-test uses.
+    fn check(&self) -> Result<()> {
+        check_axis("qemu", &self.qemu, |v| {
+            if v.starts_with("tree:") {
+                Ok(())
+            } else {
+                crate::source::parse_qemu_src(v).map(|_| ())
+            }
+        })?;
+        check_axis("baseline", &self.baseline, |v| {
+            <crate::qemu::BaselineMode as clap::ValueEnum>::from_str(v, false)
+                .map(|_| ())
+                .map_err(|e| anyhow::anyhow!("{e} (auto, as-is or revert-fix)"))
+        })?;
+        check_axis("kernel", &self.kernel, |v| match v {
+            "build" | "debian" => Ok(()),
+            t if t.starts_with("tree:") => Ok(()),
+            _ => bail!("a kernel is `build`, `debian` or `tree:PATH`"),
+        })?;
+        check_axis("guest", &self.guest, |v| match v {
+            "linux" | "probe" => Ok(()),
+            _ => bail!("a guest is `linux` or `probe`"),
+        })?;
+        check_axis("controllers", &self.controllers, |v| {
+            crate::pipeline::parse_controllers(v)
+                .map(|_| ())
+                .map_err(|e| anyhow::anyhow!(e))
+        })?;
+        check_axis("workload", &self.workload, |v| {
+            v.parse::<contract::Workload>()
+                .map(|_| ())
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        })?;
+        Ok(())
+    }
+
+    /// The cells, in axis order; a probe cell once per QEMU, not per kernel.
+    pub fn cells(&self) -> Vec<Cell> {
+        let mut out: Vec<Cell> = Vec::new();
+        for q in &self.qemu {
+            for b in &self.baseline {
+                for g in &self.guest {
+                    let kernels: Vec<Option<&String>> = if g == "linux" {
+                        self.kernel.iter().map(Some).collect()
+                    } else {
+                        vec![None]
+                    };
+                    for k in kernels {
+                        for c in &self.controllers {
+                            for w in &self.workload {
+                                let mut id = vec![slug(q), slug(b), slug(g)];
+                                id.extend(k.map(|k| slug(k)));
+                                id.push(slug(c));
+                                id.push(slug(w));
+                                out.push(Cell {
+                                    id: id.join("."),
+                                    qemu: q.clone(),
+                                    baseline: b.clone(),
+                                    kernel: k.cloned(),
+                                    guest: g.clone(),
+                                    controllers: c.clone(),
+                                    workload: w.clone(),
+                                    extra: self.extra.clone(),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Cell {
+    /// The patch-and-test flags of this cell.
+    pub fn args(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        match self.qemu.strip_prefix("tree:") {
+            Some(p) => a.extend(["--qemu-tree".into(), p.to_string()]),
+            None => a.extend(["--qemu-src".into(), self.qemu.clone()]),
+        }
+        a.extend(["--baseline".into(), self.baseline.clone()]);
+        match self.kernel.as_deref() {
+            Some("debian") => a.extend(["--kernel".into(), "debian".into()]),
+            Some(t) if t.starts_with("tree:") => {
+                a.extend(["--kernel-tree".into(), t["tree:".len()..].to_string()])
+            }
+            _ => {}
+        }
+        a.extend(["--guest".into(), self.guest.clone()]);
+        a.extend(["--controllers".into(), self.controllers.clone()]);
+        a.extend(["--workload".into(), self.workload.clone()]);
+        a.extend(self.extra.iter().cloned());
+        a
+    }
+}
+
+/// `I/N`: the I-th of N shards, 1-based.
+pub fn parse_shard(s: &str) -> std::result::Result<(usize, usize), String> {
+    let bad = || format!("--shard takes I/N with 1 <= I <= N (e.g. 2/4), not {s:?}");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if i == 0 || n == 0 || i > n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Matrix {
+    #[command(subcommand)]
+    pub cmd: MatrixCmd,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum MatrixCmd {
+    /// Print the cells as JSON ({"include": [...]}, GitHub Actions' fromJSON form).
+    Plan {
+        /// The matrix file [default: matrix/default.toml].
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Run cells, each as `patch-and-test` with its flags, one after another.
+    Run {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The cell with this id (from `matrix plan`).
+        #[arg(long, value_name = "ID", conflicts_with_all = ["shard", "all"])]
+        cell: Option<String>,
+        /// Every N-th cell from the I-th (GitLab `parallel`, Buildkite and
+        /// other engines run the same matrix this way).
+        #[arg(long, value_name = "I/N", value_parser = parse_shard, conflicts_with = "all")]
+        shard: Option<(usize, usize)>,
+        /// Every cell, in turn.
+        #[arg(long)]
+        all: bool,
+        /// Where each cell's folder goes.
+        #[arg(long, value_name = "DIR", default_value = "matrix-out")]
+        out: PathBuf,
+    },
+    /// Read cell folders (from any machines) into one table, JSON, JUnit and KCIDB.
+    Merge {
+        /// Folders holding cell folders (searched recursively for cell.json).
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+        /// The merged table (Markdown) here instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        markdown: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        kcidb: Option<PathBuf>,
+    },
+}
+
+/// What a cell folder holds: the cell, and its report or why there is none.
+pub struct CellResult {
+    pub cell: Cell,
+    pub dir: PathBuf,
+    pub report: std::result::Result<Report, String>,
+}
+
+/// Every cell folder under `dirs`.
+pub fn collect(dirs: &[PathBuf]) -> Result<Vec<CellResult>> {
+    let mut out = Vec::new();
+    for d in dirs {
+        if !d.is_dir() {
+            bail!("{} is not a directory of matrix cell folders", d.display());
+        }
+        for e in walkdir::WalkDir::new(d).sort_by_file_name() {
+            let e = e?;
+            if e.file_name() != "cell.json" {
+                continue;
+            }
+            let dir = e.path().parent().unwrap_or(d).to_path_buf();
+            let text = std::fs::read_to_string(e.path())?;
+            let cell: Cell = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} is not a matrix cell of this version",
+                    e.path().display()
+                )
+            })?;
+            let rpath = dir.join("report.json");
+            let report = if rpath.is_file() {
+                Ok(Report::read(&rpath).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{e:#}: a report from an incompatible uring-idle version (rerun the cell)"
+                    )
+                })?)
+            } else {
+                Err(format!("no report: see {}", dir.join("run.log").display()))
+            };
+            out.push(CellResult { cell, dir, report });
+        }
+    }
+    if out.is_empty() {
+        bail!(
+            "no matrix cell reports (cell.json) under {}: pass the folders `matrix run --out` wrote",
+            dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(out)
+}
+
+/// The merged table: a row per cell, a column per controller's finding.
+pub fn table(results: &[CellResult]) -> String {
+    let mut ctrls: BTreeSet<(usize, String)> = BTreeSet::new();
+    for r in results {
+        if let Ok(doc) = &r.report {
+            for c in &doc.controllers {
+                ctrls.insert((
+                    contract::controllers::rank(&c.controller),
+                    c.controller.clone(),
+                ));
+            }
+        }
+    }
+    let mut t = Table::new();
+    t.load_preset(ASCII_MARKDOWN);
+    let mut header = vec![
+        "cell".to_string(),
+        "QEMU".into(),
+        "kernel".into(),
+        "guest".into(),
+        "verdict".into(),
+    ];
+    header.extend(ctrls.iter().map(|(_, c)| c.clone()));
+    t.set_header(header);
+    for r in results {
+        let mut row = vec![r.cell.id.clone()];
+        match &r.report {
+            Ok(doc) => {
+                let qemu = match (&doc.qemu.version, &doc.qemu.debian_version) {
+                    (Some(v), Some(d)) => format!("{v} (Debian {d})"),
+                    (Some(v), None) => v.clone(),
+                    _ => r.cell.qemu.clone(),
+                };
+                row.push(qemu);
+                row.push(match (&r.cell.kernel, &doc.kernel) {
+                    (None, _) => "-".into(),
+                    (_, Some(k)) => k.release.clone(),
+                    (Some(k), None) => k.clone(),
+                });
+                row.push(r.cell.guest.clone());
+                let unaffected = doc.verdict == Kind::Skipped;
+                row.push(if unaffected {
+                    "UNAFFECTED (no aio_add_sqe)".into()
+                } else {
+                    doc.verdict.head().to_string()
+                });
+                for (_, c) in &ctrls {
+                    row.push(
+                        match doc
+                            .controllers
+                            .iter()
+                            .find(|f| f.guest.to_string() == r.cell.guest && &f.controller == c)
+                        {
+                            Some(f) => match f.p50_ratio {
+                                Some(x) => format!("{} {x:.1}x", f.finding.name()),
+                                None => f.finding.name().to_string(),
+                            },
+                            None if unaffected => "unaffected".into(),
+                            None => "-".into(),
+                        },
+                    );
+                }
+            }
+            Err(why) => {
+                row.extend([
+                    r.cell.qemu.clone(),
+                    r.cell.kernel.clone().unwrap_or("-".into()),
+                    r.cell.guest.clone(),
+                    format!("ERROR ({why})"),
+                ]);
+                row.extend(ctrls.iter().map(|_| "-".to_string()));
+            }
+        }
+        t.add_row(row);
+    }
+    t.to_string()
+}
+
+impl Matrix {
+    pub fn run(self) -> Result<i32> {
+        match self.cmd {
+            MatrixCmd::Plan { config } => {
+                let c = Config::read(&config.unwrap_or_else(default_config))?;
+                println!(
+                    "{}",
+                    serde_json::to_string(&serde_json::json!({ "include": c.cells() }))?
+                );
+                Ok(0)
+            }
+            MatrixCmd::Run {
+                config,
+                cell,
+                shard,
+                all,
+                out,
+            } => {
+                let c = Config::read(&config.unwrap_or_else(default_config))?;
+                let cells = c.cells();
+                let picked: Vec<&Cell> = match (&cell, shard, all) {
+                    (Some(id), _, _) => {
+                        vec![cells.iter().find(|c| &c.id == id).with_context(|| {
+                            format!(
+                                "no cell {id} in this matrix; `cargo xtask matrix plan` lists: {}",
+                                cells
+                                    .iter()
+                                    .map(|c| c.id.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        })?]
+                    }
+                    (None, Some((i, n)), _) => cells
+                        .iter()
+                        .enumerate()
+                        .filter(|(k, _)| k % n == i - 1)
+                        .map(|(_, c)| c)
+                        .collect(),
+                    (None, None, true) => cells.iter().collect(),
+                    (None, None, false) => {
+                        bail!("matrix run needs --cell ID, --shard I/N or --all")
+                    }
+                };
+                std::fs::create_dir_all(&out)
+                    .with_context(|| format!("creating {}", out.display()))?;
+                let mut failed = Vec::new();
+                for (k, cell) in picked.iter().enumerate() {
+                    ui::stage(&format!(
+                        "matrix cell {}/{}: {}",
+                        k + 1,
+                        picked.len(),
+                        cell.id
+                    ));
+                    if !run_cell(cell, &out.join(&cell.id))? {
+                        failed.push(cell.id.clone());
+                    }
+                }
+                if !failed.is_empty() {
+                    ui::warn(&format!(
+                        "cells that did not finish (see their run.log): {}",
+                        failed.join(", ")
+                    ));
+                    return Ok(2);
+                }
+                Ok(0)
+            }
+            MatrixCmd::Merge {
+                dirs,
+                markdown,
+                json,
+                junit,
+                kcidb,
+            } => {
+                let results = collect(&dirs)?;
+                let text = table(&results);
+                match &markdown {
+                    Some(p) => std::fs::write(p, &text)
+                        .with_context(|| format!("writing {}", p.display()))?,
+                    None => println!("{text}"),
+                }
+                let ok: Vec<(&CellResult, &Report)> = results
+                    .iter()
+                    .filter_map(|r| r.report.as_ref().ok().map(|d| (r, d)))
+                    .collect();
+                if let Some(p) = &json {
+                    let doc: Vec<serde_json::Value> = results
+                        .iter()
+                        .map(|r| match &r.report {
+                            Ok(d) => serde_json::json!({ "cell": r.cell, "verdict": d.verdict, "verdict_line": d.verdict_line, "controllers": d.controllers, "variants": d.variants.iter().map(|v| serde_json::json!({"name": v.name, "changes": v.changes, "against": v.against, "verdict": v.verdict})).collect::<Vec<_>>() }),
+                            Err(e) => serde_json::json!({ "cell": r.cell, "error": e }),
+                        })
+                        .collect();
+                    std::fs::write(p, serde_json::to_string_pretty(&doc)?)?;
+                }
+                if let Some(p) = &junit {
+                    let cells: Vec<crate::junit::Cell> = ok
+                        .iter()
+                        .map(|(r, d)| crate::junit::Cell {
+                            name: Some(r.cell.id.as_str()),
+                            report: d,
+                        })
+                        .collect();
+                    std::fs::write(p, crate::junit::write(&cells)?)?;
+                }
+                if let Some(p) = &kcidb {
+                    let cells: Vec<(Option<&str>, &Report)> = ok
+                        .iter()
+                        .map(|(r, d)| (Some(r.cell.id.as_str()), *d))
+                        .collect();
+                    std::fs::write(
+                        p,
+                        serde_json::to_string_pretty(&crate::kcidb::document(&cells)?)? + "\n",
+                    )?;
+                }
+                // A regression anywhere, or a cell without a report, fails
+                // the merge (the CI job that runs it).
+                let bad = results.iter().any(|r| {
+                    r.report
+                        .as_ref()
+                        .map_or(true, |d| d.verdict == Kind::Regression)
+                });
+                Ok(if bad { 1 } else { 0 })
+            }
+        }
+    }
+}
+
+/// One cell as `patch-and-test` (this very binary), its output in `dir`;
+/// false when it did not produce a report.
+fn run_cell(cell: &Cell, dir: &Path) -> Result<bool> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("cell.json"), serde_json::to_string_pretty(cell)?)?;
+    let _ = std::fs::remove_file(dir.join("report.json"));
+    let exe = std::env::current_exe().context("locating the xtask binary")?;
+    let mut c = Command::new(exe);
+    c.arg("patch-and-test").args(cell.args());
+    for (flag, file) in [
+        ("--json", "report.json"),
+        ("--junit", "junit.xml"),
+        ("--kcidb", "kcidb.json"),
+        ("--plot", "plot.svg"),
+    ] {
+        c.arg(flag).arg(dir.join(file));
+    }
+    ui::info(&format!("patch-and-test {}", cell.args().join(" ")));
+    let r = ui::run_logged(c, &dir.join("run.log"), &format!("cell {}", cell.id), |l| {
+        if l.starts_with("==> ")
+            || l.starts_with("FIX VERIFIED")
+            || l.starts_with("NOT VERIFIED")
+            || l.starts_with("REGRESSION")
+        {
+            ui::info(l);
+        }
+    });
+    let reported = dir.join("report.json").is_file();
+    if let Err(e) = r {
+        if !reported {
+            ui::warn(&format!("cell {}: {e:#}", cell.id));
+        }
+    }
+    Ok(reported)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Result<Config> {
+        let c: Config = toml::from_str(text)?;
+        c.check()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn cells_multiply_the_axes_and_the_probe_skips_the_kernel_axis() {
+        let c = config(
+            r#"qemu = ["debian=1:7.2+dfsg-7", "debian=1:10.2.2+ds-1"]
+baseline = ["revert-fix"]
+kernel = ["build", "debian"]
+guest = ["linux", "probe"]"#,
+        )
+        .unwrap();
+        let cells = c.cells();
+        // 2 QEMUs x (2 kernels for linux + 1 probe).
+        assert_eq!(cells.len(), 6, "{cells:#?}");
+        let ids: BTreeSet<&str> = cells.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids.len(), 6);
+        assert!(
+            ids.contains("debian-1-10-2-2-ds-1.revert-fix.probe.ahci-virtio-blk-nvme.latency"),
+            "{ids:?}"
+        );
+        let linux = cells
+            .iter()
+            .find(|c| c.guest == "linux" && c.kernel.as_deref() == Some("debian"))
+            .unwrap();
+        assert_eq!(
+            linux.args(),
+            [
+                "--qemu-src",
+                "debian=1:7.2+dfsg-7",
+                "--baseline",
+                "revert-fix",
+                "--kernel",
+                "debian",
+                "--guest",
+                "linux",
+                "--controllers",
+                "ahci,virtio_blk,nvme",
+                "--workload",
+                "latency"
+            ]
+        );
+        // Stable: the same file plans the same ids.
+        assert_eq!(c.cells(), cells);
+    }
+
+    #[test]
+    fn bad_axis_values_and_shards_are_named() {
+        for (text, says) in [
+            (
+                r#"qemu = ["debian=1"]
+guest = ["windows"]"#,
+                "matrix axis `guest`: value \"windows\"",
+            ),
+            (
+                r#"qemu = ["fedora"]
+guest = ["linux"]"#,
+                "matrix axis `qemu`: value \"fedora\"",
+            ),
+            (
+                r#"qemu = ["debian"]
+guest = ["linux"]
+baseline = ["undo"]"#,
+                "matrix axis `baseline`",
+            ),
+            (
+                r#"qemu = ["debian"]
+guest = ["linux"]
+controllers = ["ahci,floppy"]"#,
+                "matrix axis `controllers`",
+            ),
+            (
+                r#"qemu = []
+guest = ["linux"]"#,
+                "matrix axis `qemu` is empty",
+            ),
+        ] {
+            let e = format!("{:#}", config(text).unwrap_err());
+            assert!(e.contains(says), "{e}");
+        }
+        assert!(toml::from_str::<Config>(
+            "qemu = [\"debian\"]\nguest = [\"linux\"]\nkernels = [\"x\"]"
+        )
+        .is_err());
+        assert_eq!(parse_shard("2/4"), Ok((2, 4)));
+        for bad in ["3/2", "0/2", "1", "a/b", "1/0"] {
+            assert!(parse_shard(bad).unwrap_err().contains("I/N"), "{bad}");
+        }
+    }
+}
