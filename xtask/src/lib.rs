@@ -39,6 +39,7 @@ pub fn cargo_build_cached(
     Ok((c, target_dir))
 }
 
+pub mod actionlint;
 pub mod bench;
 pub mod build_qemu;
 pub mod cache;

@@ -555,6 +555,19 @@ fn run_cell(cell: &Cell, dir: &Path) -> Result<bool> {
         }
     });
     let reported = dir.join("report.json").is_file();
+    // The boots' console logs and traces beside the report, for the
+    // cell's artifact (the run folder itself stays in the cache).
+    if let Ok(doc) = Report::read(&dir.join("report.json")) {
+        let logs = dir.join("run");
+        std::fs::create_dir_all(&logs)?;
+        for g in &doc.guest_runs {
+            for f in std::iter::once(&g.console_log).chain(g.trace_log.as_ref()) {
+                if let Some(name) = f.file_name() {
+                    let _ = std::fs::copy(f, logs.join(name));
+                }
+            }
+        }
+    }
     if let Err(e) = r {
         if !reported {
             ui::warn(&format!("cell {}: {e:#}", cell.id));
