@@ -40,6 +40,10 @@ fn run() -> Result<(), String> {
         .allowlist_type("io_uring_(sqe|cqe|params|probe|probe_op)")
         .allowlist_type("io_(sq|cq)ring_offsets")
         .allowlist_type("io_uring_op")
+        // Enums that later kernels named (6.1 has them anonymous, 6.12
+        // names them): their constants keep their plain C names either way.
+        .allowlist_type("io_uring_sqe_flags_bit|io_uring_register_op")
+        .prepend_enum_name(false)
         .allowlist_var("IORING_.*|IOSQE_.*|IO_URING_.*")
         .constified_enum_module("io_uring_op")
         .derive_default(true)

@@ -16,6 +16,52 @@ pub const DEFAULT_QEMU_VERSION: &str = "1:10.2.2+ds-1";
 /// Debian 12's kernel source package.
 pub const DEFAULT_KERNEL_PACKAGE: &str = "linux-source-6.1";
 
+/// Every suite the private lists carry, sources and binaries, so any QEMU
+/// or kernel source the archive offers can be named by version. Binary
+/// candidates stay the machine's own suite's (`APT::Default-Release`), so
+/// `--kernel debian` and the default kernel source do not move.
+pub const SUITES: &[&str] = &[
+    "oldstable",
+    "stable",
+    "stable-backports",
+    "testing",
+    "unstable",
+    "experimental",
+];
+
+/// The private sources list for `mirror`, the machine's `suite` first.
+pub fn sources_list(mirror: &str, suite: &str) -> String {
+    let mut out = format!("deb {mirror} {suite} main\n");
+    for s in SUITES {
+        out.push_str(&format!(
+            "deb {mirror} {s} main\ndeb-src {mirror} {s} main\n"
+        ));
+    }
+    out
+}
+
+/// `(version, suite)` pairs from `apt-cache madison` lines of Sources
+/// (`qemu | 1:10.2.2+ds-1 | http://deb.debian.org/debian unstable/main Sources`).
+pub fn madison_sources(text: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for l in text.lines() {
+        let cols: Vec<&str> = l.split('|').map(str::trim).collect();
+        if cols.len() < 3 || !cols[2].ends_with("Sources") {
+            continue;
+        }
+        let suite = cols[2]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.split('/').next())
+            .unwrap_or_default();
+        let pair = (cols[1].to_string(), suite.to_string());
+        if !out.contains(&pair) {
+            out.push(pair);
+        }
+    }
+    out
+}
+
 /// The first main-archive mirror and suite in the machine's apt sources,
 /// from deb822 `.sources` files or one-line `sources.list` entries.
 pub fn machine_mirror(sources_d: &[(PathBuf, String)]) -> Option<(String, String)> {
@@ -73,6 +119,8 @@ fn read_machine_sources() -> Vec<(PathBuf, String)> {
 /// apt with every state path under `cache/apt`.
 pub struct Apt {
     dir: PathBuf,
+    /// The machine's own suite: binary candidates come from it.
+    suite: String,
 }
 
 impl Apt {
@@ -93,15 +141,13 @@ impl Apt {
         if !dir.join("status").is_file() {
             std::fs::write(dir.join("status"), "")?;
         }
-        // The machine's suite for binary packages (the kernel source), sid
-        // for QEMU's source package, which the stable suite does not carry.
-        let list = format!("deb {mirror} {suite} main\ndeb-src {mirror} sid main\n");
+        let list = sources_list(&mirror, &suite);
         let path = dir.join("sources.list");
         if std::fs::read_to_string(&path).ok().as_deref() != Some(&list) {
             std::fs::write(&path, &list)?;
             let _ = std::fs::remove_file(dir.join("lists/.updated"));
         }
-        Ok(Apt { dir })
+        Ok(Apt { dir, suite })
     }
 
     fn command(&self, tool: &str) -> Command {
@@ -119,6 +165,7 @@ impl Apt {
             // pick versions (an installed security update is not in our list).
             format!("Dir::State::status={}", d.join("status").display()),
             "Debug::NoLocking=1".into(),
+            format!("APT::Default-Release={}", self.suite),
             "APT::Sandbox::User=root".into(),
         ] {
             c.arg("-o").arg(opt);
@@ -157,6 +204,17 @@ impl Apt {
         )?;
         std::fs::write(&stamp, "")?;
         Ok(())
+    }
+
+    /// Versions of a source package the lists know, each with its suite.
+    pub fn source_suites(&self, pkg: &str) -> Vec<(String, String)> {
+        let mut c = self.command("apt-cache");
+        c.args(["madison", pkg]);
+        let out = c
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        madison_sources(&out)
     }
 
     /// Versions of a source package the lists know.
@@ -214,12 +272,24 @@ impl Apt {
         self.update()?;
         let known = self.source_versions(pkg);
         if !known.iter().any(|v| v == version) {
+            let offered: Vec<String> = self
+                .source_suites(pkg)
+                .into_iter()
+                .map(|(v, suite)| {
+                    let dl = match self.downloadable(pkg, &v) {
+                        Some(true) => "downloads",
+                        Some(false) => "not on the mirror",
+                        None => "not checked",
+                    };
+                    format!("{v} ({suite}, {dl})")
+                })
+                .collect();
             bail!(
                 "Debian has no source package {pkg}={version}; versions the archive offers: {}",
-                if known.is_empty() {
+                if offered.is_empty() {
                     "none".into()
                 } else {
-                    known.join(", ")
+                    offered.join(", ")
                 }
             );
         }
@@ -305,6 +375,22 @@ impl Apt {
             .find(|d| d.starts_with("linux-image-") && d != &meta)
             .map(str::to_string)
             .with_context(|| format!("Debian's lists have no {meta} depending on a kernel image"))
+    }
+
+    /// Downloads `pkg` at `version` (from whichever suite has it).
+    pub fn download_deb_at(&self, pkg: &str, version: &str) -> Result<PathBuf> {
+        self.update()?;
+        let dir = cache::dir("debs")?;
+        let mut c = self.command("apt-get");
+        c.args(["download", &format!("{pkg}={version}")])
+            .current_dir(&dir);
+        ui::run_logged(
+            c,
+            &dir.join("download.log"),
+            &format!("apt-get download {pkg}={version}"),
+            |_| {},
+        )?;
+        newest_deb(&dir, pkg)
     }
 
     /// Downloads a binary package's .deb into the private cache.
@@ -417,5 +503,35 @@ mod tests {
             Some(("http://m.example/debian".into(), "bookworm".into()))
         );
         assert_eq!(machine_mirror(&[]), None);
+    }
+
+    #[test]
+    fn the_private_lists_carry_every_suite_and_madison_names_them() {
+        let l = sources_list("http://deb.debian.org/debian", "bookworm");
+        assert!(l.starts_with("deb http://deb.debian.org/debian bookworm main\n"));
+        for s in SUITES {
+            assert!(
+                l.contains(&format!("deb-src http://deb.debian.org/debian {s} main\n")),
+                "{s}"
+            );
+            assert!(
+                l.contains(&format!("deb http://deb.debian.org/debian {s} main\n")),
+                "{s}"
+            );
+        }
+        // As apt-cache madison prints it (this machine's lists, trimmed).
+        let m = "      qemu | 1:7.2+dfsg-7+deb12u18 | http://deb.debian.org/debian oldstable/main Sources
+      qemu | 1:10.0.13+ds-0+deb13u1 | http://deb.debian.org/debian stable/main Sources
+      qemu | 1:10.2.2+ds-1 | http://deb.debian.org/debian unstable/main Sources
+qemu-system-x86 | 1:7.2+dfsg-7+deb12u18 | http://deb.debian.org/debian oldstable/main amd64 Packages
+";
+        assert_eq!(
+            madison_sources(m),
+            [
+                ("1:7.2+dfsg-7+deb12u18".to_string(), "oldstable".to_string()),
+                ("1:10.0.13+ds-0+deb13u1".into(), "stable".into()),
+                ("1:10.2.2+ds-1".into(), "unstable".into()),
+            ]
+        );
     }
 }

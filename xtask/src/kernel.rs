@@ -18,8 +18,12 @@ use crate::{cache, ui};
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct KernelSource {
     /// A Linux source tree to build the guest kernel from (default: Debian's linux-source-6.1). Never modified.
-    #[arg(long, value_name = "DIR", conflicts_with = "kernel")]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["kernel", "kernel_src"])]
     pub kernel_tree: Option<PathBuf>,
+    /// Debian's kernel source of another series, fetched from any suite the archive has:
+    /// `debian=6.12` (linux-source-6.12, its newest version) or `debian=6.12.117-1`.
+    #[arg(long, value_name = "debian=SERIES|VERSION", conflicts_with = "kernel", value_parser = parse_kernel_src)]
+    pub kernel_src: Option<KernelSrc>,
     /// A prebuilt kernel image (bzImage) instead of building one, or `debian` for Debian's
     /// linux-image-amd64 with its modules, fetched into the cache.
     #[arg(long, value_name = "IMAGE|debian")]
@@ -27,6 +31,35 @@ pub struct KernelSource {
     /// With --kernel: its modules directory (/lib/modules/RELEASE); the drivers the guest needs are packed into the initramfs.
     #[arg(long, value_name = "DIR", requires = "kernel")]
     pub modules: Option<PathBuf>,
+}
+
+/// A Debian kernel source: the `linux-source-SERIES` package, at a version
+/// or at the lists' candidate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelSrc {
+    pub package: String,
+    pub version: Option<String>,
+}
+
+/// `debian=6.12` or `debian=6.12.117-1`.
+pub fn parse_kernel_src(s: &str) -> std::result::Result<KernelSrc, String> {
+    let bad = || {
+        format!("--kernel-src takes debian=SERIES or debian=VERSION (e.g. debian=6.12 or debian=6.12.117-1), not {s:?}")
+    };
+    let v = s.strip_prefix("debian=").ok_or_else(bad)?.trim();
+    let parts: Vec<&str> = v.split(['.', '-']).collect();
+    if parts.len() < 2
+        || !parts[..2]
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Err(bad());
+    }
+    let series = format!("{}.{}", parts[0], parts[1]);
+    Ok(KernelSrc {
+        package: format!("linux-source-{series}"),
+        version: (v != series).then(|| v.to_string()),
+    })
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -227,7 +260,10 @@ impl KernelSource {
                 let s = format!("tree {}", root.display());
                 (root, s)
             }
-            None => debian_tree()?,
+            None => match &self.kernel_src {
+                Some(k) => debian_tree(&k.package, k.version.as_deref())?,
+                None => debian_tree(DEFAULT_KERNEL_PACKAGE, None)?,
+            },
         };
         Ok(KernelInput::Tree {
             tree,
@@ -251,27 +287,31 @@ pub fn cached_tree_with(rel: &str) -> Option<PathBuf> {
         .find(|p| p.join(rel).is_file())
 }
 
-/// Debian's kernel source package, fetched and unpacked into the cache.
-fn debian_tree() -> Result<(PathBuf, String)> {
-    ui::stage(&format!("kernel source: Debian {DEFAULT_KERNEL_PACKAGE}"));
+/// A Debian kernel source package (`linux-source-X.Y`, at `version` or
+/// its candidate), fetched and unpacked into the cache.
+fn debian_tree(package: &str, version: Option<&str>) -> Result<(PathBuf, String)> {
+    ui::stage(&format!("kernel source: Debian {package}"));
     let apt = Apt::new()?;
     apt.update()?;
-    let version = apt.binary_version(DEFAULT_KERNEL_PACKAGE)?;
-    let base = cache::dir("sources")?.join(format!("{DEFAULT_KERNEL_PACKAGE}_{version}"));
-    let tree = base.join(DEFAULT_KERNEL_PACKAGE);
-    let source = format!("Debian {DEFAULT_KERNEL_PACKAGE} {version}");
+    let version = match version {
+        Some(v) => v.to_string(),
+        None => apt.binary_version(package)?,
+    };
+    let base = cache::dir("sources")?.join(format!("{package}_{version}"));
+    let tree = base.join(package);
+    let source = format!("Debian {package} {version}");
     if cache::is_filled(&base) {
         return Ok((tree, source));
     }
     cache::ensure_free("the kernel source", cache::KERNEL_SOURCE_BYTES)?;
     cache::refill(&base, |base| {
-        ui::info(&format!("downloading {DEFAULT_KERNEL_PACKAGE} {version}"));
-        let deb = apt.download_deb(DEFAULT_KERNEL_PACKAGE)?;
+        ui::info(&format!("downloading {package} {version}"));
+        let deb = apt.download_deb_at(package, &version)?;
         let log = base.join("unpack.log");
         let mut c = Command::new("dpkg-deb");
         c.arg("-x").arg(&deb).arg(base.join("deb"));
         ui::run_logged(c, &log, "dpkg-deb -x", |_| {})?;
-        let tarball = base.join(format!("deb/usr/src/{DEFAULT_KERNEL_PACKAGE}.tar.xz"));
+        let tarball = base.join(format!("deb/usr/src/{package}.tar.xz"));
         ui::info("unpacking the kernel source");
         let mut c = Command::new("tar");
         c.arg("-xf").arg(&tarball).arg("-C").arg(base);
@@ -656,6 +696,33 @@ fn prebuilt(image: &Path, modules: Option<&Path>, ctrls: &[&Controller]) -> Resu
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn kernel_src_names_a_series_or_a_version() {
+        assert_eq!(
+            super::parse_kernel_src("debian=6.12"),
+            Ok(super::KernelSrc {
+                package: "linux-source-6.12".into(),
+                version: None
+            })
+        );
+        assert_eq!(
+            super::parse_kernel_src("debian=6.12.117-1"),
+            Ok(super::KernelSrc {
+                package: "linux-source-6.12".into(),
+                version: Some("6.12.117-1".into())
+            })
+        );
+        for bad in ["6.12", "debian=", "debian=six", "fedora=6.12", "debian=6"] {
+            assert!(
+                super::parse_kernel_src(bad)
+                    .unwrap_err()
+                    .contains("debian=SERIES"),
+                "{bad}"
+            );
+        }
+    }
+
     use super::*;
     use contract::CONTROLLERS;
 

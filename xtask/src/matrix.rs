@@ -32,8 +32,9 @@ pub struct Config {
     /// How each baseline is made: auto, as-is, revert-fix.
     #[serde(default = "auto")]
     pub baseline: Vec<String>,
-    /// Guest kernels: `build` (Debian's linux-source, built), `debian`
-    /// (Debian's prebuilt image) or `tree:PATH`.
+    /// Guest kernels: `build` (Debian's linux-source-6.1, built),
+    /// `debian=SERIES|VERSION` (another Debian linux-source, built),
+    /// `debian` (Debian's prebuilt image) or `tree:PATH`.
     #[serde(default = "build")]
     pub kernel: Vec<String>,
     /// linux, probe.
@@ -128,7 +129,10 @@ impl Config {
         check_axis("kernel", &self.kernel, |v| match v {
             "build" | "debian" => Ok(()),
             t if t.starts_with("tree:") => Ok(()),
-            _ => bail!("a kernel is `build`, `debian` or `tree:PATH`"),
+            t if t.starts_with("debian=") => crate::kernel::parse_kernel_src(t)
+                .map(|_| ())
+                .map_err(|e| anyhow::anyhow!(e)),
+            _ => bail!("a kernel is `build`, `debian=SERIES`, `debian` or `tree:PATH`"),
         })?;
         check_axis("guest", &self.guest, |v| match v {
             "linux" | "probe" => Ok(()),
@@ -199,6 +203,7 @@ impl Cell {
             Some(t) if t.starts_with("tree:") => {
                 a.extend(["--kernel-tree".into(), t["tree:".len()..].to_string()])
             }
+            Some(t) if t.starts_with("debian=") => a.extend(["--kernel-src".into(), t.to_string()]),
             _ => {}
         }
         a.extend(["--guest".into(), self.guest.clone()]);

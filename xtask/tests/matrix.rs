@@ -169,6 +169,6 @@ fn bad_matrix_inputs_get_one_message_and_exit_2() {
     assert_eq!(code, 0, "{err}");
     let plan: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let cells = plan["include"].as_array().unwrap();
-    assert_eq!(cells.len(), 3, "{plan}");
+    assert_eq!(cells.len(), 9, "{plan}");
     assert!(cells.iter().all(|c| c["id"].as_str().is_some()));
 }
