@@ -10,7 +10,8 @@
 //! runs at once (a null patch must not verify under the other's load; user
 //! networking); (9) the bare-metal probe guest: the full 499 ms stall under
 //! TCG with a forwarded port, the fix and a null patch, the deadline wake
-//! without networking, the report's batch reproducer. One #[test], so no
+//! without networking, the report's batch reproducer; (10) a matrix cell
+//! against the same patch-and-test by hand. One #[test], so no
 //! guest runs share the two cores except where (8) means them to.
 //!
 //! Slow (a cold cache means a QEMU and a kernel build): it runs when
@@ -678,6 +679,75 @@ fn patch_and_test_verifies_the_fix_and_qemu_7_2_is_unaffected() {
     assert!(row(&db, "ahci", "poll").baseline.p50_us >= 5000.0, "{tb}");
 
     probe_guest_shows_the_full_stall(dir.path(), &fix, &null, &built.0);
+    a_matrix_cell_is_exactly_its_patch_and_test(dir.path());
+}
+
+/// (10) A matrix cell against the same patch-and-test by hand: the same
+/// flags, the same verdict, the same figures. The probe's unfixed AHCI read
+/// is slirp's 499 ms cap less the think time in every run (measured
+/// 497.4-497.7 ms over 5 runs), so one figure can be compared to 1%.
+fn a_matrix_cell_is_exactly_its_patch_and_test(dir: &Path) {
+    let cfg = dir.join("matrix.toml");
+    std::fs::write(
+        &cfg,
+        "qemu = [\"debian=1:10.2.2+ds-1\"]\nbaseline = [\"revert-fix\"]\nguest = [\"probe\"]\ncontrollers = [\"ahci,nvme\"]\nextra = [\"--iterations\", \"5\"]\n",
+    )
+    .unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+    let o = Command::new(common::XTASK)
+        .args(["matrix", "plan", "--config", cfg_s])
+        .output()
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let id = plan["include"][0]["id"].as_str().unwrap().to_string();
+    let out = dir.join("cells");
+    let o = Command::new(common::XTASK)
+        .args(["matrix", "run", "--config", cfg_s, "--cell", &id, "--out"])
+        .arg(&out)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let cell = Report::read(&out.join(&id).join("report.json")).unwrap();
+    let json = dir.join("by-hand.json");
+    let (by_hand, text) = run(
+        &[
+            "patch-and-test",
+            "--qemu-src",
+            "debian=1:10.2.2+ds-1",
+            "--baseline",
+            "revert-fix",
+            "--guest",
+            "probe",
+            "--controllers",
+            "ahci,nvme",
+            "--workload",
+            "latency",
+            "--iterations",
+            "5",
+        ],
+        &json,
+        Kind::Verified,
+    );
+    assert_eq!(cell.verdict, by_hand.verdict, "{text}");
+    assert_eq!(
+        serde_json::to_value(&cell.params).unwrap(),
+        serde_json::to_value(&by_hand.params).unwrap()
+    );
+    assert_eq!(cell.baseline_binary, by_hand.baseline_binary);
+    let a = probe_row(&cell.devices, "ahci").baseline.p50_us;
+    let b = probe_row(&by_hand.devices, "ahci").baseline.p50_us;
+    assert!((a - b).abs() < 0.01 * b, "cell {a} us, by hand {b} us");
+    // Its folder has what the CI artifact needs.
+    for f in ["cell.json", "junit.xml", "kcidb.json", "run.log"] {
+        assert!(out.join(&id).join(f).is_file(), "{f}");
+    }
+    assert!(
+        std::fs::read_dir(out.join(&id).join("run"))
+            .unwrap()
+            .count()
+            >= 2
+    );
 }
 
 fn probe_row<'a>(rows: &'a [Row], controller: &str) -> &'a Row {
