@@ -1,9 +1,11 @@
 //! cargo xtask: check a QEMU tree for the io_uring submission-stall fix,
-//! build, boot, measure and report. Modules by role, in the order data
-//! flows: inputs (`source`, `fetch`, `tree`, `patch`), builds (`qemu`,
-//! `kernel`, `selftest`, `initramfs`, `probe_image`), guest runs (`guest`; `guests` holds what differs per guest kind), parsed results
-//! (`ktap`, `trace`), output (`report`, `plot`); `pipeline` wires them; `cache`, `ui` and
-//! `deps` serve all. The binary (`main.rs`) only parses flags and dispatches.
+//! build, boot, measure and report. Folders by stage, in the order data
+//! flows: `inputs` (sources, patches), `builds` (QEMU, kernel and its
+//! variants, selftest, initramfs, probe image), `run` (guest boots and
+//! their load), `results` (KTAP, trace, findings, plot, JUnit, KCIDB) and
+//! `commands` (`pipeline` wires the stages; the other subcommands);
+//! `cache`, `children`, `deps`, `ui` and `venv` serve all. The binary
+//! (`main.rs`) only parses flags and dispatches.
 
 /// The workspace's root: the checkout this xtask was built from.
 pub fn workspace() -> &'static std::path::Path {
@@ -39,36 +41,22 @@ pub fn cargo_build_cached(
     Ok((c, target_dir))
 }
 
-pub mod actionlint;
-pub mod bench;
-pub mod build_qemu;
+// Grouped by stage, in the order data flows; every module is also named
+// at the top (`crate::report`), so a path never says which folder it is in.
+pub mod builds;
+pub mod commands;
+pub mod inputs;
+pub mod results;
+pub mod run;
+
 pub mod cache;
-pub mod cases;
-pub mod check;
 pub mod children;
-pub mod ci;
 pub mod deps;
-pub mod fetch;
-pub mod guest;
-pub mod guests;
-pub mod initramfs;
-pub mod junit;
-pub mod kcidb;
-pub mod kernel;
-pub mod kernel_variant;
-pub mod kselftest_install;
-pub mod ktap;
-pub mod load;
-pub mod matrix;
-pub mod patch;
-pub mod pipeline;
-pub mod plot;
-pub mod probe_image;
-pub mod qemu;
-pub mod report;
-pub mod selftest;
-pub mod source;
-pub mod trace;
-pub mod tree;
 pub mod ui;
 pub mod venv;
+
+pub use builds::{initramfs, kernel, kernel_variant, probe_image, qemu, selftest};
+pub use commands::{actionlint, bench, build_qemu, check, ci, kselftest_install, matrix, pipeline};
+pub use inputs::{fetch, patch, source, tree};
+pub use results::{cases, junit, kcidb, ktap, plot, report, trace};
+pub use run::{guest, guests, load};

@@ -1638,7 +1638,7 @@ mod tests {
 
     #[test]
     fn the_readme_quotes_the_rules_as_help_prints_them() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         assert!(
             readme.contains(&rules()),
             "README.md's rules block differs from `patch-and-test --help`:\n{}",

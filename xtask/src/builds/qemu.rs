@@ -493,7 +493,7 @@ fn configure(src: &Path, build: &Path, log: &Path) -> Result<()> {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         if let Some(flag) = rejected_flag(&text) {
             bail!(
-                "QEMU's configure in {} rejects {flag}: this tree predates it (uring-idle configures for QEMU 10.2 and later; the flags and why each is there: xtask/src/qemu.rs CONFIGURE_FLAGS); log: {}",
+                "QEMU's configure in {} rejects {flag}: this tree predates it (uring-idle configures for QEMU 10.2 and later; the flags and why each is there: xtask/src/builds/qemu.rs CONFIGURE_FLAGS); log: {}",
                 src.display(),
                 log.display()
             );
