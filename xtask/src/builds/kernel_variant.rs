@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use xshell::{cmd, Shell};
 
 use contract::Controller;
 
@@ -106,19 +105,9 @@ fn cached(out: &Path) -> Option<Kernel> {
     crate::kernel::bzimage_version(&image).map(|_| k)
 }
 
-/// The tree mirrored into the work copy: only changed files are written,
-/// never with the tree's mtimes, so a file a variant patched and `unapply`
-/// restored is newer than the variant's object and compiled again (the
-/// QEMU work copy's rule, for the same reason).
+/// The tree mirrored into the work copy (`cache::mirror_tree`).
 fn sync_tree(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    let sh = Shell::new()?;
-    let (from_s, to_s) = (format!("{}/", from.display()), format!("{}/", to.display()));
-    cmd!(sh, "rsync -a --no-times --delete --checksum --exclude=/.git {from_s} {to_s}")
-        .quiet()
-        .run()
-        .context("rsync of the kernel tree into its work copy (is rsync installed? `cargo xtask deps --install`)")?;
-    Ok(())
+    cache::mirror_tree(from, to, &["/.git"], "the kernel tree")
 }
 
 /// `make bzImage` in `build` from `src`, counting the objects compiled.

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use xshell::{cmd, Shell};
 
 use crate::patch::{self, PatchSet, State};
 use crate::tree::{QemuTree, AIO_POSIX};
@@ -410,29 +409,16 @@ pub fn time_incremental_rebuild(tree: &QemuTree) -> Result<f64> {
     Ok(t.elapsed().as_secs_f64())
 }
 
-/// Mirrors the user's tree into the work copy: only changed files are
-/// copied, so ninja rebuilds only what changed. Never with the source's
-/// mtimes (`--no-times`): a file a variant patched and `unapply` restored
-/// has the tree's content but a fresh mtime, and giving it back the tree's
-/// old mtime left the variant's object newer than its source, so the next
-/// binary kept it. Measured: a null patch built after the harmful variant
-/// carried the harmful virtio-blk code (its binary exactly the harm's 64
-/// bytes larger; virtio-blk 0.2 -> 1.9 ms). A file rsync writes gets the
-/// current time. `--checksum`, because the work copy's files carry their
-/// own mtimes, so size and mtime cannot tell whether they match the tree's
-/// (0.8 s instead of 0.4 s on a synced QEMU tree, and only when building).
+/// Mirrors the user's tree into the work copy (`cache::mirror_tree`,
+/// whose comment says why neither mtimes nor sizes are trusted), leaving
+/// out git, an in-tree build and our generated device list.
 fn sync_tree(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    let sh = Shell::new()?;
-    let (from_s, to_s) = (format!("{}/", from.display()), format!("{}/", to.display()));
-    cmd!(
-        sh,
-        "rsync -a --no-times --delete --checksum --exclude=/.git --exclude=/build --exclude=/{DEVICES_MAK} {from_s} {to_s}"
+    cache::mirror_tree(
+        from,
+        to,
+        &["/.git", "/build", &format!("/{DEVICES_MAK}")],
+        "the QEMU tree",
     )
-    .quiet()
-    .run()
-    .context("rsync of the QEMU tree into the work copy (is rsync installed? `cargo xtask deps --install`)")?;
-    Ok(())
 }
 
 /// `meson_version: '>=1.5.0'` from the tree's meson.build.

@@ -124,7 +124,6 @@ pub fn of(doc: &Report) -> Vec<Case> {
             .iter()
             .map(|r| (r.guest, r.mode.clone()))
             .collect();
-        keys.dedup();
         keys.sort_by_key(|(g, m)| (report::guest_rank(*g), m.clone()));
         keys.dedup();
         for (guest, mode) in keys {
