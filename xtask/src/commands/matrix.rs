@@ -112,6 +112,23 @@ impl Config {
         Ok(c)
     }
 
+    /// The cells, each id once: two values that slug alike (`qemu_9.2`,
+    /// `qemu-9.2`) would share a folder and a `--cell`.
+    pub fn unique_cells(&self) -> Result<Vec<Cell>> {
+        let cells = self.cells();
+        for (i, c) in cells.iter().enumerate() {
+            if let Some(o) = cells[..i].iter().find(|o| o.id == c.id) {
+                bail!(
+                    "two cells of this matrix get the id {}: {:?} and {:?}; make the axis values differ in more than case and punctuation",
+                    c.id,
+                    (&o.qemu, &o.kernel),
+                    (&c.qemu, &c.kernel)
+                );
+            }
+        }
+        Ok(cells)
+    }
+
     /// Every value of every axis, checked by the parser patch-and-test uses.
     fn check(&self) -> Result<()> {
         check_axis("qemu", &self.qemu, |v| {
@@ -411,7 +428,7 @@ impl Matrix {
                 let c = Config::read(&config.unwrap_or_else(default_config))?;
                 println!(
                     "{}",
-                    serde_json::to_string(&serde_json::json!({ "include": c.cells() }))?
+                    serde_json::to_string(&serde_json::json!({ "include": c.unique_cells()? }))?
                 );
                 Ok(0)
             }
@@ -423,7 +440,7 @@ impl Matrix {
                 out,
             } => {
                 let c = Config::read(&config.unwrap_or_else(default_config))?;
-                let cells = c.cells();
+                let cells = c.unique_cells()?;
                 let picked: Vec<&Cell> = match (&cell, shard, all) {
                     (Some(id), _, _) => {
                         vec![cells.iter().find(|c| &c.id == id).with_context(|| {
@@ -537,7 +554,10 @@ impl Matrix {
 fn run_cell(cell: &Cell, dir: &Path) -> Result<bool> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("cell.json"), serde_json::to_string_pretty(cell)?)?;
-    let _ = std::fs::remove_file(dir.join("report.json"));
+    // A failed rerun must not leave the last run's files for CI to take.
+    for f in ["report.json", "junit.xml", "kcidb.json", "plot.svg"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
     let exe = std::env::current_exe().context("locating the xtask binary")?;
     let mut c = Command::new(exe);
     c.arg("patch-and-test").args(cell.args());
@@ -672,6 +692,11 @@ guest = ["linux"]"#,
             "qemu = [\"debian\"]\nguest = [\"linux\"]\nkernels = [\"x\"]"
         )
         .is_err());
+        let twins =
+            config("qemu = [\"tree:/src/qemu_9.2\", \"tree:/src/qemu-9.2\"]\nguest = [\"probe\"]")
+                .unwrap();
+        let e = format!("{:#}", twins.unique_cells().unwrap_err());
+        assert!(e.contains("two cells of this matrix get the id"), "{e}");
         assert_eq!(parse_shard("2/4"), Ok((2, 4)));
         for bad in ["3/2", "0/2", "1", "a/b", "1/0"] {
             assert!(parse_shard(bad).unwrap_err().contains("I/N"), "{bad}");

@@ -63,7 +63,7 @@ pub struct PatchAndTest {
     #[command(flatten)]
     pub source: QemuSource,
     /// Measure this QEMU binary alone (no tree, no patch): reports UNAFFECTED or STALL PRESENT.
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["qemu_tree", "baseline", "patch", "series", "variant"])]
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["qemu_tree", "baseline", "patch", "series", "variant", "kernel_patch", "kernel_series", "kernel_variant"])]
     pub qemu_binary: Option<PathBuf>,
     /// Measure two prebuilt QEMU binaries against each other, A as the baseline
     /// (e.g. a distro package before and after an update).
@@ -411,6 +411,8 @@ struct Campaign {
     run_dir: PathBuf,
     /// Tests that stopped early at their time budget.
     notes: Vec<String>,
+    /// Controllers a kernel variant's guest found no disk of, by variant.
+    broken: Vec<(String, Skipped)>,
 }
 
 /// What a finished campaign puts into the report (nothing, for a run that
@@ -630,7 +632,19 @@ impl PatchAndTest {
             } else {
                 guests.clone()
             };
-            let d = report::decide(&rows, &guests, Some(self.workload), camp.accel);
+            let mut d = report::decide(&rows, &guests, Some(self.workload), camp.accel);
+            let lost: Vec<String> = camp
+                .broken
+                .iter()
+                .filter(|(n, _)| *n == v.name)
+                .map(|(_, s)| format!("{}: no disk with this kernel ({})", s.controller, s.reason))
+                .collect();
+            if !lost.is_empty() {
+                d.verdict = Verdict {
+                    kind: Kind::Regression,
+                    line: format!("REGRESSION ({}): {}", camp.accel.name(), lost.join("; ")),
+                };
+            }
             per_variant.push((v, rows, d));
         }
         let (rows, found, verdict) = match per_variant.as_slice() {
@@ -1142,6 +1156,7 @@ impl PatchAndTest {
     /// Guest runs: each guest in turn, alternating variants round by round.
     fn campaign(&self, art: &Artifacts, plans: &[GuestPlan]) -> Result<Campaign> {
         let mut skipped: Vec<Skipped> = Vec::new();
+        let mut broken: Vec<(String, Skipped)> = Vec::new();
         let mut notes: Vec<String> = Vec::new();
         // Held until every boot of this campaign is done; taken before the
         // pruning, so no other run's guests are booting from a folder it
@@ -1207,13 +1222,25 @@ impl PatchAndTest {
                     let (run, accel) = picker.boot(&boot, &label, &mut |e| display.event(e))?;
                     let parsed = ktap::parse_file(&run.console)?;
                     let checked = check_run(&parsed, run.code, &active, &label, &run.console)?;
-                    if let (Guest::Linux, Some(k)) = (g, checked.kernel_release) {
+                    // The report's kernel is the unpatched one.
+                    if let (Guest::Linux, Some(k), None) = (g, checked.kernel_release, &v.kernel) {
                         kernel_release = Some(k);
                     }
                     // A controller the guest cannot drive is dropped from
                     // the later boots, which would only wait for it again.
                     for mut s in checked.skipped {
                         s.guest = Some(g);
+                        if v.kernel.is_some() {
+                            // A disk the unpatched kernel drives and this
+                            // kernel variant does not: the patch broke it,
+                            // which is its finding, not a skip for all.
+                            ui::warn(&format!(
+                                "kernel variant {}: no {} disk ({}): a regression of the patch",
+                                v.name, s.controller, s.reason
+                            ));
+                            broken.push((v.name.clone(), s));
+                            continue;
+                        }
                         ui::warn(&format!(
                             "skipping {} ({g} guest): {}",
                             s.controller, s.reason
@@ -1277,6 +1304,7 @@ impl PatchAndTest {
             no_host_evidence: traced.err(),
             run_dir,
             notes,
+            broken,
         })
     }
 

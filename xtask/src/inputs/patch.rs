@@ -310,13 +310,36 @@ pub fn classify(tree: &QemuTree) -> Result<State> {
     })
 }
 
-/// Files a unified diff touches (`+++ b/PATH`).
+/// Files a unified diff touches, as `git apply` (-p1) reads them: both
+/// sides of each `---`/`+++` pair less their first path component (`a/`,
+/// `b/`, or a `diff -u` label's directory), `/dev/null` left out, and
+/// both names of a rename.
 pub fn touched_files(patch: &str) -> Vec<String> {
-    patch
-        .lines()
-        .filter_map(|l| l.strip_prefix("+++ b/"))
-        .map(str::to_string)
-        .collect()
+    let mut out: Vec<String> = Vec::new();
+    for l in patch.lines() {
+        let path = if let Some(p) = l.strip_prefix("+++ ").or_else(|| l.strip_prefix("--- ")) {
+            // A label may carry a tab and a timestamp after the name.
+            let p = p.split('\t').next().unwrap_or_default().trim();
+            if p == "/dev/null" {
+                continue;
+            }
+            match p.split_once('/') {
+                Some((_, rest)) if !rest.is_empty() => rest.to_string(),
+                _ => continue,
+            }
+        } else if let Some(p) = l
+            .strip_prefix("rename from ")
+            .or_else(|| l.strip_prefix("rename to "))
+        {
+            p.trim().to_string()
+        } else {
+            continue;
+        };
+        if !out.contains(&path) {
+            out.push(path);
+        }
+    }
+    out
 }
 
 /// Hunk headers per file: `(file, old_start, header line)`.
@@ -465,6 +488,27 @@ pub fn revert_fix(src: &str) -> Result<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn touched_files_read_every_kind_of_diff_as_git_apply_does() {
+        let git = "diff --git a/io_uring/x.c b/io_uring/x.c\n--- a/io_uring/x.c\n+++ b/io_uring/x.c\n@@ -1 +1 @@\n";
+        assert_eq!(super::touched_files(git), ["io_uring/x.c"]);
+        let plain = "--- linux.orig/include/uapi/linux/io_uring.h\t2026-12-04 10:00:00\n+++ linux/include/uapi/linux/io_uring.h\t2026-12-04 10:01:00\n@@ -1 +1 @@\n";
+        assert_eq!(
+            super::touched_files(plain),
+            ["include/uapi/linux/io_uring.h"]
+        );
+        let new_and_gone = "--- /dev/null\n+++ b/new.c\n@@ -0,0 +1 @@\n--- a/old.c\n+++ /dev/null\n@@ -1 +0,0 @@\n";
+        assert_eq!(super::touched_files(new_and_gone), ["new.c", "old.c"]);
+        let rename = "diff --git a/include/uapi/a.h b/include/uapi/b.h\nsimilarity index 100%\nrename from include/uapi/a.h\nrename to include/uapi/b.h\n";
+        assert_eq!(
+            super::touched_files(rename),
+            ["include/uapi/a.h", "include/uapi/b.h"]
+        );
+        // The mail's separator and diffstat are not files.
+        assert!(super::touched_files("---\n io_uring/x.c | 2 +-\n").is_empty());
+    }
+
     use super::*;
 
     #[test]

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use contract::{Guest, Role};
+use contract::Guest;
 
 use crate::report::{self, Changes, Finding, Report, Row};
 
@@ -92,14 +92,13 @@ pub fn of(doc: &Report) -> Vec<Case> {
         // One binary measured alone: a candidate slow against the controls
         // is the stall, present.
         for r in &doc.devices {
-            let reference = doc
+            let guest_rows: Vec<Row> = doc
                 .devices
                 .iter()
-                .filter(|c| c.guest == r.guest && c.mode == r.mode && c.role == Some(Role::Control))
-                .map(|c| c.baseline.p50_us)
-                .reduce(f64::min);
-            let stalls = r.role == Some(Role::Candidate)
-                && reference.is_some_and(|x| r.baseline.p50_us > report::STALL_FACTOR * x);
+                .filter(|c| c.guest == r.guest)
+                .cloned()
+                .collect();
+            let stalls = report::stalls_alone(r, report::single_reference(&guest_rows));
             out.push(Case {
                 variant: "binary".into(),
                 changes: None,
