@@ -242,6 +242,15 @@ fn bad_kernel_patch_inputs_get_one_clear_message_and_exit_2() {
             vec!["--kernel-variant", "baseline=x.patch"],
             "not `baseline`",
         ),
+        (
+            vec![
+                "--qemu-binary",
+                "/usr/bin/qemu-system-x86_64",
+                "--kernel-patch",
+                &null,
+            ],
+            "cannot be used with",
+        ),
     ] {
         let o = Command::new(common::XTASK)
             .arg("patch-and-test")
