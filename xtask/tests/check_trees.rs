@@ -262,29 +262,9 @@ fn a_killed_run_leaves_the_tree_unchanged_and_the_next_run_recovers() {
     assert_eq!(tree_hash(&tree), before);
 }
 
-/// A unified diff of `util/aio-posix.c` from `old` to `new`, made by diff(1).
+/// A unified diff of `util/aio-posix.c` from `old` to `new`.
 fn diff_patch(dir: &Path, name: &str, old: &str, new: &str) -> std::path::PathBuf {
-    let (a, b) = (
-        dir.join(format!("{name}.old")),
-        dir.join(format!("{name}.new")),
-    );
-    fs::write(&a, old).unwrap();
-    fs::write(&b, new).unwrap();
-    let o = Command::new("diff")
-        .args([
-            "-u",
-            "--label",
-            "a/util/aio-posix.c",
-            "--label",
-            "b/util/aio-posix.c",
-        ])
-        .arg(&a)
-        .arg(&b)
-        .output()
-        .unwrap();
-    let p = dir.join(format!("{name}.patch"));
-    fs::write(&p, &o.stdout).unwrap();
-    p
+    common::diff_patch(dir, name, "util/aio-posix.c", old, new)
 }
 
 /// Each `NAME: path` line of build-qemu's output, read as the fixture

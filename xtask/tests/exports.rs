@@ -91,33 +91,24 @@ fn junit_and_kcidb_of_recorded_runs_pass_their_own_validators_and_match_the_repo
     // on virtio_blk only; the null QEMU patch leaves AHCI stalled (FAIL: a
     // QEMU patch should cure it); the null kernel patch leaves it too, which
     // is no fault of a kernel patch (PASS).
-    let doc = fixture("fix-null-harmful.json");
-    let status = |variant: &str, controller: &str| -> Vec<Status> {
-        cases::of(&doc)
+    let all = |name: &str, variant: &str, controller: &str, want: Status| {
+        let got: Vec<Status> = cases::of(&fixture(name))
             .into_iter()
             .filter(|c| c.variant == variant && c.controller == controller)
             .map(|c| c.status)
-            .collect()
+            .collect();
+        assert!(
+            !got.is_empty() && got.iter().all(|s| *s == want),
+            "{name} {variant} {controller}: {got:?}"
+        );
     };
-    assert!(status("harmful", "virtio_blk")
-        .iter()
-        .all(|s| *s == Status::Fail));
-    assert!(status("harmful", "nvme").iter().all(|s| *s == Status::Pass));
-    assert!(status("null", "ahci").iter().all(|s| *s == Status::Fail));
-    assert!(status("fix", "ahci").iter().all(|s| *s == Status::Pass));
-    let kdoc = fixture("kernel-variants.json");
-    let kstatus = |variant: &str, controller: &str| -> Vec<Status> {
-        cases::of(&kdoc)
-            .into_iter()
-            .filter(|c| c.variant == variant && c.controller == controller)
-            .map(|c| c.status)
-            .collect()
-    };
-    assert!(kstatus("knull", "ahci").iter().all(|s| *s == Status::Pass));
-    assert!(kstatus("kharm", "virtio_blk")
-        .iter()
-        .all(|s| *s == Status::Fail));
-    assert!(kstatus("patched+kharm", "virtio_blk")
-        .iter()
-        .all(|s| *s == Status::Fail));
+    let both = "fix-null-harmful.json";
+    all(both, "harmful", "virtio_blk", Status::Fail);
+    all(both, "harmful", "nvme", Status::Pass);
+    all(both, "null", "ahci", Status::Fail);
+    all(both, "fix", "ahci", Status::Pass);
+    let kernel = "kernel-variants.json";
+    all(kernel, "knull", "ahci", Status::Pass);
+    all(kernel, "kharm", "virtio_blk", Status::Fail);
+    all(kernel, "patched+kharm", "virtio_blk", Status::Fail);
 }

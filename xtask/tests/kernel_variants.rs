@@ -9,7 +9,7 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use xtask::kernel_variant::{self, KernelVariant};
@@ -71,36 +71,6 @@ fn fake_tree(root: &Path) {
     .unwrap();
 }
 
-/// A patch of one file from `old` to `new`, made by diff(1).
-fn patch(dir: &Path, name: &str, file: &str, old: &str, new: &str) -> PathBuf {
-    let (a, b) = (dir.join(format!("{name}.a")), dir.join(format!("{name}.b")));
-    fs::write(&a, old).unwrap();
-    fs::write(&b, new).unwrap();
-    let o = Command::new("diff")
-        .args([
-            "-u",
-            "--label",
-            &format!("a/{file}"),
-            "--label",
-            &format!("b/{file}"),
-        ])
-        .arg(&a)
-        .arg(&b)
-        .output()
-        .unwrap();
-    let p = dir.join(format!("{name}.patch"));
-    fs::write(
-        &p,
-        [
-            format!("diff --git a/{file} b/{file}\n").into_bytes(),
-            o.stdout,
-        ]
-        .concat(),
-    )
-    .unwrap();
-    p
-}
-
 fn image(v: &KernelVariant) -> String {
     String::from_utf8_lossy(&fs::read(&v.kernel.image).unwrap()).into_owned()
 }
@@ -118,21 +88,21 @@ fn each_kernel_variant_is_the_tree_plus_its_patches_built_incrementally() {
 
     let a_old = "int a(void) { return 0; }\n";
     let b_old = "int b(void) { return 0; }\n";
-    let one = patch(
+    let one = common::diff_patch(
         tmp.path(),
         "one",
         "src/a.c",
         a_old,
         "int a(void) { return 1; }\n",
     );
-    let two_b = patch(
+    let two_b = common::diff_patch(
         tmp.path(),
         "two-b",
         "src/b.c",
         b_old,
         "int b(void) { return 2; }\n",
     );
-    let two_h = patch(
+    let two_h = common::diff_patch(
         tmp.path(),
         "two-h",
         "include/uapi/linux/io_uring.h",
@@ -186,7 +156,7 @@ fn each_kernel_variant_is_the_tree_plus_its_patches_built_incrementally() {
 
     // A patch that does not apply names its file, hunk and kernel file,
     // and leaves the tree as it was.
-    let bad = patch(
+    let bad = common::diff_patch(
         tmp.path(),
         "bad",
         "src/c.c",

@@ -443,17 +443,8 @@ pub fn prepare(tree: &Path, source: &str, ctrls: &[&Controller]) -> Result<Kerne
     let lock = cache::Lock::acquire(&work)?;
     let fingerprint = cache::tree_identity(tree, &[".git"])?;
     let out = work.join(format!("out-{fingerprint}-{frag_key}"));
-    if let Ok(k) = std::fs::read_to_string(out.join("kernel.json"))
-        .map_err(anyhow::Error::from)
-        .and_then(|t| Ok(serde_json::from_str::<Kernel>(&t)?))
-    {
-        // A missing or damaged image (no x86 boot header) is rebuilt rather
-        // than booted into a confusing failure.
-        let whole = std::fs::read(&k.image)
-            .ok()
-            .and_then(|b| bzimage_version(&b))
-            .is_some();
-        if whole {
+    match recorded(&out) {
+        Some((k, true)) => {
             ui::info(&format!(
                 "guest kernel {} cached in {}",
                 k.release,
@@ -461,10 +452,11 @@ pub fn prepare(tree: &Path, source: &str, ctrls: &[&Controller]) -> Result<Kerne
             ));
             return Ok(KernelPlan::Ready(k));
         }
-        ui::warn(&format!(
+        Some((k, false)) => ui::warn(&format!(
             "cached guest kernel {} is missing or damaged: rebuilding it",
             k.image.display()
-        ));
+        )),
+        None => {}
     }
     let build = work.join(format!("build-{build_key}"));
     let full = !build.join(".config").is_file();
@@ -578,6 +570,19 @@ impl Compile {
         ));
         Ok(k)
     }
+}
+
+/// The kernel a build recorded in `out` (its `kernel.json`), and whether
+/// its image is whole (an x86 boot header): a missing or damaged one is
+/// rebuilt rather than booted into a confusing failure.
+pub(crate) fn recorded(out: &Path) -> Option<(Kernel, bool)> {
+    let k: Kernel =
+        serde_json::from_str(&std::fs::read_to_string(out.join("kernel.json")).ok()?).ok()?;
+    let whole = std::fs::read(&k.image)
+        .ok()
+        .and_then(|b| bzimage_version(&b))
+        .is_some();
+    Some((k, whole))
 }
 
 /// The version string a bzImage carries (boot protocol: a pointer at 0x20e,

@@ -43,24 +43,14 @@ pub struct KernelPatchChoice {
 impl KernelPatchChoice {
     /// The kernel patch sets, in order (none when no kernel patch was given).
     pub fn sets(&self) -> Result<Vec<PatchSet>> {
-        let sets = if !self.kernel_variant.is_empty() {
-            self.kernel_variant.clone()
-        } else if let Some(dir) = &self.kernel_series {
-            vec![PatchSet::from_series_dir("kernel-patched", dir)?]
-        } else if !self.kernel_patch.is_empty() {
-            vec![PatchSet::from_files("kernel-patched", &self.kernel_patch)?]
-        } else {
-            vec![]
-        };
-        for (i, s) in sets.iter().enumerate() {
-            if sets[..i].iter().any(|o| o.name == s.name) {
-                anyhow::bail!(
-                    "kernel variant name {} is used twice: give each --kernel-variant its own name",
-                    s.name
-                );
-            }
-        }
-        Ok(sets)
+        Ok(patch::choose(
+            &self.kernel_variant,
+            self.kernel_series.as_deref(),
+            &self.kernel_patch,
+            "kernel-patched",
+            "kernel variant",
+        )?
+        .unwrap_or_default())
     }
 }
 
@@ -99,10 +89,9 @@ fn touched(set: &PatchSet) -> Result<Vec<String>> {
 }
 
 fn cached(out: &Path) -> Option<Kernel> {
-    let k: Kernel =
-        serde_json::from_str(&std::fs::read_to_string(out.join("kernel.json")).ok()?).ok()?;
-    let image = std::fs::read(&k.image).ok()?;
-    crate::kernel::bzimage_version(&image).map(|_| k)
+    crate::kernel::recorded(out)
+        .filter(|(_, whole)| *whole)
+        .map(|(k, _)| k)
 }
 
 /// The tree mirrored into the work copy (`cache::mirror_tree`).

@@ -206,25 +206,24 @@ impl Apt {
         Ok(())
     }
 
+    /// What `apt-cache ARGS` prints on the private lists (nothing if it
+    /// cannot run: the callers then say the archive offers nothing).
+    fn apt_cache(&self, args: &[&str]) -> String {
+        let mut c = self.command("apt-cache");
+        c.args(args);
+        c.output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
     /// Versions of a source package the lists know, each with its suite.
     pub fn source_suites(&self, pkg: &str) -> Vec<(String, String)> {
-        let mut c = self.command("apt-cache");
-        c.args(["madison", pkg]);
-        let out = c
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        madison_sources(&out)
+        madison_sources(&self.apt_cache(&["madison", pkg]))
     }
 
     /// Versions of a source package the lists know.
     pub fn source_versions(&self, pkg: &str) -> Vec<String> {
-        let mut c = self.command("apt-cache");
-        c.args(["showsrc", pkg]);
-        let out = c
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
+        let out = self.apt_cache(&["showsrc", pkg]);
         let mut v: Vec<String> = out
             .lines()
             .filter_map(|l| l.strip_prefix("Version: "))
@@ -379,30 +378,24 @@ impl Apt {
 
     /// Downloads `pkg` at `version` (from whichever suite has it).
     pub fn download_deb_at(&self, pkg: &str, version: &str) -> Result<PathBuf> {
-        self.update()?;
-        let dir = cache::dir("debs")?;
-        let mut c = self.command("apt-get");
-        c.args(["download", &format!("{pkg}={version}")])
-            .current_dir(&dir);
-        ui::run_logged(
-            c,
-            &dir.join("download.log"),
-            &format!("apt-get download {pkg}={version}"),
-            |_| {},
-        )?;
-        newest_deb(&dir, pkg)
+        self.download(pkg, &format!("{pkg}={version}"))
     }
 
     /// Downloads a binary package's .deb into the private cache.
     pub fn download_deb(&self, pkg: &str) -> Result<PathBuf> {
+        self.download(pkg, pkg)
+    }
+
+    /// `apt-get download SPEC` into the private cache; `pkg`'s .deb.
+    fn download(&self, pkg: &str, spec: &str) -> Result<PathBuf> {
         self.update()?;
         let dir = cache::dir("debs")?;
         let mut c = self.command("apt-get");
-        c.args(["download", pkg]).current_dir(&dir);
+        c.args(["download", spec]).current_dir(&dir);
         ui::run_logged(
             c,
             &dir.join("download.log"),
-            &format!("apt-get download {pkg}"),
+            &format!("apt-get download {spec}"),
             |_| {},
         )?;
         newest_deb(&dir, pkg)

@@ -106,25 +106,49 @@ pub struct PatchChoice {
 impl PatchChoice {
     /// The patch sets to build, in order; names are unique.
     pub fn sets(&self) -> Result<Vec<PatchSet>> {
-        let sets = if !self.variant.is_empty() {
-            self.variant.clone()
-        } else if let Some(dir) = &self.series {
-            vec![PatchSet::from_series_dir("patched", dir)?]
-        } else if !self.patch.is_empty() {
-            vec![PatchSet::from_files("patched", &self.patch)?]
-        } else {
-            vec![PatchSet::ours()?]
-        };
-        for (i, s) in sets.iter().enumerate() {
-            if sets[..i].iter().any(|o| o.name == s.name) {
-                bail!(
-                    "variant name {} is used twice: give each --variant its own name",
-                    s.name
-                );
-            }
+        match choose(
+            &self.variant,
+            self.series.as_deref(),
+            &self.patch,
+            "patched",
+            "variant",
+        )? {
+            Some(sets) => Ok(sets),
+            None => Ok(vec![PatchSet::ours()?]),
         }
-        Ok(sets)
     }
+}
+
+/// The patch sets one side's flags name, in order: its `--...variant`s,
+/// else its series directory's patches or its patch files as one set
+/// called `single`; `None` when none was given. Names must be unique;
+/// `what` (`variant`, `kernel variant`) names the option in the error.
+pub fn choose(
+    variants: &[PatchSet],
+    series: Option<&Path>,
+    files: &[PathBuf],
+    single: &str,
+    what: &str,
+) -> Result<Option<Vec<PatchSet>>> {
+    let sets = if !variants.is_empty() {
+        variants.to_vec()
+    } else if let Some(dir) = series {
+        vec![PatchSet::from_series_dir(single, dir)?]
+    } else if !files.is_empty() {
+        vec![PatchSet::from_files(single, files)?]
+    } else {
+        return Ok(None);
+    };
+    for (i, s) in sets.iter().enumerate() {
+        if sets[..i].iter().any(|o| o.name == s.name) {
+            bail!(
+                "{what} name {} is used twice: give each --{} its own name",
+                s.name,
+                what.replace(' ', "-")
+            );
+        }
+    }
+    Ok(Some(sets))
 }
 
 impl PatchSet {

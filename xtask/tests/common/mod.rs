@@ -172,3 +172,29 @@ pub struct Suite {
     pub skipped: usize,
     pub props: std::collections::BTreeMap<String, String>,
 }
+
+/// A unified diff of `file` (a path in the tree) from `old` to `new`, made
+/// by diff(1) with git's a/ and b/ labels, written to DIR/NAME.patch.
+pub fn diff_patch(dir: &Path, name: &str, file: &str, old: &str, new: &str) -> PathBuf {
+    let (a, b) = (
+        dir.join(format!("{name}.old")),
+        dir.join(format!("{name}.new")),
+    );
+    fs::write(&a, old).unwrap();
+    fs::write(&b, new).unwrap();
+    let o = Command::new("diff")
+        .args([
+            "-u",
+            "--label",
+            &format!("a/{file}"),
+            "--label",
+            &format!("b/{file}"),
+        ])
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
+    let p = dir.join(format!("{name}.patch"));
+    fs::write(&p, &o.stdout).unwrap();
+    p
+}
