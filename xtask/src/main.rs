@@ -41,7 +41,7 @@ fn main() -> std::process::ExitCode {
     xtask::children::install();
     // The verdict rules are printed from the constants that apply them.
     let matches = Cli::command()
-        .mut_subcommand("patch-and-test", |c| c.after_help(xtask::report::rules()))
+        .mut_subcommand("patch-and-test", |c| c.after_help(xtask::rules::rules()))
         .get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,

@@ -97,7 +97,7 @@ impl Drop for Hogs {
 /// "name: kind x count" lines.
 pub fn tally(docs: &[Report]) -> Vec<(String, BTreeMap<&'static str, u32>)> {
     let mut out: BTreeMap<String, BTreeMap<&'static str, u32>> = BTreeMap::new();
-    let mut add = |name: String, k: crate::report::Kind| {
+    let mut add = |name: String, k: crate::verdict::Kind| {
         *out.entry(name).or_default().entry(k.head()).or_default() += 1;
     };
     for d in docs {

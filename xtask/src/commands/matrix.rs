@@ -15,7 +15,8 @@ use anyhow::{bail, Context, Result};
 use comfy_table::{presets::ASCII_MARKDOWN, Table};
 use serde::{Deserialize, Serialize};
 
-use crate::report::{Kind, Report};
+use crate::report::Report;
+use crate::verdict::Kind;
 use crate::ui;
 
 /// The committed default matrix.

@@ -17,9 +17,12 @@ use crate::ktap::Parsed;
 use crate::patch::{self, PatchChoice, PatchSet, State};
 use crate::qemu::{self, BaselineMode};
 use crate::report::{
-    self, GuestRun, HostDisk, HostRun, KernelInfo, Kind, ParamsInfo, QemuInfo, Report, Skipped,
-    Verdict,
+    self, GuestRun, HostDisk, HostRun, KernelInfo, ParamsInfo, QemuInfo, QemuState, Report,
+    Skipped,
 };
+use crate::samples::{self, Samples};
+use crate::summary::{self, VariantSpec};
+use crate::verdict::Verdict;
 use crate::source::QemuSource;
 use crate::tree::QemuTree;
 use crate::{cache, deps, initramfs, ktap, selftest, ui};
@@ -258,6 +261,41 @@ impl Variant {
     }
 }
 
+impl Variant {
+    /// Its part of the report: what it is built from, and its decision.
+    fn report(&self, o: &summary::VariantOutcome) -> Result<report::VariantReport> {
+        let files = |set: Option<&PatchSet>| -> Result<Vec<report::PatchFile>> {
+            Ok(match set {
+                Some(set) => set
+                    .hashes()?
+                    .into_iter()
+                    .map(|(path, sha256)| report::PatchFile { path, sha256 })
+                    .collect(),
+                None => vec![],
+            })
+        };
+        Ok(report::VariantReport {
+            name: self.name.clone(),
+            binary: self.binary.clone(),
+            changes: self.changes(),
+            against: self.against.clone(),
+            kernel_patches: files(self.kernel.as_ref().map(|k| &k.built.set))?,
+            kernel: self.kernel.as_ref().map(|k| report::KernelVariantInfo {
+                image: k.built.kernel.image.clone(),
+                release: k.built.kernel.release.clone(),
+                objects_compiled: k.built.objects,
+                uapi_changed: k.built.uapi_changed,
+                build_s: k.built.kernel.build_s,
+            }),
+            patches: files(self.patches.as_ref())?,
+            verdict: o.decision.verdict.record(),
+            guests: o.decision.guests.clone(),
+            controllers: o.decision.findings.iter().map(|j| j.record()).collect(),
+            devices: o.rows.clone(),
+        })
+    }
+}
+
 /// A kernel variant's guest pieces.
 #[derive(Clone)]
 struct KernelBuild {
@@ -401,7 +439,7 @@ fn host_evidence(no_trace: bool, variants: &[Variant]) -> std::result::Result<()
 struct Campaign {
     accel: Accel,
     kernel_release: Option<String>,
-    samples: report::Samples,
+    samples: Samples,
     runs: Vec<GuestRun>,
     /// Controllers the guest kernel could not drive.
     skipped: Vec<Skipped>,
@@ -426,7 +464,7 @@ struct Measured {
     expected: Option<String>,
     kernel: Option<KernelInfo>,
     probe: Option<PathBuf>,
-    rows: Vec<report::Row>,
+    rows: Vec<samples::Row>,
     findings: Vec<report::ControllerFinding>,
     runs: Vec<GuestRun>,
     skipped: Vec<Skipped>,
@@ -570,11 +608,8 @@ impl PatchAndTest {
         let (input, built) = self.builds_at_once(&plans, &mut t)?;
         let Some(built) = built else {
             let tree = input.unaffected().context("nothing was built")?;
-            let v = Verdict {
-                kind: Kind::Skipped,
-                line: format!("SKIPPED: QEMU {} has no aio_add_sqe() and never had the stall: nothing to verify", tree.describe()),
-            };
-            println!("{}", v.line);
+            let v = Verdict::never_stalled(tree.describe());
+            println!("{}", v.line());
             let doc = self.document(&v, qemu_info(&input), Measured::default(), &plans, t, total);
             self.write_json(&doc)?;
             return Ok(v.kind.exit_code());
@@ -620,147 +655,40 @@ impl PatchAndTest {
         t: Timings,
         total: Instant,
     ) -> Result<i32> {
-        let base = art.variants[0].name.as_str();
-        let guests: Vec<Guest> = plans.iter().map(|p| p.guest).collect();
-        let mut per_variant = Vec::new();
-        for v in &art.variants[1..] {
-            let mut rows = report::rows(&camp.samples, &v.against, Some(&v.name));
-            // A kernel variant is the Linux guest's alone.
-            let guests: Vec<Guest> = if v.kernel.is_some() {
-                rows.retain(|r| r.guest == Guest::Linux);
-                vec![Guest::Linux]
-            } else {
-                guests.clone()
-            };
-            let mut d = report::decide(&rows, &guests, Some(self.workload), camp.accel);
-            let lost: Vec<String> = camp
-                .broken
-                .iter()
-                .filter(|(n, _)| *n == v.name)
-                .map(|(_, s)| format!("{}: no disk with this kernel ({})", s.controller, s.reason))
-                .collect();
-            if !lost.is_empty() {
-                d.verdict = Verdict {
-                    kind: Kind::Regression,
-                    line: format!("REGRESSION ({}): {}", camp.accel.name(), lost.join("; ")),
-                };
-            }
-            per_variant.push((v, rows, d));
-        }
-        let (rows, found, verdict) = match per_variant.as_slice() {
-            [] => {
-                let rows = report::rows(&camp.samples, base, None);
-                let d = report::decide(&rows, &guests, None, camp.accel);
-                (rows, d.findings, d.verdict)
-            }
-            [(_, rows, d)] => (rows.clone(), d.findings.clone(), d.verdict.clone()),
-            many => (
-                many[0].1.clone(),
-                many[0].2.findings.clone(),
-                report::overall(
-                    &many
-                        .iter()
-                        .map(|(v, _, d)| (v.name.clone(), d.verdict.clone()))
-                        .collect::<Vec<_>>(),
-                    camp.accel,
-                ),
-            ),
-        };
-        let mut skipped = art.skipped.clone();
-        skipped.extend(camp.skipped);
-        println!();
-        if per_variant.len() > 1 {
-            let names: Vec<&str> = per_variant
-                .iter()
-                .map(|(v, _, _)| v.name.as_str())
-                .collect();
-            println!("{}", report::variants_table(&camp.samples, base, &names));
-            for (v, _, d) in &per_variant {
-                println!();
-                println!("{}:", v.name);
-                println!("{}", report::findings_table(&d.findings));
-                println!("{}", d.verdict.line);
-            }
-        } else if self.workload == Workload::Batch {
-            println!("{}", report::batch_table(&rows));
-            println!();
-            println!("{}", report::REPORT_BATCH_FIGURE);
-            for p in plans {
-                println!("{}", guests::batch_expected(p.guest, camp.accel));
-            }
-        } else {
-            println!("{}", report::table(&rows));
-            if per_variant.len() == 1 {
-                println!();
-                println!("{}", report::findings_table(&found));
-            }
-        }
-        if !skipped.is_empty() {
-            println!("{}", report::skipped_lines(&skipped));
-        }
-        if let Some(why) = &camp.no_host_evidence {
-            println!("no host-side evidence: {why}");
-        }
-        let mut notes = camp.notes.clone();
-        let busy = report::busy_host(&camp.runs);
-        notes.extend(busy.clone());
-        for n in &notes {
-            println!("{n}");
-        }
-        let verdict = report::under_load(verdict, busy.is_some());
-        println!();
-        let expected = plans
+        let specs: Vec<VariantSpec> = art
+            .variants
             .iter()
-            .map(|p| p.expected(camp.accel))
-            .collect::<Vec<_>>()
-            .join("\n");
-        println!("{expected}");
-        println!("{}", verdict.line);
-        let variants = per_variant
-            .iter()
-            .map(|(v, rows, d)| {
-                Ok(report::VariantReport {
-                    name: v.name.clone(),
-                    binary: v.binary.clone(),
-                    changes: v.changes(),
-                    against: v.against.clone(),
-                    kernel_patches: match &v.kernel {
-                        Some(k) => k
-                            .built
-                            .set
-                            .hashes()?
-                            .into_iter()
-                            .map(|(path, sha256)| report::PatchFile { path, sha256 })
-                            .collect(),
-                        None => vec![],
-                    },
-                    kernel: v.kernel.as_ref().map(|k| report::KernelVariantInfo {
-                        image: k.built.kernel.image.clone(),
-                        release: k.built.kernel.release.clone(),
-                        objects_compiled: k.built.objects,
-                        uapi_changed: k.built.uapi_changed,
-                        build_s: k.built.kernel.build_s,
-                    }),
-                    patches: match &v.patches {
-                        Some(set) => set
-                            .hashes()?
-                            .into_iter()
-                            .map(|(path, sha256)| report::PatchFile { path, sha256 })
-                            .collect(),
-                        None => vec![],
-                    },
-                    verdict: d.verdict.clone(),
-                    guests: d.guests.clone(),
-                    controllers: d.findings.clone(),
-                    devices: rows.clone(),
-                })
+            .map(|v| VariantSpec {
+                name: v.name.clone(),
+                against: v.against.clone(),
+                kernel: v.kernel.is_some(),
             })
+            .collect();
+        let mut skipped = art.skipped.clone();
+        skipped.extend(camp.skipped.iter().cloned());
+        let s = summary::summarize(&summary::Measured {
+            plans,
+            workload: self.workload,
+            variants: &specs,
+            accel: camp.accel,
+            samples: &camp.samples,
+            runs: &camp.runs,
+            skipped,
+            broken: &camp.broken,
+            notes: &camp.notes,
+            no_host_evidence: camp.no_host_evidence.as_deref(),
+        });
+        print!("{}", s.text);
+        let variants = art.variants[1..]
+            .iter()
+            .zip(&s.variants)
+            .map(|(v, o)| v.report(o))
             .collect::<Result<Vec<_>>>()?;
         let measured = Measured {
             baseline_binary: Some(art.variants[0].binary.clone()),
             variants,
             accel: Some(camp.accel),
-            expected: Some(expected),
+            expected: Some(s.expected.clone()),
             kernel: art.linux.as_ref().map(|l| KernelInfo {
                 release: camp.kernel_release.clone().unwrap_or_default(),
                 source: l.kernel.source.clone(),
@@ -771,14 +699,14 @@ impl PatchAndTest {
                 initramfs: l.initrd.clone(),
             }),
             probe: art.probe.clone(),
-            rows,
-            findings: found,
+            findings: s.finding_records(),
+            rows: s.rows,
             runs: camp.runs,
-            skipped,
+            skipped: s.skipped,
             no_host_evidence: camp.no_host_evidence.clone(),
-            notes,
+            notes: s.notes,
         };
-        let doc = self.document(&verdict, qemu_info(input), measured, plans, t, total);
+        let doc = self.document(&s.verdict, qemu_info(input), measured, plans, t, total);
         self.write_json(&doc)?;
         let plot = match (&self.plot, &self.json) {
             (Some(p), _) => p.clone(),
@@ -795,7 +723,7 @@ impl PatchAndTest {
             "run files (console logs, QEMU traces, report.json): {}",
             camp.run_dir.display()
         );
-        Ok(verdict.kind.exit_code())
+        Ok(s.verdict.kind.exit_code())
     }
 
     fn check_json_dir(&self) -> Result<()> {
@@ -1141,7 +1069,7 @@ impl PatchAndTest {
         if controllers.is_empty() {
             bail!(
                 "none of the requested controllers can be attached:\n{}",
-                report::skipped_lines(&skipped)
+                crate::notes::skipped_lines(&skipped)
             );
         }
         Ok(Artifacts {
@@ -1172,7 +1100,7 @@ impl PatchAndTest {
         }
         let mut picker = AccelPicker::new(self.accel)?;
         let mut display = ui::GuestDisplay::default();
-        let mut samples = report::Samples::new();
+        let mut samples = Samples::new();
         let mut kernel_release = art.linux.as_ref().map(|l| l.kernel.release.clone());
         let mut runs = Vec::new();
         for plan in plans {
@@ -1248,20 +1176,12 @@ impl PatchAndTest {
                         active.retain(|c| c.name != s.controller);
                         skipped.push(s);
                     }
-                    report::collect(&mut samples, &parsed.records, &v.name, g);
-                    for r in &parsed.records {
-                        let mut said = Vec::new();
-                        if let Some(why) = &r.stopped_early {
-                            said.push(why.clone());
-                        }
-                        if r.woken > 0 {
-                            said.push(report::woken_phrase(r, &boot.params, plan.netdev));
-                        }
-                        for why in said {
-                            let note = format!("{label} {} {}: {why}", r.device, r.mode);
-                            ui::info(&note);
-                            notes.push(note);
-                        }
+                    samples::collect(&mut samples, &parsed.records, &v.name, g);
+                    for note in
+                        crate::notes::of_boot(&label, &parsed.records, &boot.params, plan.netdev)
+                    {
+                        ui::info(&note);
+                        notes.push(note);
                     }
                     let host = match &run.trace_log {
                         Some(log) => Some(self.host_samples(
@@ -1313,7 +1233,7 @@ impl PatchAndTest {
         &self,
         plan: &GuestPlan,
         records: &[contract::Record],
-        samples: &mut report::Samples,
+        samples: &mut Samples,
         log: &Path,
         fds: &BTreeMap<i32, String>,
         variant: &str,
@@ -1326,14 +1246,7 @@ impl PatchAndTest {
         let mut out = Vec::new();
         for (controller, ph) in &disks {
             for (mode, queued) in &ph.measured {
-                report::collect_host(
-                    samples,
-                    plan.guest,
-                    controller,
-                    mode.name(),
-                    queued,
-                    variant,
-                );
+                samples::collect_host(samples, plan.guest, controller, *mode, queued, variant);
             }
             out.push(HostDisk {
                 controller: controller.clone(),
@@ -1378,7 +1291,7 @@ impl PatchAndTest {
         };
         Report {
             verdict: verdict.kind,
-            verdict_line: verdict.line.clone(),
+            verdict_line: verdict.line(),
             exit_code: verdict.kind.exit_code(),
             accel: m.accel,
             expected: m.expected,
@@ -1466,20 +1379,20 @@ fn qemu_info(input: &QemuInput) -> QemuInfo {
             tree: Some(tree.root.clone()),
             binary: None,
             compared_with: None,
-            state: state.name().into(),
+            state: QemuState::of_tree(state),
             baseline: (*state != State::Unaffected).then(|| baseline.name().into()),
         },
         QemuInput::Binary(b, version) => QemuInfo {
             version: Some(version.clone()),
             binary: Some(b.clone()),
-            state: "binary".into(),
+            state: QemuState::Binary,
             ..QemuInfo::default()
         },
         QemuInput::Pair(a, b, version) => QemuInfo {
             version: Some(version.clone()),
             binary: Some(a.clone()),
             compared_with: Some(b.clone()),
-            state: "binaries".into(),
+            state: QemuState::Binaries,
             ..QemuInfo::default()
         },
     }

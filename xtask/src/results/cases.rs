@@ -1,6 +1,6 @@
 //! The report as test cases, for the CI formats (`junit`, `kcidb`): one
 //! case per variant, guest, controller and mode, with a status decided from
-//! the findings of that mode's rows (the same rules, `report::findings`),
+//! the findings of that mode's rows (the same rules, `findings::findings`),
 //! and one skipped case per controller that was not measured. One
 //! definition, so JUnit and KCIDB always agree with the report.
 
@@ -8,7 +8,10 @@ use std::path::PathBuf;
 
 use contract::Guest;
 
-use crate::report::{self, Changes, Finding, Report, Row};
+use crate::findings::{findings, Finding};
+use crate::report::{Changes, Report};
+use crate::samples::{guest_rank, Row};
+use crate::verdict::{single_reference, stalls_alone};
 
 /// A case's outcome, in the vocabulary both formats share.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,7 +101,7 @@ pub fn of(doc: &Report) -> Vec<Case> {
                 .filter(|c| c.guest == r.guest)
                 .cloned()
                 .collect();
-            let stalls = report::stalls_alone(r, report::single_reference(&guest_rows));
+            let stalls = stalls_alone(r, single_reference(&guest_rows));
             out.push(Case {
                 variant: "binary".into(),
                 changes: None,
@@ -123,7 +126,7 @@ pub fn of(doc: &Report) -> Vec<Case> {
             .iter()
             .map(|r| (r.guest, r.mode.clone()))
             .collect();
-        keys.sort_by_key(|(g, m)| (report::guest_rank(*g), m.clone()));
+        keys.sort_by_key(|(g, m)| (guest_rank(*g), m.clone()));
         keys.dedup();
         for (guest, mode) in keys {
             let rows: Vec<Row> = v
@@ -132,7 +135,7 @@ pub fn of(doc: &Report) -> Vec<Case> {
                 .filter(|r| r.guest == guest && r.mode == mode && r.patched.is_some())
                 .cloned()
                 .collect();
-            for f in report::findings(&rows) {
+            for f in findings(&rows) {
                 let row = rows.iter().find(|r| r.controller == f.controller);
                 out.push(Case {
                     variant: v.name.clone(),
@@ -140,8 +143,8 @@ pub fn of(doc: &Report) -> Vec<Case> {
                     guest: Some(guest),
                     controller: f.controller.clone(),
                     mode: mode.clone(),
-                    status: status_of(f.finding, v.changes),
-                    message: format!("{}: {}", f.finding.name(), f.reason),
+                    status: status_of(f.finding(), v.changes),
+                    message: format!("{}: {}", f.finding().name(), f.reason),
                     p50_us: row.and_then(|r| r.patched.as_ref()).map(|p| p.p50_us),
                     baseline_p50_us: row.map(|r| r.baseline.p50_us),
                     logs: logs_of(doc, &[v.name.as_str(), v.against.as_str()], guest),

@@ -65,7 +65,7 @@ fn props(doc: &Report, variant: &str) -> Vec<(&'static str, String)> {
             "qemu_debian_version",
             doc.qemu.debian_version.clone().unwrap_or_default(),
         ),
-        ("qemu_state", doc.qemu.state.clone()),
+        ("qemu_state", doc.qemu.state.to_string()),
         (
             "accel",
             doc.accel.map(|a| a.name().to_string()).unwrap_or_default(),

@@ -1,11 +1,23 @@
-//! Results: the guest's KTAP and QEMU's trace parsed (`ktap`, `trace`),
-//! the findings and verdicts (`report`), the plot (`plot`), and the same
-//! findings as CI systems read them (`cases`, `junit`, `kcidb`).
+//! Results: from a campaign's samples to what the user reads, one module
+//! per job: the rules and their margins (`rules`), samples collected into
+//! rows (`samples`), a finding per controller (`findings`), the verdict
+//! (`verdict`), text tables (`tables`), notes for the reader (`notes`), what a run says once its guests are done (`summary`),
+//! how figures are written (`units`), the JSON document (`report`), the
+//! plot (`plot`), and the same findings as CI systems read them (`cases`,
+//! `junit`, `kcidb`).
 
 pub mod cases;
+pub mod findings;
 pub mod junit;
 pub mod kcidb;
 pub mod ktap;
+pub mod notes;
 pub mod plot;
 pub mod report;
+pub mod rules;
+pub mod samples;
+pub mod summary;
+pub mod tables;
 pub mod trace;
+pub mod units;
+pub mod verdict;

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 
-use crate::report::Samples;
+use crate::samples::{guest_rank, Samples, SeriesKey};
 
 /// Line colours by variant position: baseline first.
 const COLOURS: &[RGBColor] = &[
@@ -50,12 +50,12 @@ fn pooled(runs: Option<&Vec<Vec<u32>>>) -> Vec<u32> {
 /// Draws every (guest, controller, mode) of `samples` for `variants`
 /// (baseline first) into `path`; returns the number of panels.
 pub fn render(path: &Path, samples: &Samples, variants: &[&str]) -> Result<usize> {
-    let mut keys: Vec<&(contract::Guest, String, String)> = samples.keys().collect();
-    keys.sort_by_key(|(g, c, m)| {
+    let mut keys: Vec<&SeriesKey> = samples.keys().collect();
+    keys.sort_by_key(|k| {
         (
-            crate::report::guest_rank(*g),
-            contract::controllers::rank(c),
-            m.clone(),
+            guest_rank(k.guest),
+            contract::controllers::rank(&k.controller),
+            k.mode.name(),
         )
     });
     if keys.is_empty() {
@@ -63,7 +63,7 @@ pub fn render(path: &Path, samples: &Samples, variants: &[&str]) -> Result<usize
     }
     let cols = keys
         .iter()
-        .map(|(_, _, m)| m)
+        .map(|k| k.mode)
         .collect::<std::collections::BTreeSet<_>>()
         .len()
         .max(1);
@@ -93,7 +93,7 @@ pub fn render(path: &Path, samples: &Samples, variants: &[&str]) -> Result<usize
         );
         let mut chart = ChartBuilder::on(area)
             .caption(
-                format!("{} ({}, {} guest): latency CDF", c.device, key.2, key.0),
+                format!("{} ({}, {} guest): latency CDF", c.device, key.mode, key.guest),
                 ("sans-serif", 16),
             )
             .margin(8)

@@ -1,0 +1,105 @@
+//! Notes for the reader beside the tables: requests that completed only
+//! after the probe's deadline wake, tests stopped at their time budget, a
+//! busy host, controllers that were not measured, the report's own figure.
+
+use contract::Record;
+
+use crate::report::{GuestRun, Skipped};
+use crate::rules::BUSY_HOST;
+
+/// What one boot's records say besides their samples, a line each:
+/// tests stopped at their time budget, requests woken by the probe.
+pub fn of_boot(
+    label: &str,
+    records: &[Record],
+    params: &contract::Params,
+    netdev: crate::guest::Netdev,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in records {
+        let mut said = Vec::new();
+        if let Some(why) = &r.stopped_early {
+            said.push(why.clone());
+        }
+        if r.woken > 0 {
+            said.push(woken_phrase(r, params, netdev));
+        }
+        for why in said {
+            out.push(format!("{label} {} {}: {why}", r.device, r.mode));
+        }
+    }
+    out
+}
+
+/// The finding a record's deadline wakes make, in words: without a wake an
+/// unfixed request never completes when nothing bounds QEMU's sleep.
+pub fn woken_phrase(r: &Record, p: &contract::Params, netdev: crate::guest::Netdev) -> String {
+    let secs = p.deadline_ms as f64 / 1000.0;
+    if let Some(b) = &r.batch {
+        // A batch's samples are batches; its wakes count completion waits.
+        return format!(
+            "{} completion waits of {} batches passed the {secs} s deadline and ended only after the probe woke QEMU's main loop itself",
+            r.woken, b.batches
+        );
+    }
+    let n = r.samples_us.len();
+    match netdev {
+        crate::guest::Netdev::None => format!(
+            "without networking an unfixed request never completes until something else wakes QEMU: {} of {n} waited the full {secs} s and completed only after the probe woke QEMU's main loop itself",
+            r.woken
+        ),
+        _ => format!(
+            "{} of {n} requests waited the full {secs} s and completed only after the probe woke QEMU's main loop itself",
+            r.woken
+        ),
+    }
+}
+
+/// The note a run measured on a busy host gets, naming its busy boots.
+pub fn busy_host(runs: &[GuestRun]) -> Option<String> {
+    let busy: Vec<(&str, f64)> = runs
+        .iter()
+        .filter_map(|r| {
+            r.host_busy
+                .filter(|&b| b >= BUSY_HOST)
+                .map(|b| (r.label.as_str(), b))
+        })
+        .collect();
+    let worst = busy.iter().map(|&(_, b)| b).reduce(f64::max)?;
+    let labels: Vec<&str> = busy.iter().map(|&(l, _)| l).collect();
+    // Without the priority, the load's scheduling slices show in the guest.
+    let unraised = runs
+        .iter()
+        .filter_map(|r| r.qemu_nice)
+        .find(|&n| n > crate::guest::QEMU_NICE)
+        .map(|n| {
+            format!(
+                "; QEMU ran at nice {n}, not {} (raising it needs root or CAP_SYS_NICE), so it waited for the load's time slices",
+                crate::guest::QEMU_NICE
+            )
+        })
+        .unwrap_or_default();
+    Some(format!(
+        "measured on a busy host: other processes used up to {:.0}% of the machine's CPU during {} of {} boots ({}); \
+         under load guest latencies and the controls' spread grow{unraised}",
+        worst * 100.0,
+        busy.len(),
+        runs.len(),
+        labels.join(", ")
+    ))
+}
+
+/// One line per skipped controller, for the printed report.
+pub fn skipped_lines(s: &[Skipped]) -> String {
+    s.iter()
+        .map(|s| match s.guest {
+            Some(g) => format!("skipped {} ({g} guest): {}", s.controller, s.reason),
+            None => format!("skipped {}: {}", s.controller, s.reason),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The report's headline figure, for comparison with the batch workload.
+pub const REPORT_BATCH_FIGURE: &str =
+    "report (KVM, idle): 25.76 s before the fix for 128 MB (about 0.4 s per batch of 16)";
