@@ -16,6 +16,7 @@ use serde_json::json;
 
 use crate::report::Report;
 use crate::source::QemuSource;
+use crate::verdict::Kind;
 use crate::{qemu, ui};
 
 #[derive(clap::Args, Debug)]
@@ -97,7 +98,7 @@ impl Drop for Hogs {
 /// "name: kind x count" lines.
 pub fn tally(docs: &[Report]) -> Vec<(String, BTreeMap<&'static str, u32>)> {
     let mut out: BTreeMap<String, BTreeMap<&'static str, u32>> = BTreeMap::new();
-    let mut add = |name: String, k: crate::verdict::Kind| {
+    let mut add = |name: String, k: Kind| {
         *out.entry(name).or_default().entry(k.head()).or_default() += 1;
     };
     for d in docs {
@@ -256,12 +257,13 @@ impl Bench {
         });
         let wall = t.elapsed().as_secs_f64();
         let cpu = children_cpu_s() - cpu_before;
-        // Exit 1 is a verdict (not verified): the run completed. 4 is
-        // SKIPPED: the tree never had the stall, nothing was built.
+        // A verdict's exit (not verified, say) is a completed run; SKIPPED
+        // means the tree never had the stall and nothing was built.
         if let Err(e) = r {
-            match e.downcast_ref::<ui::Failed>().and_then(|f| f.status.code()) {
-                Some(4) => bail!("the QEMU tree has no aio_add_sqe() (patch-and-test says SKIPPED): nothing to build or time"),
-                Some(1) if json.is_file() => {}
+            let code = e.downcast_ref::<ui::Failed>().and_then(|f| f.status.code());
+            match code.and_then(Kind::of_exit_code) {
+                Some(Kind::Skipped) => bail!("the QEMU tree has no aio_add_sqe() (patch-and-test says SKIPPED): nothing to build or time"),
+                Some(_) if json.is_file() => {}
                 _ => return Err(e),
             }
         }

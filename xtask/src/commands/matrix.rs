@@ -16,8 +16,8 @@ use comfy_table::{presets::ASCII_MARKDOWN, Table};
 use serde::{Deserialize, Serialize};
 
 use crate::report::Report;
-use crate::verdict::Kind;
 use crate::ui;
+use crate::verdict::Kind;
 
 /// The committed default matrix.
 pub fn default_config() -> PathBuf {
@@ -572,11 +572,7 @@ fn run_cell(cell: &Cell, dir: &Path) -> Result<bool> {
     }
     ui::info(&format!("patch-and-test {}", cell.args().join(" ")));
     let r = ui::run_logged(c, &dir.join("run.log"), &format!("cell {}", cell.id), |l| {
-        if l.starts_with("==> ")
-            || l.starts_with("FIX VERIFIED")
-            || l.starts_with("NOT VERIFIED")
-            || l.starts_with("REGRESSION")
-        {
+        if l.starts_with("==> ") || crate::verdict::is_verdict_line(l) {
             ui::info(l);
         }
     });

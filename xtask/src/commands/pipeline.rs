@@ -17,14 +17,13 @@ use crate::ktap::Parsed;
 use crate::patch::{self, PatchChoice, PatchSet, State};
 use crate::qemu::{self, BaselineMode};
 use crate::report::{
-    self, GuestRun, HostDisk, HostRun, KernelInfo, ParamsInfo, QemuInfo, QemuState, Report,
-    Skipped,
+    self, GuestRun, HostDisk, HostRun, KernelInfo, ParamsInfo, QemuInfo, QemuState, Report, Skipped,
 };
 use crate::samples::{self, Samples};
-use crate::summary::{self, VariantSpec};
-use crate::verdict::Verdict;
 use crate::source::QemuSource;
+use crate::summary::{self, VariantSpec};
 use crate::tree::QemuTree;
+use crate::verdict::Verdict;
 use crate::{cache, deps, initramfs, ktap, selftest, ui};
 
 /// `--controllers`: comma-separated table names, or `all`.

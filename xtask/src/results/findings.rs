@@ -151,7 +151,8 @@ impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let modes = |v: &[ModeFigures]| joined(v, ModeFigures::to_string);
         let queued = |v: &[(ModeFigures, QueueFigures)]| joined(v, |(m, q)| format!("{m}: {q}"));
-        let beside = |v: &[(ModeFigures, f64)]| joined(v, |(m, c)| format!("{m} (controls {})", ms(*c)));
+        let beside =
+            |v: &[(ModeFigures, f64)]| joined(v, |(m, c)| format!("{m} (controls {})", ms(*c)));
         match self {
             Reason::Slower(v) | Reason::Cured(v) | Reason::Unchanged(v) => f.write_str(&modes(v)),
             Reason::SlowerNotEveryRound(v) => write!(

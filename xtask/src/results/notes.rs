@@ -103,3 +103,45 @@ pub fn skipped_lines(s: &[Skipped]) -> String {
 /// The report's headline figure, for comparison with the batch workload.
 pub const REPORT_BATCH_FIGURE: &str =
     "report (KVM, idle): 25.76 s before the fix for 128 MB (about 0.4 s per batch of 16)";
+
+#[cfg(test)]
+mod tests {
+    use contract::Guest;
+
+    use super::*;
+    use crate::guest::Accel;
+
+    #[test]
+    fn a_busy_host_is_named_with_its_busy_boots() {
+        let run = |label: &str, busy: Option<f64>| GuestRun {
+            guest: Guest::Linux,
+            netdev: "none".into(),
+            label: label.into(),
+            variant: "baseline".into(),
+            round: 1,
+            accel: Accel::Tcg,
+            started_unix_s: 0.0,
+            wall_s: 5.0,
+            boot_to_ktap_s: Some(1.0),
+            guest_exit: 0,
+            console_log: "c.log".into(),
+            trace_log: None,
+            host: None,
+            boot: None,
+            host_busy: busy,
+            qemu_nice: Some(crate::guest::QEMU_NICE),
+        };
+        // Quiet boots (measured 0-1.4%) say nothing.
+        assert!(busy_host(&[run("a", Some(0.014)), run("b", None)]).is_none());
+        let note = busy_host(&[
+            run("a", Some(0.0)),
+            run("b", Some(0.48)),
+            run("c", Some(0.72)),
+        ])
+        .unwrap();
+        assert!(
+            note.contains("up to 72%") && note.contains("2 of 3 boots (b, c)"),
+            "{note}"
+        );
+    }
+}

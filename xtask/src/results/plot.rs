@@ -93,7 +93,10 @@ pub fn render(path: &Path, samples: &Samples, variants: &[&str]) -> Result<usize
         );
         let mut chart = ChartBuilder::on(area)
             .caption(
-                format!("{} ({}, {} guest): latency CDF", c.device, key.mode, key.guest),
+                format!(
+                    "{} ({}, {} guest): latency CDF",
+                    c.device, key.mode, key.guest
+                ),
                 ("sans-serif", 16),
             )
             .margin(8)

@@ -310,7 +310,6 @@ pub struct Skipped {
     pub guest: Option<Guest>,
 }
 
-
 /// The machine-readable report (`--json`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
@@ -381,5 +380,40 @@ impl Report {
 
     pub fn variant(&self, name: &str) -> Option<&VariantReport> {
         self.variants.iter().find(|v| v.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::findings::findings;
+    use crate::samples::testing::runs;
+
+    #[test]
+    fn report_reads_back_typed() {
+        let r = runs(8000, 500, 300, 320);
+        let rep = Report {
+            verdict: Kind::Verified,
+            verdict_line: "x".into(),
+            exit_code: 0,
+            accel: Some(Accel::Tcg),
+            expected: None,
+            qemu: QemuInfo::default(),
+            kernel: None,
+            probe_image: None,
+            controllers: findings(&r).iter().map(|j| j.record()).collect(),
+            skipped: vec![],
+            no_host_evidence: None,
+            notes: vec![],
+            variants: vec![],
+            baseline_binary: None,
+            devices: r,
+            guest_runs: vec![],
+            params: None,
+            timings_s: BTreeMap::new(),
+        };
+        let back: Report = serde_json::from_str(&serde_json::to_string(&rep).unwrap()).unwrap();
+        assert_eq!(back.row("ahci", "poll").unwrap().baseline.p50_us, 8000.0);
+        assert_eq!(back.finding("ahci").unwrap().finding, Finding::Affected);
     }
 }

@@ -2,7 +2,6 @@
 //! measurements that set it, and the text `patch-and-test --help` prints
 //! from them (docs/reference.md quotes it; a test keeps the two in step).
 
-
 /// A stalling controller must get at least this much faster (p50, baseline
 /// / patched) to count as cured. Under TCG with HZ=100 the fix measured
 /// 19x-29x on AHCI here (8 ms -> 0.2-0.6 ms); under KVM the report says
@@ -130,7 +129,7 @@ mod tests {
     }
 
     #[test]
-    fn rounds_must_separate() {
+    fn rounds_separate_only_when_every_round_does() {
         assert!(rounds_separate(&[5.0, 6.0], &[1.0, 2.0]));
         assert!(!rounds_separate(&[5.0, 1.5], &[1.0, 2.0]));
         assert!(!rounds_separate(&[], &[1.0]));

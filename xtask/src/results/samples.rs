@@ -171,9 +171,7 @@ pub fn rows(collected: &Samples, base: &str, other: Option<&str>) -> Vec<Row> {
                 guest: key.guest,
                 controller: key.controller.clone(),
                 device: c.device.clone(),
-                role: controllers::by_name(&key.controller)
-                    .ok()
-                    .map(|c| c.role),
+                role: controllers::by_name(&key.controller).ok().map(|c| c.role),
                 mode: key.mode.name().to_string(),
                 baseline,
                 patched,
@@ -204,4 +202,89 @@ pub fn rows(collected: &Samples, base: &str, other: Option<&str>) -> Vec<Row> {
             ))
     });
     rows
+}
+
+/// Rows built from synthetic records, for the results' unit tests.
+#[cfg(test)]
+pub mod testing {
+    use super::*;
+
+    /// The Linux guest's records, as every test here measures.
+    pub fn collect(into: &mut Samples, records: &[Record], variant: &str) {
+        super::collect(into, records, variant, Guest::Linux)
+    }
+
+    pub fn rec(controller: &str, mode: &str, samples: Vec<u32>) -> Record {
+        let device = format!("{controller}_x");
+        Record {
+            samples_us: samples,
+            ..Record::new(&device, &device, controller, "/dev/x", mode)
+        }
+    }
+
+    /// Rows from rounds of poll-mode runs; each round lists, per controller,
+    /// the latency (µs) of all 50 baseline and all 50 patched samples.
+    pub fn build(rounds: &[&[(&str, u32, u32)]]) -> Vec<Row> {
+        let mut c = BTreeMap::new();
+        for round in rounds {
+            let side = |pick: fn(&(&str, u32, u32)) -> u32| -> Vec<Record> {
+                round
+                    .iter()
+                    .map(|t| rec(t.0, "poll", vec![pick(t); 50]))
+                    .collect()
+            };
+            collect(&mut c, &side(|t| t.1), "baseline");
+            collect(&mut c, &side(|t| t.2), "patched");
+        }
+        rows(&c, "baseline", Some("patched"))
+    }
+
+    /// Per controller: guest baseline, guest patched, queued baseline,
+    /// queued patched (µs).
+    pub type Traced<'a> = (&'a str, u32, u32, u32, u32);
+
+    /// Like `build`, with host queue times.
+    pub fn build_traced(rounds: &[&[Traced]]) -> Vec<Row> {
+        let mut c = BTreeMap::new();
+        for round in rounds {
+            for (variant, guest, host) in [("baseline", 1, 3), ("patched", 2, 4)] {
+                let pick = |t: &Traced, i: usize| match i {
+                    1 => t.1,
+                    2 => t.2,
+                    3 => t.3,
+                    _ => t.4,
+                };
+                let recs: Vec<Record> = round
+                    .iter()
+                    .map(|t| rec(t.0, "poll", vec![pick(t, guest); 50]))
+                    .collect();
+                collect(&mut c, &recs, variant);
+                for t in *round {
+                    collect_host(
+                        &mut c,
+                        Guest::Linux,
+                        t.0,
+                        Mode::Poll,
+                        &[pick(t, host); 50],
+                        variant,
+                    );
+                }
+            }
+        }
+        rows(&c, "baseline", Some("patched"))
+    }
+
+    /// Two identical rounds of AHCI and virtio-blk.
+    pub fn runs(
+        ahci_base: u32,
+        ahci_patched: u32,
+        virtio_base: u32,
+        virtio_patched: u32,
+    ) -> Vec<Row> {
+        let round: &[(&str, u32, u32)] = &[
+            ("ahci", ahci_base, ahci_patched),
+            ("virtio_blk", virtio_base, virtio_patched),
+        ];
+        build(&[round, round])
+    }
 }

@@ -200,3 +200,34 @@ fn text(m: &Measured, s: &Summary) -> String {
     out.push(s.verdict.line());
     out.join("\n") + "\n"
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expectation_follows_the_think_time() {
+        use crate::guest::Netdev;
+        use contract::Think;
+        let expected = |a, t, us| crate::guests::expected(Guest::Linux, a, Netdev::None, t, us);
+        let e = expected(Accel::Tcg, Think::Spin, 2000);
+        assert!(
+            e.contains("~8.0 ms with the HZ=100") && e.contains("~2.0 ms with a HZ=250"),
+            "{e}"
+        );
+        let e = expected(Accel::Tcg, Think::Spin, 3000);
+        assert!(
+            e.contains("~7.0 ms with the HZ=100") && e.contains("~1.0 ms with a HZ=250"),
+            "{e}"
+        );
+        assert!(expected(Accel::Tcg, Think::Sleep, 2000).contains("varies"));
+        // The probe's figure follows its network, under TCG as under KVM.
+        let probe = |n| crate::guests::expected(Guest::Probe, Accel::Tcg, n, Think::Spin, 2000);
+        assert!(
+            probe(Netdev::Hostfwd).contains("499 ms")
+                && probe(Netdev::Hostfwd).contains("~497 ms after a 2.0 ms think")
+        );
+        assert!(probe(Netdev::User).contains("1000 ms"));
+        assert!(probe(Netdev::None).contains("for ever"));
+    }
+}

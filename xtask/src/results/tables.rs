@@ -111,7 +111,6 @@ pub fn findings_table(f: &[ControllerFinding]) -> String {
     t.to_string()
 }
 
-
 /// Batch workload, per device and mode: total time per round (mean),
 /// per-batch p50, and the ratio of totals.
 pub fn batch_table(rows: &[Row]) -> String {
@@ -156,7 +155,6 @@ pub fn batch_table(rows: &[Row]) -> String {
     t.to_string()
 }
 
-
 /// Every variant beside the baseline: per device and mode, the baseline
 /// p50 and each variant's p50 with its ratio.
 pub fn variants_table(collected: &Samples, base: &str, names: &[&str]) -> String {
@@ -197,3 +195,35 @@ pub fn variants_table(collected: &Samples, base: &str, names: &[&str]) -> String
     t.to_string()
 }
 
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::samples::testing::{collect, rec, runs};
+
+    #[test]
+    fn table_has_a_row_per_device_and_mode() {
+        let t = table(&runs(8000, 500, 300, 320));
+        assert!(
+            t.contains("baseline p50") && t.contains("| ahci_x") && t.contains("16.0x"),
+            "{t}"
+        );
+        assert_eq!(t.lines().count(), 4, "{t}");
+    }
+
+    #[test]
+    fn variants_sit_side_by_side() {
+        let mut c = BTreeMap::new();
+        for (variant, ahci) in [("baseline", 8000), ("fix", 400), ("null", 8000)] {
+            collect(&mut c, &[rec("ahci", "poll", vec![ahci; 10])], variant);
+        }
+        let t = variants_table(&c, "baseline", &["fix", "null"]);
+        assert!(
+            t.contains("fix p50 (ratio)")
+                && t.contains("0.40 ms (20.0x)")
+                && t.contains("8.00 ms (1.0x)"),
+            "{t}"
+        );
+    }
+}
