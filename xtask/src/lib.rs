@@ -59,7 +59,7 @@ pub use builds::{initramfs, kernel, kernel_variant, probe_image, qemu, selftest}
 pub use commands::{actionlint, bench, build_qemu, check, ci, kselftest_install, matrix, pipeline};
 pub use inputs::{fetch, patch, source, tree};
 pub use results::{
-    cases, findings, junit, kcidb, ktap, notes, plot, report, rules, samples, summary, tables,
-    trace, units, verdict,
+    cases, findings, junit, kcidb, ktap, notes, outputs, plot, report, rules, samples, summary,
+    tables, trace, units, verdict,
 };
 pub use run::{guest, guests, load};

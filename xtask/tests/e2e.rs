@@ -23,7 +23,10 @@ use std::path::Path;
 use std::process::Command;
 
 use contract::Guest;
-use xtask::report::{Finding, Kind, Report, Row};
+use xtask::findings::Finding;
+use xtask::report::{QemuState, Report};
+use xtask::samples::Row;
+use xtask::verdict::Kind;
 
 /// Whether the slow guest tests were asked for; says how to run them if not.
 fn wanted() -> bool {
@@ -102,7 +105,7 @@ fn patch_and_test_verifies_the_fix_and_qemu_7_2_is_unaffected() {
         Kind::Verified,
     );
     assert_eq!(doc.qemu.version.as_deref(), Some("10.2.2"));
-    assert_eq!(doc.qemu.state, "fixed");
+    assert_eq!(doc.qemu.state, QemuState::Fixed);
     assert_eq!(doc.qemu.baseline.as_deref(), Some("revert-fix"));
     let kernel = doc.kernel.as_ref().unwrap();
     assert!(kernel.release.starts_with("6.1."), "{doc:#?}");
@@ -281,7 +284,7 @@ fn patch_and_test_verifies_the_fix_and_qemu_7_2_is_unaffected() {
     // 48-50%, quiet boots under 1.5%, the threshold 10%).
     for r in &doc.guest_runs {
         assert!(
-            r.host_busy.is_some_and(|b| b >= xtask::report::BUSY_HOST),
+            r.host_busy.is_some_and(|b| b >= xtask::rules::BUSY_HOST),
             "{}: {:?}",
             r.label,
             r.host_busy
@@ -547,7 +550,7 @@ fn patch_and_test_verifies_the_fix_and_qemu_7_2_is_unaffected() {
         &json,
         Kind::Verified,
     );
-    assert_eq!(doc.qemu.state, "binaries", "{text}");
+    assert_eq!(doc.qemu.state, QemuState::Binaries, "{text}");
     assert_eq!(doc.finding("ahci").unwrap().finding, Finding::Affected);
 
     // 7. As a kselftest collection, run by the kernel's own runner (copied

@@ -30,7 +30,7 @@ fn junit_and_kcidb_of_recorded_runs_pass_their_own_validators_and_match_the_repo
         let xml = tmp.path().join(format!("{name}.xml"));
         std::fs::write(
             &xml,
-            xtask::junit::write(&[xtask::junit::Cell {
+            xtask::junit::write(&[xtask::cases::NamedReport {
                 name: None,
                 report: &doc,
             }])
@@ -63,14 +63,20 @@ fn junit_and_kcidb_of_recorded_runs_pass_their_own_validators_and_match_the_repo
             assert_eq!(s.props["changes"], v.changes.name());
             // A verdict that is a regression has failures; a verified fix none.
             match v.verdict.kind {
-                xtask::report::Kind::Regression => assert!(s.failures > 0, "{}", s.name),
-                xtask::report::Kind::Verified => assert_eq!(s.failures + s.errors, 0, "{}", s.name),
+                xtask::verdict::Kind::Regression => assert!(s.failures > 0, "{}", s.name),
+                xtask::verdict::Kind::Verified => {
+                    assert_eq!(s.failures + s.errors, 0, "{}", s.name)
+                }
                 _ => {}
             }
         }
         // KCIDB, validated by KernelCI's schema package.
         let k = tmp.path().join(format!("{name}.kcidb.json"));
-        let doc_k = xtask::kcidb::document(&[(None, &doc)]).unwrap();
+        let doc_k = xtask::kcidb::document(&[xtask::cases::NamedReport {
+            name: None,
+            report: &doc,
+        }])
+        .unwrap();
         std::fs::write(&k, serde_json::to_string(&doc_k).unwrap()).unwrap();
         let counts: serde_json::Value = serde_json::from_str(&py(KCIDB, &k)).unwrap();
         assert_eq!(counts["tests"], cases.len(), "{counts}");

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use contract::{Guest, Mode};
-use xtask::{ktap, plot, report, trace};
+use xtask::{ktap, plot, samples, trace};
 
 const CONSOLE: &str = include_str!("fixtures/console-pass.log");
 const TRACE: &str = include_str!("fixtures/trace-baseline.log");
@@ -13,14 +13,14 @@ const TRACE: &str = include_str!("fixtures/trace-baseline.log");
 #[test]
 fn a_recorded_run_plots_one_panel_per_device_and_mode() {
     let parsed = ktap::parse(CONSOLE, Path::new("console-pass.log")).unwrap();
-    let mut samples = report::Samples::new();
-    report::collect(&mut samples, &parsed.records, "baseline", Guest::Linux);
+    let mut samples = samples::Samples::new();
+    samples::collect(&mut samples, &parsed.records, "baseline", Guest::Linux);
     // The same records again as a second variant, scaled down, as a fix would.
     let mut faster = parsed.records.clone();
     for r in &mut faster {
         r.samples_us.iter_mut().for_each(|s| *s = (*s / 20).max(1));
     }
-    report::collect(&mut samples, &faster, "patched", Guest::Linux);
+    samples::collect(&mut samples, &faster, "patched", Guest::Linux);
     // Host-side queue times from the recorded trace, for the AHCI disk.
     let paired = trace::pair(TRACE.lines().filter_map(trace::parse_line));
     let fds: BTreeMap<i32, String> = [(16, "ahci".to_string())].into();
@@ -30,11 +30,11 @@ fn a_recorded_run_plots_one_panel_per_device_and_mode() {
     )]
     .into();
     let disks = trace::by_disk(&paired, &fds, &plans);
-    report::collect_host(
+    samples::collect_host(
         &mut samples,
         Guest::Linux,
         "ahci",
-        "poll",
+        Mode::Poll,
         &disks["ahci"].measured[&Mode::Poll],
         "baseline",
     );

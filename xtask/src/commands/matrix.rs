@@ -15,6 +15,8 @@ use anyhow::{bail, Context, Result};
 use comfy_table::{presets::ASCII_MARKDOWN, Table};
 use serde::{Deserialize, Serialize};
 
+use crate::cases::NamedReport;
+use crate::outputs;
 use crate::report::Report;
 use crate::ui;
 use crate::verdict::Kind;
@@ -499,44 +501,22 @@ impl Matrix {
                 let results = collect(&dirs)?;
                 let text = table(&results);
                 match &markdown {
-                    Some(p) => std::fs::write(p, &text)
-                        .with_context(|| format!("writing {}", p.display()))?,
+                    Some(p) => outputs::write(p, &text)?,
                     None => println!("{text}"),
                 }
-                let ok: Vec<(&CellResult, &Report)> = results
-                    .iter()
-                    .filter_map(|r| r.report.as_ref().ok().map(|d| (r, d)))
-                    .collect();
                 if let Some(p) = &json {
-                    let doc: Vec<serde_json::Value> = results
-                        .iter()
-                        .map(|r| match &r.report {
-                            Ok(d) => serde_json::json!({ "cell": r.cell, "verdict": d.verdict, "verdict_line": d.verdict_line, "controllers": d.controllers, "variants": d.variants.iter().map(|v| serde_json::json!({"name": v.name, "changes": v.changes, "against": v.against, "verdict": v.verdict})).collect::<Vec<_>>() }),
-                            Err(e) => serde_json::json!({ "cell": r.cell, "error": e }),
-                        })
-                        .collect();
-                    std::fs::write(p, serde_json::to_string_pretty(&doc)?)?;
+                    outputs::write_json(p, &merged_json(&results))?;
                 }
-                if let Some(p) = &junit {
-                    let cells: Vec<crate::junit::Cell> = ok
-                        .iter()
-                        .map(|(r, d)| crate::junit::Cell {
+                let cells: Vec<NamedReport> = results
+                    .iter()
+                    .filter_map(|r| {
+                        r.report.as_ref().ok().map(|d| NamedReport {
                             name: Some(r.cell.id.as_str()),
                             report: d,
                         })
-                        .collect();
-                    std::fs::write(p, crate::junit::write(&cells)?)?;
-                }
-                if let Some(p) = &kcidb {
-                    let cells: Vec<(Option<&str>, &Report)> = ok
-                        .iter()
-                        .map(|(r, d)| (Some(r.cell.id.as_str()), *d))
-                        .collect();
-                    std::fs::write(
-                        p,
-                        serde_json::to_string_pretty(&crate::kcidb::document(&cells)?)? + "\n",
-                    )?;
-                }
+                    })
+                    .collect();
+                outputs::CiFiles { junit, kcidb }.write(&cells)?;
                 // A regression anywhere, or a cell without a report, fails
                 // the merge (the CI job that runs it).
                 let bad = results.iter().any(|r| {
@@ -548,6 +528,18 @@ impl Matrix {
             }
         }
     }
+}
+
+/// The merged cells in brief: each cell's verdict and findings, or why it
+/// has no report.
+fn merged_json(results: &[CellResult]) -> Vec<serde_json::Value> {
+    results
+        .iter()
+        .map(|r| match &r.report {
+            Ok(d) => serde_json::json!({ "cell": r.cell, "verdict": d.verdict, "verdict_line": d.verdict_line, "controllers": d.controllers, "variants": d.variants.iter().map(|v| serde_json::json!({"name": v.name, "changes": v.changes, "against": v.against, "verdict": v.verdict})).collect::<Vec<_>>() }),
+            Err(e) => serde_json::json!({ "cell": r.cell, "error": e }),
+        })
+        .collect()
 }
 
 /// One cell as `patch-and-test` (this very binary), its output in `dir`;

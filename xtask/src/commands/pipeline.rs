@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use contract::{controllers, Controller, Guest, GuestSet, ModeSet, Params, Think, Workload};
 
+use crate::cases::NamedReport;
 use crate::guest::{self, Accel, AccelChoice, AccelPicker, Boot, Netdev};
 use crate::guests::{self, GuestImage, GuestPlan};
 use crate::kernel::{Kernel, KernelInput, KernelSource};
 use crate::kernel_variant::{self, KernelPatchChoice};
 use crate::ktap::Parsed;
+use crate::outputs;
 use crate::patch::{self, PatchChoice, PatchSet, State};
 use crate::qemu::{self, BaselineMode};
 use crate::report::{
@@ -715,9 +717,7 @@ impl PatchAndTest {
         let names: Vec<&str> = art.variants.iter().map(|v| v.name.as_str()).collect();
         let panels = crate::plot::render(&plot, &camp.samples, &names)?;
         println!("plot ({panels} panels): {}", plot.display());
-        let kept = camp.run_dir.join("report.json");
-        std::fs::write(&kept, serde_json::to_string_pretty(&doc)?)
-            .with_context(|| format!("writing {}", kept.display()))?;
+        outputs::write_json(&camp.run_dir.join("report.json"), &doc)?;
         println!(
             "run files (console logs, QEMU traces, report.json): {}",
             camp.run_dir.display()
@@ -1341,27 +1341,17 @@ impl PatchAndTest {
 
     /// The report's files: `--json`, `--junit`, `--kcidb`.
     fn write_json(&self, doc: &Report) -> Result<()> {
-        let write = |path: &Option<PathBuf>, text: String| -> Result<()> {
-            match path {
-                Some(p) => {
-                    std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))
-                }
-                None => Ok(()),
-            }
+        if let Some(p) = &self.json {
+            outputs::write_json(p, doc)?;
+        }
+        let ci = outputs::CiFiles {
+            junit: self.junit.clone(),
+            kcidb: self.kcidb.clone(),
         };
-        write(&self.json, serde_json::to_string_pretty(doc)?)?;
-        if self.junit.is_some() {
-            let xml = crate::junit::write(&[crate::junit::Cell {
-                name: None,
-                report: doc,
-            }])?;
-            write(&self.junit, xml)?;
-        }
-        if self.kcidb.is_some() {
-            let k = crate::kcidb::document(&[(None, doc)])?;
-            write(&self.kcidb, serde_json::to_string_pretty(&k)? + "\n")?;
-        }
-        Ok(())
+        ci.write(&[NamedReport {
+            name: None,
+            report: doc,
+        }])
     }
 }
 

@@ -13,6 +13,13 @@ use crate::report::{Changes, Report};
 use crate::samples::{guest_rank, Row};
 use crate::verdict::{single_reference, stalls_alone};
 
+/// One run's report, named (a matrix cell's id; `None` for a single run):
+/// what both formats are written from.
+pub struct NamedReport<'a> {
+    pub name: Option<&'a str>,
+    pub report: &'a Report,
+}
+
 /// A case's outcome, in the vocabulary both formats share.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {

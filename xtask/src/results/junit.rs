@@ -9,7 +9,7 @@ use anyhow::Result;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::Writer;
 
-use crate::cases::{self, Case, Status};
+use crate::cases::{self, Case, NamedReport, Status};
 use crate::report::Report;
 
 /// Counts of a suite, as the testsuite element states them.
@@ -51,12 +51,6 @@ impl Counts {
     }
 }
 
-/// One cell's report, named (e.g. the matrix cell id; `None` for a run).
-pub struct Cell<'a> {
-    pub name: Option<&'a str>,
-    pub report: &'a Report,
-}
-
 fn props(doc: &Report, variant: &str) -> Vec<(&'static str, String)> {
     let v = doc.variant(variant);
     let mut p = vec![
@@ -90,7 +84,7 @@ fn props(doc: &Report, variant: &str) -> Vec<(&'static str, String)> {
 }
 
 /// The XML document of `cells`.
-pub fn write(cells: &[Cell]) -> Result<String> {
+pub fn write(cells: &[NamedReport]) -> Result<String> {
     let mut suites: Vec<(String, &Report, String, Vec<Case>)> = Vec::new();
     for cell in cells {
         let all = cases::of(cell.report);

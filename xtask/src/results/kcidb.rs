@@ -13,7 +13,7 @@ use anyhow::Result;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::cases::{self, Status};
+use crate::cases::{self, NamedReport, Status};
 use crate::report::Report;
 
 pub const ORIGIN: &str = "uring_idle";
@@ -66,11 +66,12 @@ fn run_id(doc: &Report, cell: Option<&str>) -> String {
     }
 }
 
-/// The KCIDB document of `cells` (name, report).
-pub fn document(cells: &[(Option<&str>, &Report)]) -> Result<Value> {
+/// The KCIDB document of `cells`.
+pub fn document(cells: &[NamedReport]) -> Result<Value> {
     let (mut checkouts, mut builds, mut tests) = (vec![], vec![], vec![]);
-    for (cell, doc) in cells {
-        let run = run_id(doc, *cell);
+    for c in cells {
+        let (cell, doc) = (c.name, c.report);
+        let run = run_id(doc, cell);
         let version = doc.qemu.version.clone().unwrap_or_else(|| "unknown".into());
         let commit_name = match &doc.qemu.debian_version {
             Some(d) => format!("QEMU {version} (Debian {d})"),

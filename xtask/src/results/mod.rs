@@ -3,8 +3,8 @@
 //! rows (`samples`), a finding per controller (`findings`), the verdict
 //! (`verdict`), text tables (`tables`), notes for the reader (`notes`), what a run says once its guests are done (`summary`),
 //! how figures are written (`units`), the JSON document (`report`), the
-//! plot (`plot`), and the same findings as CI systems read them (`cases`,
-//! `junit`, `kcidb`).
+//! plot (`plot`), the same findings as CI systems read them (`cases`,
+//! `junit`, `kcidb`), and the files they are written to (`outputs`).
 
 pub mod cases;
 pub mod findings;
@@ -12,6 +12,7 @@ pub mod junit;
 pub mod kcidb;
 pub mod ktap;
 pub mod notes;
+pub mod outputs;
 pub mod plot;
 pub mod report;
 pub mod rules;
