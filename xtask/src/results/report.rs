@@ -1653,10 +1653,10 @@ mod tests {
 
     #[test]
     fn the_readme_quotes_the_rules_as_help_prints_them() {
-        let readme = include_str!("../../../README.md");
+        let readme = include_str!("../../../docs/reference.md");
         assert!(
             readme.contains(&rules()),
-            "README.md's rules block differs from `patch-and-test --help`:\n{}",
+            "docs/reference.md's rules block differs from `patch-and-test --help`:\n{}",
             rules()
         );
     }
