@@ -1,4 +1,4 @@
-//! `cargo xtask bench`: the performance figures the README quotes, measured
+//! `cargo xtask bench`: the performance figures docs/bench.md quotes, measured
 //! the same way every time: warm `patch-and-test` runs (whole pipeline, each
 //! guest boot's time to KTAP and total wall), and an incremental QEMU rebuild;
 //! with `--cold`, first verdicts from a fresh clone with an empty cache;
@@ -45,7 +45,7 @@ pub struct Bench {
     /// Run N CPU hogs (threads of this process, each spinning on a core)
     /// beside the timed runs, started after the cache is warm and stopped
     /// when they end; the output then counts each verdict. Times under load
-    /// are not the README's figures: no rebuild is timed.
+    /// are not the figures of docs/bench.md: no rebuild is timed.
     #[arg(long, value_name = "N", default_value_t = 0, conflicts_with_all = ["check", "record", "cold"],
           value_parser = clap::value_parser!(u32).range(0..=64))]
     pub load: u32,

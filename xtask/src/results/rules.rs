@@ -120,10 +120,10 @@ mod tests {
 
     #[test]
     fn the_reference_quotes_the_rules_as_help_prints_them() {
-        let doc = include_str!("../../../README.md");
+        let doc = include_str!("../../../docs/reference.md");
         assert!(
             doc.contains(&rules()),
-            "README.md's rules block differs from `patch-and-test --help`:\n{}",
+            "docs/reference.md's rules block differs from `patch-and-test --help`:\n{}",
             rules()
         );
     }
