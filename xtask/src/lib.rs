@@ -5,8 +5,9 @@
 //! kernel and its variants, selftest, initramfs, probe image), `run` (guest
 //! boots and their load), `results` (KTAP, trace, findings, plot, JUnit,
 //! KCIDB) and `commands` (`pipeline` wires the stages; the other
-//! subcommands). A module imports only its own stage or earlier ones. The
-//! binary (`main.rs`) only parses flags and dispatches.
+//! subcommands). A module imports only its own stage or earlier ones
+//! (`cargo xtask ci` checks: `layers`). The binary (`main.rs`) only parses
+//! flags and dispatches.
 
 // Grouped by stage, in the order data flows; every module is also named
 // at the top (`crate::report`), so a path never says which folder it is in.
@@ -21,7 +22,9 @@ pub use base::packages as deps;
 pub use base::workspace::{cargo_build_cached, workspace};
 pub use base::{cache, children, packages, ui, venv};
 pub use builds::{initramfs, kernel, kernel_variant, probe_image, qemu, selftest};
-pub use commands::{actionlint, bench, build_qemu, check, ci, kselftest_install, matrix, pipeline};
+pub use commands::{
+    actionlint, bench, build_qemu, check, ci, kselftest_install, layers, matrix, pipeline,
+};
 pub use inputs::{fetch, patch, source, tree};
 pub use results::{cases, junit, kcidb, ktap, plot, report, trace};
 pub use run::{guest, guests, load};
