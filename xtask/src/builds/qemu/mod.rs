@@ -4,7 +4,8 @@
 //! reruns and rounds never rebuild.
 //!
 //! What configure gets and its run (`configure`), the work copy and the
-//! builds (`compile`), and what a binary offers (`binary`).
+//! builds (`compile`), and what a binary offers (`binary`: the one place
+//! that runs a QEMU binary to ask it something).
 
 use std::path::PathBuf;
 
@@ -19,7 +20,7 @@ mod compile;
 mod configure;
 
 pub use binary::{
-    device_types, netdev_backends, parse_device_help, probe, require_user_networking,
+    device_types, netdev_backends, parse_device_help, probe, require_user_networking, QemuBinary,
 };
 pub use compile::{prepare, time_incremental_rebuild, Prepared};
 pub use configure::{flags_key, rejected_flag, required_meson, CONFIGURE_FLAGS, DEVICES_MAK};
