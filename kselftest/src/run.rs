@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::devices::{self, Target};
 use crate::workload::{self, RingError};
 use crate::KSFT_FAIL;
-use contract::ktap::{self, Outcome, Tally};
+use contract::ktap::{self, write_diag, Outcome, Tally};
 use contract::plan::seed_for;
 use contract::{BatchFigures, BootPhases, Params, Record, Think, Workload};
 
@@ -69,11 +69,6 @@ impl<W: std::io::Write> Write for Console<W> {
     }
 }
 
-/// One diagnostic line (or several, for text with newlines).
-fn diag(out: &mut dyn Write, text: &str) {
-    let _ = writeln!(out, "{}", ktap::diag(text));
-}
-
 /// Runs every test and returns the kselftest exit code. `missing` names
 /// requested controllers with no disk, and why: their tests are skipped.
 pub fn run(
@@ -92,9 +87,9 @@ pub fn run(
         b.header_ms = boottime_ms();
         let _ = writeln!(out, "{}", b.line());
     }
-    diag(out, &format!("kernel: {}", kernel_release()));
-    diag(out, &format!("uapi: {}", uring_sys::uapi_summary()));
-    diag(
+    write_diag(out, &format!("kernel: {}", kernel_release()));
+    write_diag(out, &format!("uapi: {}", uring_sys::uapi_summary()));
+    write_diag(
         out,
         &format!(
             "params: iterations={} warmup={} think_us={} think={} mode={} max_p99_ms={} write={}",
@@ -155,7 +150,7 @@ pub fn run(
                         .unwrap_or_else(|| format!("op{op}"))
                 })
                 .collect();
-            diag(
+            write_diag(
                 out,
                 &format!(
                     "io_uring ops supported ({}): {}",
@@ -165,7 +160,7 @@ pub fn run(
             );
         }
         Err(e) => {
-            diag(out, &format!("io_uring probe unavailable: {e:#}"));
+            write_diag(out, &format!("io_uring probe unavailable: {e:#}"));
         }
     }
 
@@ -173,7 +168,7 @@ pub fn run(
     // report can say whether spinning was needed to keep 1 ms meaning 1 ms.
     let nap = (p.workload == Workload::Batch).then(|| {
         let d = workload::nanosleep_cost(std::time::Duration::from_micros(p.submit_sleep_us));
-        diag(
+        write_diag(
             out,
             &format!(
                 "batch: {} MiB in {} KiB reads, {} per batch; nanosleep({} us) takes {} us here; the sleeps {}",
@@ -213,7 +208,7 @@ pub fn run(
                 continue;
             }
         };
-        diag(
+        write_diag(
             out,
             &format!(
                 "{}: {} controller={} size={} bytes",
@@ -229,7 +224,7 @@ pub fn run(
                 Workload::Latency => {
                     workload::measure(&mut ring, &dev, mode, p, seed_for(&target.name)).map(|s| {
                         if let Some(why) = &s.stopped_early {
-                            diag(out, &format!("{}: {why}", target.name));
+                            write_diag(out, &format!("{}: {why}", target.name));
                         }
                         stopped = s.stopped_early;
                         (s.latencies_ns, s.wall, None)
