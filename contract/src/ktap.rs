@@ -26,6 +26,13 @@ pub fn diag(text: &str) -> String {
         .join("\n")
 }
 
+/// Writes `text` as diagnostic lines (`diag`), as both guests do for
+/// their parameters and notes. A console that cannot take the line has
+/// nothing better to do with the error, so it is dropped.
+pub fn write_diag(out: &mut dyn Write, text: &str) {
+    let _ = writeln!(out, "{}", diag(text));
+}
+
 pub fn bail_out(reason: &str) -> String {
     format!("Bail out! {}", one_line(reason))
 }
@@ -167,6 +174,10 @@ mod tests {
         );
         assert_eq!(bail_out("boom\nbang"), "Bail out! boom bang");
         assert_eq!(diag("a\nb"), "# a\n# b");
+        let mut out = String::new();
+        write_diag(&mut out, "kernel: 6.1\nuapi: 6.1");
+        write_diag(&mut out, "");
+        assert_eq!(out, "# kernel: 6.1\n# uapi: 6.1\n\n");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::workload::IO_SIZE;
+use contract::plan::IO_SIZE;
 
 /// A device or file to measure, before it is opened.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -15,7 +15,8 @@ use contract::exit::{self, DEBUG_EXIT_PORT};
 use contract::{BootPhases, Params, MODULE_LIST};
 
 use crate::devices::{self, Target};
-use crate::{run, KSFT_FAIL};
+use crate::run::{self, boottime_ms};
+use crate::KSFT_FAIL;
 use contract::ktap;
 
 pub fn main() -> ! {
@@ -54,17 +55,6 @@ pub fn main() -> ! {
         }
     };
     power_off(code)
-}
-
-/// Milliseconds since the kernel started (CLOCK_BOOTTIME).
-pub fn boottime_ms() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
 }
 
 fn setup(kernel_ms: f64) -> Result<(Params, Found, BootPhases)> {

@@ -6,9 +6,20 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::devices::{self, Target};
 use crate::workload::{self, RingError};
 use crate::KSFT_FAIL;
-use contract::ktap::{self, Outcome, Tally};
+use contract::ktap::{self, write_diag, Outcome, Tally};
 use contract::plan::seed_for;
 use contract::{BatchFigures, BootPhases, Params, Record, Think, Workload};
+
+/// Milliseconds since the kernel started (CLOCK_BOOTTIME).
+pub fn boottime_ms() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
+}
 
 /// Kernel release from uname(2).
 pub fn kernel_release() -> String {
@@ -58,11 +69,6 @@ impl<W: std::io::Write> Write for Console<W> {
     }
 }
 
-/// One diagnostic line (or several, for text with newlines).
-fn diag(out: &mut dyn Write, text: &str) {
-    let _ = writeln!(out, "{}", ktap::diag(text));
-}
-
 /// Runs every test and returns the kselftest exit code. `missing` names
 /// requested controllers with no disk, and why: their tests are skipped.
 pub fn run(
@@ -78,12 +84,12 @@ pub fn run(
     // As a guest's PID 1: the boot's phases, stamped now that the header
     // is out, for the host to line up with when it saw the header.
     if let Some(mut b) = boot {
-        b.header_ms = crate::init::boottime_ms();
+        b.header_ms = boottime_ms();
         let _ = writeln!(out, "{}", b.line());
     }
-    diag(out, &format!("kernel: {}", kernel_release()));
-    diag(out, &format!("uapi: {}", uring_sys::uapi_summary()));
-    diag(
+    write_diag(out, &format!("kernel: {}", kernel_release()));
+    write_diag(out, &format!("uapi: {}", uring_sys::uapi_summary()));
+    write_diag(
         out,
         &format!(
             "params: iterations={} warmup={} think_us={} think={} mode={} max_p99_ms={} write={}",
@@ -144,7 +150,7 @@ pub fn run(
                         .unwrap_or_else(|| format!("op{op}"))
                 })
                 .collect();
-            diag(
+            write_diag(
                 out,
                 &format!(
                     "io_uring ops supported ({}): {}",
@@ -154,7 +160,7 @@ pub fn run(
             );
         }
         Err(e) => {
-            diag(out, &format!("io_uring probe unavailable: {e:#}"));
+            write_diag(out, &format!("io_uring probe unavailable: {e:#}"));
         }
     }
 
@@ -162,7 +168,7 @@ pub fn run(
     // report can say whether spinning was needed to keep 1 ms meaning 1 ms.
     let nap = (p.workload == Workload::Batch).then(|| {
         let d = workload::nanosleep_cost(std::time::Duration::from_micros(p.submit_sleep_us));
-        diag(
+        write_diag(
             out,
             &format!(
                 "batch: {} MiB in {} KiB reads, {} per batch; nanosleep({} us) takes {} us here; the sleeps {}",
@@ -202,7 +208,7 @@ pub fn run(
                 continue;
             }
         };
-        diag(
+        write_diag(
             out,
             &format!(
                 "{}: {} controller={} size={} bytes",
@@ -218,7 +224,7 @@ pub fn run(
                 Workload::Latency => {
                     workload::measure(&mut ring, &dev, mode, p, seed_for(&target.name)).map(|s| {
                         if let Some(why) = &s.stopped_early {
-                            diag(out, &format!("{}: {why}", target.name));
+                            write_diag(out, &format!("{}: {why}", target.name));
                         }
                         stopped = s.stopped_early;
                         (s.latencies_ns, s.wall, None)

@@ -3,7 +3,8 @@
 
 use clap::{Parser, Subcommand};
 
-use xtask::{bench, build_qemu, check, ci, deps, kselftest_install, matrix, pipeline};
+use xtask::commands::deps;
+use xtask::{bench, build_qemu, check, ci, kselftest_install, matrix, pipeline};
 
 #[derive(Parser, Debug)]
 #[command(

@@ -1,6 +1,6 @@
 //! `cargo xtask ci`: everything the project checks, in the order that fails
-//! fastest: dependencies, formatting, lints, then the tests (the end-to-end
-//! guest runs among them).
+//! fastest: dependencies, formatting, lints, the layering, then the tests
+//! (the end-to-end guest runs among them).
 
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
@@ -39,6 +39,8 @@ impl Ci {
         )
         .run()
         .context("clippy found problems in the probe guest's image")?;
+        ui::stage("layering: no module imports a later stage");
+        crate::layers::check(crate::workspace())?;
         ui::stage("actionlint (the GitHub Actions workflows, offline)");
         crate::actionlint::check()?;
         ui::stage("cargo test --workspace");

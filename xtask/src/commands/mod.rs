@@ -1,12 +1,14 @@
 //! The subcommands: `patch-and-test` (`pipeline`, which wires the stages),
-//! `matrix`, `check`, `build-qemu`, `bench`, `ci` (with `actionlint`) and
-//! `kselftest-install`.
+//! `matrix`, `check`, `build-qemu`, `bench`, `ci` (with `actionlint` and
+//! `layers`, the layering check), `deps` and `kselftest-install`.
 
 pub mod actionlint;
 pub mod bench;
 pub mod build_qemu;
 pub mod check;
 pub mod ci;
+pub mod deps;
 pub mod kselftest_install;
+pub mod layers;
 pub mod matrix;
 pub mod pipeline;

@@ -91,7 +91,7 @@ pub struct PatchAndTest {
     /// without the fix, and two controls that never do (virtio-blk via
     /// ioeventfd, NVMe via a bottom half), so one boot shows stall, cure and
     /// yardstick in seconds.
-    #[arg(long, value_name = "LIST", default_value = "ahci,virtio_blk,nvme", value_parser = parse_controllers)]
+    #[arg(long, value_name = "LIST", default_value = contract::controllers::DEFAULT.join(","), value_parser = parse_controllers)]
     pub controllers: ::std::vec::Vec<&'static Controller>,
     /// Which guests measure: linux (a guest kernel with the selftest as
     /// /init: the stall through a real guest's io_uring; under TCG its tick

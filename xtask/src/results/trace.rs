@@ -303,17 +303,9 @@ pub fn check_events(trace_help: &str) -> std::result::Result<(), String> {
 
 /// Runs `binary -trace help` and checks the events.
 pub fn binary_supports(binary: &Path) -> std::result::Result<(), String> {
-    let out = std::process::Command::new(binary)
-        .args(["-machine", "none", "-trace", "help"])
-        .output()
-        .map_err(|e| format!("running {} -trace help: {e}", binary.display()))?;
-    // `-trace help` lists events on stdout (or stderr on some versions).
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    check_events(&text).map_err(|e| format!("{}: {e}", binary.display()))
+    let qemu = crate::qemu::QemuBinary::of(binary);
+    check_events(qemu.trace_help().map_err(|e| format!("{e:#}"))?)
+        .map_err(|e| format!("{}: {e}", binary.display()))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The Debian packages the pipeline and the tests need: checked in one
 //! `dpkg-query`, reported together with the command that installs them, and
-//! installed by `cargo xtask deps --install`.
+//! installed when asked (`cargo xtask deps --install`, in `commands::deps`).
+//! Also named `crate::deps`, as every stage calls it.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -144,37 +145,6 @@ pub fn ensure(wanted: &[(&str, &str)], allow_install: bool) -> Result<()> {
         .map(|(p, w)| format!("  {p}: {w}"))
         .collect();
     bail!("missing Debian packages:\n{}\ninstall them with: {}\n(or run `cargo xtask deps --install` as root)", why.join("\n"), install_command(&miss))
-}
-
-#[derive(clap::Args, Debug)]
-pub struct Deps {
-    /// Install what is missing (as root, with apt-get); otherwise only report it.
-    #[arg(long)]
-    pub install: bool,
-}
-
-impl Deps {
-    pub fn run(self) -> Result<i32> {
-        let all: Vec<(&str, &str)> = PIPELINE.iter().chain(TESTS).copied().collect();
-        let miss = missing(&all)?;
-        if miss.is_empty() {
-            println!("all {} Debian packages present", all.len());
-            return Ok(0);
-        }
-        if self.install {
-            install(&miss)?;
-            let still = missing(&all)?;
-            if !still.is_empty() {
-                bail!("still missing after apt-get install: {}", still.join(" "));
-            }
-            println!("installed {}", miss.join(" "));
-            Ok(0)
-        } else {
-            println!("missing: {}", miss.join(" "));
-            println!("{}", install_command(&miss));
-            Ok(1)
-        }
-    }
 }
 
 #[cfg(test)]
