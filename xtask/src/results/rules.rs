@@ -62,8 +62,8 @@ pub const MIN_BATCH_RATIO: f64 = 1.1;
 /// round-to-round spread of totals).
 pub const BATCH_REGRESSION_FACTOR: f64 = 1.25;
 
-/// The rules behind the findings and the verdict, for `--help` and the
-/// README, from the constants themselves.
+/// The rules behind the findings and the verdict, for `--help` and
+/// docs/reference.md, from the constants themselves.
 pub fn rules() -> String {
     format!(
         "Findings per controller (baseline against patched, p50 per mode):
