@@ -1,8 +1,8 @@
 //! cargo xtask: check a QEMU tree for the io_uring submission-stall fix,
 //! build, boot, measure and report. Folders by stage, in the order data
 //! flows: `inputs` (sources, patches), `builds` (QEMU, kernel and its
-//! variants, selftest, initramfs, probe image), `run` (guest boots and
-//! their load), `results` (KTAP, trace, findings, plot, JUnit, KCIDB) and
+//! variants, selftest, initramfs, probe image), `run` (guest boots, their
+//! load, KTAP and trace), `results` (findings, plot, JUnit, KCIDB) and
 //! `commands` (`pipeline` wires the stages; the other subcommands);
 //! `cache`, `children`, `deps`, `ui` and `venv` serve all. The binary
 //! (`main.rs`) only parses flags and dispatches.
@@ -58,5 +58,5 @@ pub mod venv;
 pub use builds::{initramfs, kernel, kernel_variant, probe_image, qemu, selftest};
 pub use commands::{actionlint, bench, build_qemu, check, ci, kselftest_install, matrix, pipeline};
 pub use inputs::{fetch, patch, source, tree};
-pub use results::{cases, junit, kcidb, ktap, plot, report, trace};
-pub use run::{guest, guests, load};
+pub use results::{cases, junit, kcidb, plot, report};
+pub use run::{guest, guests, ktap, load, trace};
