@@ -52,6 +52,7 @@ pub mod run;
 pub mod cache;
 pub mod children;
 pub mod deps;
+pub mod event;
 pub mod ui;
 pub mod venv;
 

@@ -248,20 +248,7 @@ enum Outcome {
     Silent(String),
 }
 
-/// What happens during guest runs, for whoever displays it.
-#[derive(Debug)]
-pub enum Event<'a> {
-    /// QEMU is starting for run `label`.
-    BootStarted { label: &'a str, accel: Accel },
-    /// A line the guest printed on its console.
-    Console { label: &'a str, line: &'a str },
-    /// KVM could not boot a guest; the run goes on under TCG.
-    KvmFallback { why: &'a str },
-    /// The guest reported its result.
-    Finished { label: &'a str, run: &'a Run },
-}
-
-pub type Sink<'a> = &'a mut dyn FnMut(Event);
+pub use crate::event::{Event, Sink};
 
 pub fn kvm_usable() -> bool {
     std::fs::OpenOptions::new()
@@ -516,7 +503,10 @@ fn boot(
     let mut line = vec![b.qemu.clone().into_os_string()];
     line.extend(args.iter().cloned());
     writeln!(log, "# {}", shell_words(&line))?;
-    sink(Event::BootStarted { label, accel });
+    sink(Event::BootStarted {
+        label,
+        accel: accel.name(),
+    });
     let meter = crate::load::Meter::start();
     let start = Instant::now();
     let mut cmd = Command::new(&b.qemu);
@@ -631,7 +621,14 @@ fn boot(
                 host_busy: meter.and_then(|m| m.others()),
                 qemu_nice,
             };
-            sink(Event::Finished { label, run: &run });
+            sink(Event::Finished {
+                label,
+                wall: run.elapsed,
+                to_ktap: run.to_ktap,
+                phases: run.boot.as_ref().map(BootReport::summary),
+                status: run.code,
+                host_busy: run.host_busy,
+            });
             Ok(Outcome::Reported(run))
         }
         Err(why) => bail!(
