@@ -89,7 +89,7 @@ impl GuestDisplay {
                 }
             }
             Event::KvmFallback { why } => warn(&format!(
-                "the KVM guest {why} (nested or restricted KVM, e.g. kvm-pvm): falling back to TCG"
+                "under KVM, {why} (nested or restricted KVM, e.g. kvm-pvm): falling back to TCG"
             )),
             Event::Finished {
                 label,

@@ -1220,6 +1220,7 @@ impl PatchAndTest {
                     };
                     let started = unix_now_s();
                     let (run, accel) = picker.boot(&boot, &label, &mut |e| display.event(e))?;
+                    let run = run?;
                     let parsed = ktap::parse_file(&run.console)?;
                     let checked = check_run(&parsed, run.code, &active, &label, &run.console)?;
                     // The report's kernel is the unpatched one.

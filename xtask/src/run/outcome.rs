@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use contract::Guest;
 use serde::{Deserialize, Serialize};
 
-use crate::guest::Accel;
+use crate::accel::Accel;
 
 /// Reports written before the probe guest existed are the Linux guest's.
 fn linux() -> Guest {
