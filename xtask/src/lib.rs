@@ -60,4 +60,4 @@ pub use builds::{initramfs, kernel, kernel_variant, probe_image, qemu, selftest}
 pub use commands::{actionlint, bench, build_qemu, check, ci, kselftest_install, matrix, pipeline};
 pub use inputs::{fetch, patch, source, tree};
 pub use results::{cases, junit, kcidb, plot, report};
-pub use run::{accel, failure, guest, guests, ktap, load, outcome, qemu_args, trace};
+pub use run::{accel, campaign, failure, guest, guests, ktap, load, outcome, qemu_args, trace};

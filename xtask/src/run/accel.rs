@@ -51,6 +51,8 @@ pub fn kvm_usable() -> bool {
 /// /dev/kvm but hang ordinary guests before they print anything).
 pub struct AccelPicker {
     decided: Option<Accel>,
+    /// The bound on the first console byte of every boot but the KVM probe.
+    first_output: Duration,
 }
 
 /// A working KVM guest prints its banner (loglevel=6 keeps it) well under a
@@ -85,7 +87,18 @@ impl AccelPicker {
                 None => None,
             },
         };
-        Ok(AccelPicker { decided })
+        Ok(AccelPicker {
+            decided,
+            first_output: FIRST_OUTPUT,
+        })
+    }
+
+    /// Another bound than `FIRST_OUTPUT` on the first console byte (tests).
+    pub fn with_first_output(self, first_output: Duration) -> AccelPicker {
+        AccelPicker {
+            first_output,
+            ..self
+        }
     }
 
     pub fn decided(&self) -> Option<Accel> {
@@ -103,7 +116,7 @@ impl AccelPicker {
         sink: Sink,
     ) -> Result<(Result<Run, BootFailure>, Accel)> {
         if let Some(a) = self.decided {
-            return Ok((guest::boot(b, a, FIRST_OUTPUT, label, sink)?, a));
+            return Ok((guest::boot(b, a, self.first_output, label, sink)?, a));
         }
         let failure = match guest::boot(b, Accel::Kvm, KVM_FIRST_OUTPUT, label, sink)? {
             // KVM started the guest: whatever became of it, KVM works.
@@ -120,7 +133,7 @@ impl AccelPicker {
         let why = failure.what();
         sink(Event::KvmFallback { why: &why });
         self.decided = Some(Accel::Tcg);
-        let run = guest::boot(b, Accel::Tcg, FIRST_OUTPUT, label, sink)?;
+        let run = guest::boot(b, Accel::Tcg, self.first_output, label, sink)?;
         // Only a failure that TCG does not share is KVM's to remember.
         if run.is_ok() {
             remember_kvm_failure(&why);
