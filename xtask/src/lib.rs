@@ -1,10 +1,10 @@
 //! cargo xtask: check a QEMU tree for the io_uring submission-stall fix,
 //! build, boot, measure and report. Folders by stage, in the order data
-//! flows: `base` (cache, children, ui, venv, the Debian packages, the
-//! workspace) serves all; `inputs` (sources, patches), `builds` (QEMU,
-//! kernel and its variants, selftest, initramfs, probe image), `run` (guest
-//! boots and their load), `results` (KTAP, trace, findings, plot, JUnit,
-//! KCIDB) and `commands` (`pipeline` wires the stages; the other
+//! flows: `base` (cache, children, ui and its events, venv, the Debian
+//! packages, the workspace) serves all; `inputs` (sources, patches),
+//! `builds` (QEMU, kernel and its variants, selftest, initramfs, probe
+//! image), `run` (the campaign: guest boots, their load, KTAP and trace),
+//! `results` (findings, verdicts, tables, plot, JUnit, KCIDB) and `commands` (`pipeline` wires the stages; the other
 //! subcommands). A module imports only its own stage or earlier ones
 //! (`cargo xtask ci` checks: `layers`). The binary (`main.rs`) only parses
 //! flags and dispatches.
@@ -20,14 +20,14 @@ pub mod run;
 
 pub use base::packages as deps;
 pub use base::workspace::{cargo_build_cached, workspace};
-pub use base::{cache, children, packages, ui, venv};
+pub use base::{cache, children, event, packages, ui, venv};
 pub use builds::{initramfs, kernel, kernel_variant, probe_image, qemu, selftest};
 pub use commands::{
     actionlint, bench, build_qemu, check, ci, kselftest_install, layers, matrix, pipeline,
 };
 pub use inputs::{fetch, patch, source, tree};
 pub use results::{
-    cases, findings, junit, kcidb, ktap, notes, outputs, plot, report, rules, samples, summary,
-    tables, trace, units, verdict,
+    cases, findings, junit, kcidb, notes, outputs, plot, report, rules, samples, summary, tables,
+    units, verdict,
 };
-pub use run::{guest, guests, load};
+pub use run::{accel, campaign, failure, guest, guests, ktap, load, outcome, qemu_args, trace};

@@ -56,12 +56,12 @@ pub struct GuestDisplay {
 }
 
 impl GuestDisplay {
-    pub fn event(&mut self, e: crate::guest::Event) {
-        use crate::guest::Event;
+    pub fn event(&mut self, e: crate::event::Event) {
+        use crate::event::Event;
         match e {
             Event::BootStarted { label, accel } => {
                 self.progress = None;
-                stage(&format!("guest run {label} ({})", accel.name()));
+                stage(&format!("guest run {label} ({accel})"));
                 self.progress = Some(Progress::new(&format!("{label} tests")));
                 self.plan = 0;
             }
@@ -89,24 +89,25 @@ impl GuestDisplay {
                 }
             }
             Event::KvmFallback { why } => warn(&format!(
-                "the KVM guest {why} (nested or restricted KVM, e.g. kvm-pvm): falling back to TCG"
+                "under KVM, {why} (nested or restricted KVM, e.g. kvm-pvm): falling back to TCG"
             )),
-            Event::Finished { label, run } => {
+            Event::Finished {
+                label,
+                wall,
+                to_ktap,
+                phases,
+                status,
+                host_busy,
+            } => {
                 self.progress = None;
-                let phases = run
-                    .boot
-                    .as_ref()
-                    .map(|b| format!(" ({})", b.summary()))
-                    .unwrap_or_default();
-                let busy = run
-                    .host_busy
+                let phases = phases.map(|p| format!(" ({p})")).unwrap_or_default();
+                let busy = host_busy
                     .map(|b| format!(", other processes {:.0}% of the CPU", b * 100.0))
                     .unwrap_or_default();
                 info(&format!(
-                    "{label}: {:.1} s wall, KTAP after {:.2} s{phases}, guest status {}{busy}",
-                    run.elapsed.as_secs_f64(),
-                    run.to_ktap.map(|d| d.as_secs_f64()).unwrap_or(0.0),
-                    run.code
+                    "{label}: {:.1} s wall, KTAP after {:.2} s{phases}, guest status {status}{busy}",
+                    wall.as_secs_f64(),
+                    to_ktap.map(|d| d.as_secs_f64()).unwrap_or(0.0),
                 ))
             }
         }

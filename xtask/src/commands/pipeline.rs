@@ -9,24 +9,22 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use contract::{controllers, Controller, Guest, GuestSet, ModeSet, Params, Think, Workload};
 
+use crate::campaign::{self, Campaign, CampaignPlan, VariantBoot};
 use crate::cases::NamedReport;
-use crate::guest::{self, Accel, AccelChoice, AccelPicker, Boot, Netdev};
+use crate::guest::{self, Accel, AccelChoice, Netdev};
 use crate::guests::{self, GuestImage, GuestPlan};
 use crate::kernel::{Kernel, KernelInput, KernelSource};
 use crate::kernel_variant::{self, KernelPatchChoice};
-use crate::ktap::Parsed;
 use crate::outputs;
 use crate::patch::{self, PatchChoice, PatchSet, State};
 use crate::qemu::{self, BaselineMode};
-use crate::report::{
-    self, GuestRun, HostDisk, HostRun, KernelInfo, ParamsInfo, QemuInfo, QemuState, Report, Skipped,
-};
-use crate::samples::{self, Samples};
+use crate::report::{self, GuestRun, KernelInfo, ParamsInfo, QemuInfo, QemuState, Report, Skipped};
+use crate::samples::Row;
 use crate::source::QemuSource;
-use crate::summary::{self, VariantSpec};
+use crate::summary::{self, Gathered, VariantSpec};
 use crate::tree::QemuTree;
 use crate::verdict::Verdict;
-use crate::{cache, deps, initramfs, ktap, selftest, ui};
+use crate::{cache, deps, initramfs, selftest, ui};
 
 /// `--controllers`: comma-separated table names, or `all`.
 pub fn parse_controllers(s: &str) -> std::result::Result<Vec<&'static Controller>, String> {
@@ -91,7 +89,7 @@ pub struct PatchAndTest {
     /// without the fix, and two controls that never do (virtio-blk via
     /// ioeventfd, NVMe via a bottom half), so one boot shows stall, cure and
     /// yardstick in seconds.
-    #[arg(long, value_name = "LIST", default_value = contract::controllers::DEFAULT.join(","), value_parser = parse_controllers)]
+    #[arg(long, value_name = "LIST", default_value = "ahci,virtio_blk,nvme", value_parser = parse_controllers)]
     pub controllers: ::std::vec::Vec<&'static Controller>,
     /// Which guests measure: linux (a guest kernel with the selftest as
     /// /init: the stall through a real guest's io_uring; under TCG its tick
@@ -426,34 +424,6 @@ fn with_kernel_variants(qemu: Vec<Variant>, kernels: &[KernelBuild]) -> Result<V
     Ok(out)
 }
 
-/// Whether every variant is traced, or why not.
-fn host_evidence(no_trace: bool, variants: &[Variant]) -> std::result::Result<(), String> {
-    if no_trace {
-        return Err("--no-trace".into());
-    }
-    variants
-        .iter()
-        .try_for_each(|v| crate::trace::binary_supports(&v.binary))
-}
-
-/// What the guest runs produced.
-struct Campaign {
-    accel: Accel,
-    kernel_release: Option<String>,
-    samples: Samples,
-    runs: Vec<GuestRun>,
-    /// Controllers the guest kernel could not drive.
-    skipped: Vec<Skipped>,
-    /// Why there are no host-side figures, if there are none.
-    no_host_evidence: Option<String>,
-    /// Where this run's logs, traces and report are.
-    run_dir: PathBuf,
-    /// Tests that stopped early at their time budget.
-    notes: Vec<String>,
-    /// Controllers a kernel variant's guest found no disk of, by variant.
-    broken: Vec<(String, Skipped)>,
-}
-
 /// What a finished campaign puts into the report (nothing, for a run that
 /// measured nothing).
 #[derive(Default)]
@@ -465,78 +435,12 @@ struct Measured {
     expected: Option<String>,
     kernel: Option<KernelInfo>,
     probe: Option<PathBuf>,
-    rows: Vec<samples::Row>,
+    rows: Vec<Row>,
     findings: Vec<report::ControllerFinding>,
     runs: Vec<GuestRun>,
     skipped: Vec<Skipped>,
     no_host_evidence: Option<String>,
     notes: Vec<String>,
-}
-
-/// What one good guest run says besides its samples.
-#[derive(Debug, PartialEq)]
-pub struct RunCheck {
-    pub kernel_release: Option<String>,
-    /// Requested controllers whose disk never appeared, with the guest's reason.
-    pub skipped: Vec<Skipped>,
-}
-
-/// Checks one guest run before its samples count: not skipped as a whole,
-/// every write read back intact, for every requested controller either
-/// results or the guest's reason for skipping it.
-pub fn check_run(
-    parsed: &Parsed,
-    code: i32,
-    wanted: &[&Controller],
-    label: &str,
-    console: &Path,
-) -> Result<RunCheck> {
-    if code == contract::exit::KSFT_SKIP {
-        bail!(
-            "the selftest skipped every test in the guest (no io_uring in the guest kernel?); console log {}",
-            console.display()
-        );
-    }
-    if let Some(bad) = parsed
-        .records
-        .iter()
-        .find(|r| r.mode == "integrity" && !r.ok)
-    {
-        bail!(
-            "data integrity check failed in {label} on {}: {}; console log {}",
-            bad.device,
-            bad.reason.clone().unwrap_or_default(),
-            console.display()
-        );
-    }
-    let mut skipped = Vec::new();
-    for c in wanted {
-        if parsed.records.iter().any(|r| r.controller == c.name) {
-            continue;
-        }
-        let prefix = format!("{}_", c.name);
-        match parsed
-            .results
-            .iter()
-            .find(|r| r.skip && r.name.starts_with(&prefix))
-        {
-            Some(r) => skipped.push(Skipped {
-                controller: c.name.to_string(),
-                reason: r.note.clone(),
-                guest: None,
-            }),
-            None => bail!(
-                "the guest found no {} disk ({}) in {label}; console log {}",
-                c.name,
-                c.title,
-                console.display()
-            ),
-        }
-    }
-    Ok(RunCheck {
-        kernel_release: parsed.kernel_release.clone(),
-        skipped,
-    })
 }
 
 /// Splits the requested controllers into those every binary offers and
@@ -652,7 +556,7 @@ impl PatchAndTest {
         input: &QemuInput,
         art: &Artifacts,
         plans: &[GuestPlan],
-        camp: Campaign,
+        (camp, gathered): (Campaign, Gathered),
         t: Timings,
         total: Instant,
     ) -> Result<i32> {
@@ -672,11 +576,9 @@ impl PatchAndTest {
             workload: self.workload,
             variants: &specs,
             accel: camp.accel,
-            samples: &camp.samples,
-            runs: &camp.runs,
+            gathered: &gathered,
             skipped,
             broken: &camp.broken,
-            notes: &camp.notes,
             no_host_evidence: camp.no_host_evidence.as_deref(),
         });
         print!("{}", s.text);
@@ -691,7 +593,11 @@ impl PatchAndTest {
             accel: Some(camp.accel),
             expected: Some(s.expected.clone()),
             kernel: art.linux.as_ref().map(|l| KernelInfo {
-                release: camp.kernel_release.clone().unwrap_or_default(),
+                // The built kernel's, unless a boot of it said otherwise.
+                release: camp
+                    .kernel_release
+                    .clone()
+                    .unwrap_or_else(|| l.kernel.release.clone()),
                 source: l.kernel.source.clone(),
                 image: l.kernel.image.clone(),
                 uapi: l.kernel.uapi.clone(),
@@ -702,7 +608,7 @@ impl PatchAndTest {
             probe: art.probe.clone(),
             findings: s.finding_records(),
             rows: s.rows,
-            runs: camp.runs,
+            runs: gathered.runs,
             skipped: s.skipped,
             no_host_evidence: camp.no_host_evidence.clone(),
             notes: s.notes,
@@ -715,7 +621,7 @@ impl PatchAndTest {
             (None, None) => camp.run_dir.join("latency.svg"),
         };
         let names: Vec<&str> = art.variants.iter().map(|v| v.name.as_str()).collect();
-        let panels = crate::plot::render(&plot, &camp.samples, &names)?;
+        let panels = crate::plot::render(&plot, &gathered.samples, &names)?;
         println!("plot ({panels} panels): {}", plot.display());
         outputs::write_json(&camp.run_dir.join("report.json"), &doc)?;
         println!(
@@ -1080,186 +986,52 @@ impl PatchAndTest {
         })
     }
 
-    /// Guest runs: each guest in turn, alternating variants round by round.
-    fn campaign(&self, art: &Artifacts, plans: &[GuestPlan]) -> Result<Campaign> {
-        let mut skipped: Vec<Skipped> = Vec::new();
-        let mut broken: Vec<(String, Skipped)> = Vec::new();
-        let mut notes: Vec<String> = Vec::new();
-        // Held until every boot of this campaign is done; taken before the
-        // pruning, so no other run's guests are booting from a folder it
-        // deletes.
-        let _quiet = cache::MeasureLock::guests()?;
-        let runs = cache::dir("runs")?;
-        // This run's folder is one of the kept ones.
-        cache::prune(&runs, self.keep_runs as usize - 1)?;
-        let run_dir = runs.join(format!("{}-{}", std::process::id(), unix_now()));
-        let traced = host_evidence(self.no_trace, &art.variants);
-        if let Err(why) = &traced {
-            ui::info(&format!("no host-side trace: {why}"));
-        }
-        let mut picker = AccelPicker::new(self.accel)?;
-        let mut display = ui::GuestDisplay::default();
-        let mut samples = Samples::new();
-        let mut kernel_release = art.linux.as_ref().map(|l| l.kernel.release.clone());
-        let mut runs = Vec::new();
-        for plan in plans {
-            let g = plan.guest;
-            skipped.extend(plan.cannot.iter().map(|c| Skipped {
-                controller: c.name.to_string(),
-                reason: format!(
-                    "the {g} guest has no driver for it (it drives {}); the other guest measured it",
-                    controllers::driven_by(g).join(", ")
-                ),
-                guest: Some(g),
-            }));
-            // The rows every variant's QEMU offers.
-            let mut active: Vec<&Controller> = plan
-                .controllers
+    /// Guest runs (`campaign::run`), and what the report reads of them.
+    /// A failed boot of the baseline ends the run (exit 2): nothing
+    /// compares without it.
+    fn campaign(&self, art: &Artifacts, plans: &[GuestPlan]) -> Result<(Campaign, Gathered)> {
+        let mut variants = Vec::new();
+        for (i, v) in art.variants.iter().enumerate() {
+            let mut images = Vec::new();
+            // A kernel variant is the Linux guest's alone.
+            for p in plans
                 .iter()
-                .copied()
-                .filter(|c| art.controllers.contains(c))
-                .collect();
-            if active.is_empty() {
-                continue;
+                .filter(|p| v.kernel.is_none() || p.guest == Guest::Linux)
+            {
+                images.push((p.guest, art.image(p.guest, v)?));
             }
-            let deadline = plan.deadline(active.len());
-            for round in 1..=plan.rounds {
-                for v in &art.variants {
-                    // The probe has no kernel: it is measured once per
-                    // QEMU build, not per kernel variant.
-                    if v.kernel.is_some() && g != Guest::Linux {
-                        continue;
-                    }
-                    let image = art.image(g, v)?;
-                    // The Linux guest's labels stay as they were.
-                    let label = match g {
-                        Guest::Linux => format!("{}-r{round}", v.name),
-                        _ => format!("{g}-{}-r{round}", v.name),
-                    };
-                    let boot = Boot {
-                        qemu: v.binary.clone(),
-                        image,
-                        params: plan.params(&active, round),
-                        dir: run_dir.clone(),
-                        deadline,
-                        trace: traced.is_ok(),
-                        netdev: plan.netdev,
-                    };
-                    let started = unix_now_s();
-                    let (run, accel) = picker.boot(&boot, &label, &mut |e| display.event(e))?;
-                    let parsed = ktap::parse_file(&run.console)?;
-                    let checked = check_run(&parsed, run.code, &active, &label, &run.console)?;
-                    // The report's kernel is the unpatched one.
-                    if let (Guest::Linux, Some(k), None) = (g, checked.kernel_release, &v.kernel) {
-                        kernel_release = Some(k);
-                    }
-                    // A controller the guest cannot drive is dropped from
-                    // the later boots, which would only wait for it again.
-                    for mut s in checked.skipped {
-                        s.guest = Some(g);
-                        if v.kernel.is_some() {
-                            // A disk the unpatched kernel drives and this
-                            // kernel variant does not: the patch broke it,
-                            // which is its finding, not a skip for all.
-                            ui::warn(&format!(
-                                "kernel variant {}: no {} disk ({}): a regression of the patch",
-                                v.name, s.controller, s.reason
-                            ));
-                            broken.push((v.name.clone(), s));
-                            continue;
-                        }
-                        ui::warn(&format!(
-                            "skipping {} ({g} guest): {}",
-                            s.controller, s.reason
-                        ));
-                        active.retain(|c| c.name != s.controller);
-                        skipped.push(s);
-                    }
-                    samples::collect(&mut samples, &parsed.records, &v.name, g);
-                    for note in
-                        crate::notes::of_boot(&label, &parsed.records, &boot.params, plan.netdev)
-                    {
-                        ui::info(&note);
-                        notes.push(note);
-                    }
-                    let host = match &run.trace_log {
-                        Some(log) => Some(self.host_samples(
-                            plan,
-                            &parsed.records,
-                            &mut samples,
-                            log,
-                            &run.fds,
-                            &v.name,
-                        )?),
-                        None => None,
-                    };
-                    runs.push(GuestRun {
-                        guest: g,
-                        netdev: plan.netdev.name().into(),
-                        label,
-                        variant: v.name.clone(),
-                        round,
-                        accel,
-                        started_unix_s: started,
-                        wall_s: run.elapsed.as_secs_f64(),
-                        boot_to_ktap_s: run.to_ktap.map(|d| d.as_secs_f64()),
-                        guest_exit: run.code,
-                        console_log: run.console,
-                        boot: run.boot,
-                        host_busy: run.host_busy,
-                        qemu_nice: run.qemu_nice,
-                        trace_log: run.trace_log,
-                        host,
-                    });
-                }
-            }
-        }
-        Ok(Campaign {
-            accel: picker.decided().unwrap_or(Accel::Tcg),
-            kernel_release,
-            samples,
-            runs,
-            skipped,
-            no_host_evidence: traced.err(),
-            run_dir,
-            notes,
-            broken,
-        })
-    }
-
-    /// The host-side queue times of one traced run, into `samples`.
-    fn host_samples(
-        &self,
-        plan: &GuestPlan,
-        records: &[contract::Record],
-        samples: &mut Samples,
-        log: &Path,
-        fds: &BTreeMap<i32, String>,
-        variant: &str,
-    ) -> Result<HostRun> {
-        let paired = crate::trace::read_log(log)?;
-        let p = &plan.params;
-        let plans =
-            crate::trace::DiskPlan::from_records(records, p.warmup, u64::from(p.chunk_kb) * 1024);
-        let disks = crate::trace::by_disk(&paired, fds, &plans);
-        let mut out = Vec::new();
-        for (controller, ph) in &disks {
-            for (mode, queued) in &ph.measured {
-                samples::collect_host(samples, plan.guest, controller, *mode, queued, variant);
-            }
-            out.push(HostDisk {
-                controller: controller.clone(),
-                boot_requests: ph.boot.len(),
-                measured: ph.measured.values().map(Vec::len).sum(),
-                write_phase: ph.write_phase,
-                matched: ph.matched,
+            variants.push(VariantBoot {
+                name: v.name.clone(),
+                binary: v.binary.clone(),
+                images,
+                kernel_variant: v.kernel.is_some(),
+                required: i == 0,
             });
         }
-        Ok(HostRun {
-            unfinished: paired.unfinished,
-            fds: fds.clone(),
-            disks: out,
-        })
+        let plan = CampaignPlan {
+            guests: plans,
+            variants,
+            controllers: art.controllers.clone(),
+            accel: self.accel,
+            no_trace: self.no_trace,
+            keep_runs: self.keep_runs,
+            first_output: crate::accel::FIRST_OUTPUT,
+        };
+        let camp = campaign::run(&plan, &mut |b| {
+            for n in crate::notes::of_record(b) {
+                ui::info(&n);
+            }
+        })?;
+        let base = &art.variants[0].name;
+        if let Some(f) = camp
+            .boots
+            .iter()
+            .find_map(|b| b.failure().filter(|_| b.variant == *base))
+        {
+            return Err(f.clone().into());
+        }
+        let gathered = summary::gather(&camp.boots);
+        Ok((camp, gathered))
     }
 
     fn document(
@@ -1387,91 +1159,9 @@ fn qemu_info(input: &QemuInput) -> QemuInfo {
     }
 }
 
-fn unix_now() -> u64 {
-    unix_now_s() as u64
-}
-
-/// Unix time in seconds, with the fraction.
-fn unix_now_s() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use contract::Record;
-
-    fn parsed(records: Vec<Record>) -> Parsed {
-        Parsed {
-            kernel_release: Some("6.1.176".into()),
-            uapi: None,
-            plan: records.len(),
-            results: vec![],
-            records,
-        }
-    }
-
-    fn rec(controller: &str, mode: &str, ok: bool) -> Record {
-        let device = format!("{controller}_sda");
-        Record::new(&device, &device, controller, "/dev/sda", mode)
-            .failed((!ok).then(|| "data mismatch at offset 4096".into()))
-    }
-
-    #[test]
-    fn a_run_counts_only_when_complete_and_intact() {
-        let want = parse_controllers("ahci,nvme").unwrap();
-        let log = Path::new("/runs/console.log");
-        let good = parsed(vec![rec("ahci", "poll", true), rec("nvme", "poll", true)]);
-        let ok = check_run(&good, 0, &want, "baseline-r1", log).unwrap();
-        assert_eq!(ok.kernel_release.as_deref(), Some("6.1.176"));
-        assert!(ok.skipped.is_empty());
-        let e = check_run(&good, 4, &want, "baseline-r1", log)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("skipped every test") && e.contains("/runs/console.log"),
-            "{e}"
-        );
-        let mut missing = parsed(vec![rec("ahci", "poll", true)]);
-        let e = check_run(&missing, 0, &want, "patched-r2", log)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("no nvme disk") && e.contains("patched-r2"),
-            "{e}"
-        );
-        // A controller the guest skipped, with its reason, is not an error.
-        missing.results.push(crate::ktap::TestResult {
-            ok: true,
-            number: 2,
-            name: "nvme_poll".into(),
-            skip: true,
-            note: "no disk appeared within 10000 ms".into(),
-        });
-        let s = check_run(&missing, 0, &want, "patched-r2", log).unwrap();
-        assert_eq!(
-            s.skipped,
-            [Skipped {
-                controller: "nvme".into(),
-                reason: "no disk appeared within 10000 ms".into(),
-                guest: None,
-            }]
-        );
-        let bad = parsed(vec![
-            rec("ahci", "integrity", false),
-            rec("nvme", "poll", true),
-        ]);
-        let e = check_run(&bad, 1, &want, "baseline-r1", log)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("data integrity check failed") && e.contains("ahci_sda"),
-            "{e}"
-        );
-    }
 
     fn options(args: &[&str]) -> PatchAndTest {
         #[derive(clap::Parser)]

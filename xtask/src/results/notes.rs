@@ -7,6 +7,16 @@ use contract::Record;
 use crate::report::{GuestRun, Skipped};
 use crate::rules::BUSY_HOST;
 
+/// A measured boot's notes (`of_boot`); a failed boot has none.
+pub fn of_record(b: &crate::campaign::BootRecord) -> Vec<String> {
+    match &b.outcome {
+        crate::campaign::BootOutcome::Measured(m) => {
+            of_boot(&b.label, &m.records, &b.params, b.netdev)
+        }
+        crate::campaign::BootOutcome::Failed(_) => Vec::new(),
+    }
+}
+
 /// What one boot's records say besides their samples, a line each:
 /// tests stopped at their time budget, requests woken by the probe.
 pub fn of_boot(

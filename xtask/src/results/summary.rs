@@ -6,14 +6,56 @@
 
 use contract::{Guest, Workload};
 
+use crate::campaign::{BootOutcome, BootRecord};
+use crate::failure::BootFailure;
 use crate::findings::Judgement;
 use crate::guest::Accel;
 use crate::guests::{batch_expected, GuestPlan};
-use crate::notes::{busy_host, skipped_lines, REPORT_BATCH_FIGURE};
+use crate::notes::{self, busy_host, skipped_lines, REPORT_BATCH_FIGURE};
 use crate::report::{ControllerFinding, GuestRun, Skipped};
-use crate::samples::{rows, Row, Samples};
+use crate::samples::{collect, collect_host, rows, Row, Samples};
 use crate::tables::{batch_table, findings_table, table, variants_table};
 use crate::verdict::{decide, overall, Decision, Verdict};
+
+/// What the results read of a campaign's boots: every measured boot's
+/// samples (guest and host side), its JSON record and notes, and the boots
+/// that gave no results.
+#[derive(Default)]
+pub struct Gathered {
+    pub samples: Samples,
+    pub runs: Vec<GuestRun>,
+    pub notes: Vec<String>,
+    /// Failed boots, with the variant each belonged to.
+    pub failed: Vec<(String, BootFailure)>,
+}
+
+/// Reads the boots in the order they ran.
+pub fn gather(boots: &[BootRecord]) -> Gathered {
+    let mut g = Gathered::default();
+    for b in boots {
+        g.notes.extend(notes::of_record(b));
+        let m = match &b.outcome {
+            BootOutcome::Measured(m) => m,
+            BootOutcome::Failed(f) => {
+                g.failed.push((b.variant.clone(), f.clone()));
+                continue;
+            }
+        };
+        collect(&mut g.samples, &m.records, &b.variant, b.guest);
+        for h in &m.host {
+            collect_host(
+                &mut g.samples,
+                b.guest,
+                &h.controller,
+                h.mode,
+                &h.queued_us,
+                &b.variant,
+            );
+        }
+        g.runs.push(m.run.clone());
+    }
+    g
+}
 
 /// A variant as the results see it: its name, what it is compared with,
 /// and whether it is a kernel variant (measured by the Linux guest alone).
@@ -31,15 +73,12 @@ pub struct Measured<'a> {
     /// The first is the baseline (or the binary measured alone).
     pub variants: &'a [VariantSpec],
     pub accel: Accel,
-    pub samples: &'a Samples,
-    pub runs: &'a [GuestRun],
+    pub gathered: &'a Gathered,
     /// Controllers not measured (no device in a binary, no driver in a
     /// guest, no disk in the guest), in the order they were found.
     pub skipped: Vec<Skipped>,
     /// Controllers a kernel variant's guest found no disk of, by variant.
     pub broken: &'a [(String, Skipped)],
-    /// Each boot's notes (`notes::of_boot`), in boot order.
-    pub notes: &'a [String],
     pub no_host_evidence: Option<&'a str>,
 }
 
@@ -76,10 +115,11 @@ impl Summary {
     }
 }
 
-/// One variant's rows and decision; a kernel variant whose guest lost a
-/// disk is a regression whatever its figures say.
+/// One variant's rows and decision; a variant whose boots failed, or a
+/// kernel variant whose guest lost a disk, is a regression whatever its
+/// figures say.
 fn variant_outcome(m: &Measured, v: &VariantSpec, guests: &[Guest]) -> VariantOutcome {
-    let mut rows = rows(m.samples, &v.against, Some(&v.name));
+    let mut rows = rows(&m.gathered.samples, &v.against, Some(&v.name));
     // A kernel variant is the Linux guest's alone.
     let guests: Vec<Guest> = if v.kernel {
         rows.retain(|r| r.guest == Guest::Linux);
@@ -94,8 +134,15 @@ fn variant_outcome(m: &Measured, v: &VariantSpec, guests: &[Guest]) -> VariantOu
         .filter(|(n, _)| *n == v.name)
         .map(|(_, s)| s.clone())
         .collect();
-    if !lost.is_empty() {
-        decision.verdict = Verdict::disks_lost(lost, m.accel);
+    let failed: Vec<BootFailure> = m
+        .gathered
+        .failed
+        .iter()
+        .filter(|(n, _)| *n == v.name)
+        .map(|(_, f)| f.clone())
+        .collect();
+    if !lost.is_empty() || !failed.is_empty() {
+        decision.verdict = Verdict::broken(lost, failed, m.accel);
     }
     VariantOutcome {
         name: v.name.clone(),
@@ -114,7 +161,7 @@ pub fn summarize(m: &Measured) -> Summary {
         .collect();
     let (rows, findings, verdict) = match per_variant.as_slice() {
         [] => {
-            let rows = rows(m.samples, base, None);
+            let rows = rows(&m.gathered.samples, base, None);
             let d = decide(&rows, &guests, None, m.accel);
             (rows, d.findings, d.verdict)
         }
@@ -134,8 +181,8 @@ pub fn summarize(m: &Measured) -> Summary {
             ),
         ),
     };
-    let mut notes = m.notes.to_vec();
-    let busy = busy_host(m.runs);
+    let mut notes = m.gathered.notes.clone();
+    let busy = busy_host(&m.gathered.runs);
     notes.extend(busy.clone());
     let verdict = verdict.under_load(busy.is_some());
     let expected = m
@@ -163,7 +210,11 @@ fn text(m: &Measured, s: &Summary) -> String {
     let mut out: Vec<String> = vec![String::new()];
     if s.variants.len() > 1 {
         let names: Vec<&str> = s.variants.iter().map(|v| v.name.as_str()).collect();
-        out.push(variants_table(m.samples, &m.variants[0].name, &names));
+        out.push(variants_table(
+            &m.gathered.samples,
+            &m.variants[0].name,
+            &names,
+        ));
         for v in &s.variants {
             let records: Vec<ControllerFinding> =
                 v.decision.findings.iter().map(Judgement::record).collect();

@@ -6,6 +6,7 @@
 use contract::{Guest, Role};
 use serde::{Deserialize, Serialize};
 
+use crate::failure::BootFailure;
 use crate::findings::{findings, Finding, Judgement};
 use crate::guest::Accel;
 use crate::report::{Skipped, VerdictRecord};
@@ -139,8 +140,12 @@ pub enum Grounds {
     Guests(Vec<(Guest, Verdict)>),
     /// Each variant's verdict.
     Variants(Vec<(String, Verdict)>),
-    /// A kernel variant's guest found no disk of these controllers.
-    DisksLost(Vec<Skipped>),
+    /// A variant whose boots gave no results, or a kernel variant whose
+    /// guest found no disk of some controllers.
+    Broken {
+        disks_lost: Vec<Skipped>,
+        failed_boots: Vec<BootFailure>,
+    },
     /// The QEMU tree never had `aio_add_sqe()`: nothing was measured.
     NeverStalled { qemu: String },
 }
@@ -176,10 +181,18 @@ impl Verdict {
         }
     }
 
-    /// A kernel variant whose guest lost disks regressed, whatever its
-    /// figures say.
-    pub fn disks_lost(lost: Vec<Skipped>, accel: Accel) -> Verdict {
-        Verdict::new(Kind::Regression, accel, Grounds::DisksLost(lost))
+    /// A variant whose boots failed, or a kernel variant whose guest lost
+    /// disks, regressed, whatever its figures say.
+    pub fn broken(
+        disks_lost: Vec<Skipped>,
+        failed_boots: Vec<BootFailure>,
+        accel: Accel,
+    ) -> Verdict {
+        let grounds = Grounds::Broken {
+            disks_lost,
+            failed_boots,
+        };
+        Verdict::new(Kind::Regression, accel, grounds)
     }
 
     /// The same verdict, marked as measured on a busy host or not.
@@ -258,9 +271,13 @@ impl Verdict {
                 .map(|(name, own)| format!("{name}: {}", own.head()))
                 .collect::<Vec<_>>()
                 .join("; "),
-            Grounds::DisksLost(v) => v
+            Grounds::Broken {
+                disks_lost,
+                failed_boots,
+            } => disks_lost
                 .iter()
                 .map(|s| format!("{}: no disk with this kernel ({})", s.controller, s.reason))
+                .chain(failed_lines(failed_boots))
                 .collect::<Vec<_>>()
                 .join("; "),
             Grounds::NeverStalled { qemu } => format!(
@@ -314,6 +331,23 @@ impl Verdict {
             line: self.line(),
         }
     }
+}
+
+/// Failed boots for a verdict: each kind of failure once, with the boots
+/// that had it.
+fn failed_lines(failed: &[BootFailure]) -> Vec<String> {
+    let mut by_what: Vec<(String, Vec<&str>)> = Vec::new();
+    for f in failed {
+        let what = f.what();
+        match by_what.iter_mut().find(|(w, _)| *w == what) {
+            Some((_, labels)) => labels.push(&f.label),
+            None => by_what.push((what, vec![&f.label])),
+        }
+    }
+    by_what
+        .into_iter()
+        .map(|(what, labels)| format!("{what} ({})", labels.join(", ")))
+        .collect()
 }
 
 /// The cures of a verified fix: every mode of a few controllers, one
@@ -1067,5 +1101,40 @@ mod tests {
             "SKIPPED: QEMU 7.2.22 has no aio_add_sqe() and never had the stall: nothing to verify"
         );
         assert_eq!(Kind::Skipped.exit_code(), 4);
+    }
+
+    #[test]
+    fn a_variants_failed_boots_are_named_once_per_kind() {
+        use std::path::Path;
+        let f = |label: &str, why: &str| BootFailure {
+            label: label.into(),
+            accel: Accel::Tcg,
+            kind: crate::failure::Failure::BadExit { why: why.into() },
+            printed: true,
+            evidence: crate::failure::Evidence::read(Path::new("/none"), Path::new("/none")),
+        };
+        let failed = vec![
+            f("patched-r1", "the guest powered off"),
+            f("patched-r2", "the guest powered off"),
+            f("probe-patched-r1", "QEMU crashed"),
+        ];
+        assert_eq!(
+            failed_lines(&failed),
+            [
+                "the guest powered off (patched-r1, patched-r2)",
+                "QEMU crashed (probe-patched-r1)"
+            ]
+        );
+        let lost = Skipped {
+            controller: "nvme".into(),
+            reason: "no disk appeared".into(),
+            guest: Some(Guest::Linux),
+        };
+        let v = Verdict::broken(vec![lost], failed, Accel::Tcg);
+        assert_eq!(v.kind, Kind::Regression);
+        assert_eq!(
+            v.line(),
+            "REGRESSION (tcg): nvme: no disk with this kernel (no disk appeared); the guest powered off (patched-r1, patched-r2); QEMU crashed (probe-patched-r1)"
+        );
     }
 }

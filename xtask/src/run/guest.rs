@@ -1,50 +1,32 @@
 //! Booting the guest: one QEMU process with one disk per requested
-//! controller, its serial console copied live to a log file, a deadline for
-//! the first byte (the KVM probe) and one for the whole run, and the
-//! selftest's verdict read from QEMU's exit status (isa-debug-exit).
+//! controller, its serial console copied live to a log file, a bound on
+//! the wait for the first byte and a deadline for the whole run, and the
+//! selftest's verdict read from QEMU's exit status (isa-debug-exit). A
+//! guest that does not report (QEMU refuses, crashes, never prints, or the
+//! guest stops early) is a `BootFailure` with its evidence; only the
+//! host's own steps (an image, a log, starting QEMU) are errors.
 //!
 //! Running is kept apart from showing: what happens is reported as
 //! `Event`s to whoever displays them (the pipeline hands them to `ui`).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use contract::{controllers, Controller, Params};
 
-use crate::ui;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum AccelChoice {
-    /// KVM when it boots a guest here, else TCG.
-    Auto,
-    /// KVM only; an error when /dev/kvm cannot be used.
-    Kvm,
-    /// Software emulation: slower, but works everywhere.
-    Tcg,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Accel {
-    Kvm,
-    Tcg,
-}
-
-impl Accel {
-    pub fn name(self) -> &'static str {
-        match self {
-            Accel::Kvm => "kvm",
-            Accel::Tcg => "tcg",
-        }
-    }
-}
+pub use crate::accel::{Accel, AccelChoice, AccelPicker};
+pub use crate::event::{Event, Sink};
+use crate::failure::{BootFailure, Evidence, Failure};
+use crate::{qemu_args, ui};
 
 const DISK_BYTES: u64 = 256 << 20;
 
@@ -91,36 +73,6 @@ impl Netdev {
     }
 }
 
-/// A loopback TCP port nobody listens on now, for the `hostfwd` rule (the
-/// kernel hands out a free one; QEMU binds it a moment later).
-fn free_loopback_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind(("127.0.0.1", 0))
-        .context("finding a free loopback port for --netdev hostfwd")?;
-    Ok(l.local_addr()?.port())
-}
-
-/// The NIC's PCI slot: one no controller-table row uses (a test checks).
-pub const NIC_SLOT: u8 = 0x14;
-
-fn network(n: Netdev) -> Result<Vec<OsString>> {
-    let netdev = match n {
-        Netdev::None => return Ok(vec![]),
-        Netdev::User => "user,id=net0".to_string(),
-        Netdev::Hostfwd => format!(
-            "user,id=net0,hostfwd=tcp:127.0.0.1:{}-:22",
-            free_loopback_port()?
-        ),
-    };
-    Ok(vec![
-        "-netdev".into(),
-        netdev.into(),
-        "-device".into(),
-        // No option ROM: qboot never network-boots, and a +ds QEMU
-        // ships none to find.
-        format!("virtio-net-pci,netdev=net0,addr={NIC_SLOT:#04x},romfile=").into(),
-    ])
-}
-
 impl Boot {
     /// The controller rows of `params.controllers`, in table order.
     pub fn controllers(&self) -> Result<Vec<&'static Controller>> {
@@ -141,6 +93,8 @@ pub struct Run {
     /// The selftest's kselftest code.
     pub code: i32,
     pub console: PathBuf,
+    /// QEMU's stderr.
+    pub stderr: PathBuf,
     pub elapsed: Duration,
     /// From QEMU start to the `KTAP version 1` line.
     pub to_ktap: Option<Duration>,
@@ -239,191 +193,18 @@ impl BootReport {
     }
 }
 
-/// How one boot ended, when it ended in a way the caller may act on.
-#[derive(Debug)]
-enum Outcome {
-    Reported(Run),
-    /// Nothing on the console before the first-output deadline, or QEMU
-    /// died before printing anything; says which.
-    Silent(String),
-}
-
-/// What happens during guest runs, for whoever displays it.
-#[derive(Debug)]
-pub enum Event<'a> {
-    /// QEMU is starting for run `label`.
-    BootStarted { label: &'a str, accel: Accel },
-    /// A line the guest printed on its console.
-    Console { label: &'a str, line: &'a str },
-    /// KVM could not boot a guest; the run goes on under TCG.
-    KvmFallback { why: &'a str },
-    /// The guest reported its result.
-    Finished { label: &'a str, run: &'a Run },
-}
-
-pub type Sink<'a> = &'a mut dyn FnMut(Event);
-
-pub fn kvm_usable() -> bool {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok()
-}
-
-/// The guest's clock and tick.
-///
-/// `tsc=reliable`: the latencies are read from the TSC (the guest starts on
-/// tsc-early). A built guest kernel without ACPI (the default controllers
-/// need none) has no HPET or ACPI PM timer to check the TSC against, and
-/// without this it drops to jiffies when it refines the TSC, a second or so
-/// into the run (measured: the fourth boot of a run read jiffies).
-///
-/// `tsc_early_khz`, TCG only: the guest's TSC is the host's (QEMU returns
-/// the host counter), so the host says its rate rather than the guest
-/// calibrating it against the emulated PIT, which failed in one boot of a
-/// cold run ("tsc: Unable to calibrate against PIT", then a jiffies clock)
-/// when there was no HPET to fall back on.
-///
-/// `nolapic_timer`, TCG only: every guest timer is then a timer of QEMU's
-/// main loop, so each one wakes the loop and ends a stall. With both the
-/// LAPIC timer and the HPET ticking, their phase offset (random per boot)
-/// made the stall 10 ms in some boots and ~5 ms in others; with one tick
-/// source (the HPET, or the PIT in a kernel without ACPI) it is the same
-/// every boot. Under KVM the LAPIC lives in the host kernel and must stay:
-/// moving the tick into QEMU would hide the ~500 ms stall.
-pub(crate) fn clock_args(accel: Accel) -> String {
-    match accel {
-        Accel::Tcg => match host_tsc_khz() {
-            Some(khz) => format!(" tsc=reliable tsc_early_khz={khz} nolapic_timer"),
-            None => " tsc=reliable nolapic_timer".into(),
-        },
-        Accel::Kvm => " tsc=reliable".into(),
+/// Fresh sparse images, one per controller, each boot: the write check
+/// leaves a pattern.
+fn fresh_images(b: &Boot, ctrls: &[&Controller]) -> Result<Vec<PathBuf>> {
+    let mut images = Vec::new();
+    for c in ctrls {
+        let p = b.dir.join(format!("{}.img", c.name));
+        let f = File::create(&p).with_context(|| format!("creating disk image {}", p.display()))?;
+        f.set_len(DISK_BYTES)
+            .with_context(|| format!("sizing disk image {}", p.display()))?;
+        images.push(p);
     }
-}
-
-/// The host's TSC rate in kHz, when the host's TSC is invariant (its
-/// /proc/cpuinfo says constant_tsc and nonstop_tsc): the median of three
-/// 20 ms readings against CLOCK_MONOTONIC_RAW, measured once per process.
-pub fn host_tsc_khz() -> Option<u64> {
-    static KHZ: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
-    *KHZ.get_or_init(|| {
-        let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-        let flags = info.lines().find(|l| l.starts_with("flags"))?;
-        let has = |f: &str| flags.split_whitespace().any(|w| w == f);
-        if !(has("constant_tsc") && has("nonstop_tsc")) {
-            return None;
-        }
-        let mut khz: Vec<u64> = (0..3).filter_map(|_| tsc_khz_once()).collect();
-        khz.sort_unstable();
-        khz.get(khz.len() / 2).copied()
-    })
-}
-
-#[cfg(target_arch = "x86_64")]
-fn tsc_khz_once() -> Option<u64> {
-    fn now() -> (u64, u64) {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: a valid timespec to fill; RDTSC has no preconditions.
-        unsafe {
-            libc::clock_gettime(libc::CLOCK_MONOTONIC_RAW, &mut ts);
-            let tsc = core::arch::x86_64::_rdtsc();
-            (ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64, tsc)
-        }
-    }
-    let (n0, t0) = now();
-    std::thread::sleep(Duration::from_millis(20));
-    let (n1, t1) = now();
-    let khz = u128::from(t1.checked_sub(t0)?) * 1_000_000 / u128::from(n1.checked_sub(n0)?.max(1));
-    // A TSC between 100 MHz and 10 GHz; anything else is a misreading.
-    (100_000..10_000_000).contains(&khz).then_some(khz as u64)
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn tsc_khz_once() -> Option<u64> {
-    None
-}
-
-fn os(parts: &[&str]) -> Vec<OsString> {
-    parts.iter().map(OsString::from).collect()
-}
-
-/// `KEY=PATH` for a QEMU option value: a comma in the path is doubled, as
-/// QEMU's option syntax wants.
-fn opt_path(prefix: &str, path: &Path) -> OsString {
-    let mut v = prefix.as_bytes().to_vec();
-    for &b in path.as_os_str().as_bytes() {
-        v.push(b);
-        if b == b',' {
-            v.push(b',');
-        }
-    }
-    OsString::from_vec(v)
-}
-
-fn machine(accel: Accel) -> Vec<OsString> {
-    let cpu = match accel {
-        Accel::Kvm => "host",
-        Accel::Tcg => "qemu64",
-    };
-    let mut a = vec![
-        "-machine".into(),
-        format!("q35,accel={}", accel.name()).into(),
-    ];
-    a.extend(os(&[
-        "-cpu",
-        cpu,
-        "-m",
-        "256M",
-        "-smp",
-        "1",
-        "-nodefaults",
-        "-no-user-config",
-        "-display",
-        "none",
-        "-serial",
-        "stdio",
-        "-no-reboot",
-        "-device",
-        "isa-debug-exit,iobase=0xf4,iosize=0x04",
-    ]));
-    a
-}
-
-/// One disk image on `aio=io_uring` without the host page cache, attached
-/// as the controller's table row says.
-fn disk(c: &Controller, index: usize, image: &Path) -> Vec<OsString> {
-    let id = format!("d{index}");
-    let mut drive = opt_path("file=", image);
-    drive.push(format!(
-        ",if=none,id={id},format=raw,aio=io_uring,cache=none"
-    ));
-    let mut a = vec!["-drive".into(), drive];
-    for (flag, value) in c.qemu_args(&id) {
-        a.push(flag.into());
-        a.push(value.into());
-    }
-    a
-}
-
-/// QEMU's own trace events into `log`, stamped to the microsecond.
-fn tracing(log: &Path) -> Vec<OsString> {
-    let mut a = Vec::new();
-    for e in crate::trace::EVENTS {
-        a.push("-trace".into());
-        a.push(format!("enable={e}").into());
-    }
-    a.extend(os(&["-msg", "timestamp=on"]));
-    a.push("-D".into());
-    a.push(log.into());
-    a
-}
-
-fn trace_log(b: &Boot, label: &str) -> Option<PathBuf> {
-    b.trace.then(|| b.dir.join(format!("trace-{label}.log")))
+    Ok(images)
 }
 
 /// Which controller's image each of a process's descriptors has open,
@@ -447,294 +228,271 @@ fn image_fds(pid: u32, ctrls: &[&Controller], images: &[PathBuf]) -> BTreeMap<i3
     out
 }
 
-/// The whole QEMU argument list; `images` holds one image per controller.
-pub fn args(
-    b: &Boot,
-    accel: Accel,
-    ctrls: &[&Controller],
-    images: &[PathBuf],
-    label: &str,
-) -> Result<Vec<OsString>> {
-    let mut a = machine(accel);
-    a.extend(b.image.boot_args(&b.params, accel));
-    if let Some(log) = trace_log(b, label) {
-        a.extend(tracing(&log));
-    }
-    for (i, (c, img)) in ctrls.iter().zip(images).enumerate() {
-        a.extend(disk(c, i, img));
-    }
-    a.extend(network(b.netdev)?);
-    Ok(a)
-}
-
-/// What a failed boot leaves to read: the console log's path and tail, and
-/// QEMU's stderr tail.
-fn evidence(console: &Path, stderr: &Path) -> String {
-    format!(
-        "console log {}\n--- last console lines ---\n{}\n--- QEMU stderr ---\n{}",
-        console.display(),
-        ui::tail(console, 15),
-        ui::tail(stderr, 10)
-    )
-}
-
+/// One line of QEMU's stdout, or its end.
 enum Line {
     Text(String),
     Eof,
 }
 
-/// The argument list as one shell-quoted line, for the console log (a user
-/// can paste it to rerun the boot) and tests.
-fn shell_words(args: &[OsString]) -> String {
-    shell_words::join(args.iter().map(|a| a.to_string_lossy()))
+/// A running QEMU: the child (leader of its own process group), its
+/// console's lines as they come, and the thread reading them. Dropped
+/// before it was waited for, it kills the group and reaps the child, so
+/// no boot leaves a process behind, whatever ended it.
+struct Qemu {
+    child: Child,
+    lines: mpsc::Receiver<Line>,
+    reader: Option<JoinHandle<()>>,
+    reaped: bool,
+    // Dropped after the child was reaped (fields drop after `drop`).
+    _registered: crate::children::Registered,
 }
 
-/// Boots once. `first_output` bounds the wait for the first console byte.
-fn boot(
-    b: &Boot,
-    accel: Accel,
-    first_output: Option<Duration>,
+impl Qemu {
+    fn start(b: &Boot, args: &[OsString], stderr: &Path) -> Result<Qemu> {
+        let err = File::create(stderr).with_context(|| format!("creating {}", stderr.display()))?;
+        let mut cmd = Command::new(&b.qemu);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(err);
+        raise_priority(&mut cmd);
+        let (mut child, registered) = crate::children::spawn(&mut cmd)
+            .with_context(|| format!("starting {}", b.qemu.display()))?;
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).split(b'\n') {
+                let Ok(line) = line else { break };
+                let text = String::from_utf8_lossy(&line)
+                    .trim_end_matches('\r')
+                    .to_string();
+                if tx.send(Line::Text(text)).is_err() {
+                    break;
+                }
+            }
+            let _ = tx.send(Line::Eof);
+        });
+        Ok(Qemu {
+            child,
+            lines: rx,
+            reader: Some(reader),
+            reaped: false,
+            _registered: registered,
+        })
+    }
+
+    /// QEMU's exit status, once its console has closed.
+    fn wait(&mut self) -> Result<ExitStatus> {
+        let status = self.child.wait().context("waiting for QEMU")?;
+        self.reaped = true;
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        Ok(status)
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        if !self.reaped {
+            // SAFETY: kill(2) of the child's own group (`children::spawn`
+            // made it the leader); not yet reaped, its id is still its own.
+            unsafe {
+                libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL);
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        // Every writer of the console pipe is gone: the reader ends.
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+/// What the console showed, as it came (times from QEMU's start).
+#[derive(Default)]
+struct Seen {
+    first_line_at: Option<Duration>,
+    to_ktap: Option<Duration>,
+    phases: Option<contract::BootPhases>,
+    /// Which controller's image each of QEMU's descriptors opened.
+    fds: BTreeMap<i32, String>,
+}
+
+impl Seen {
+    fn line(&mut self, l: &str, at: Duration, label: &str) {
+        self.first_line_at.get_or_insert(at);
+        if self.to_ktap.is_none() && l.contains("KTAP version 1") {
+            self.to_ktap = Some(at);
+        }
+        if self.phases.is_none() {
+            match contract::BootPhases::find_in(l) {
+                Some(Ok(p)) => self.phases = Some(p),
+                Some(Err(e)) => ui::warn(&format!(
+                    "{label}: unreadable boot-phase line ({e}): the run goes on without its phases"
+                )),
+                None => {}
+            }
+        }
+    }
+}
+
+/// How the console ended: QEMU closed it, or a bound passed first.
+enum Ended {
+    Closed,
+    TimedOut { limit: Duration },
+}
+
+/// The two bounds of a boot: on its first console line, and on all of it.
+struct Bounds {
+    first_output: Duration,
+    deadline: Duration,
+}
+
+/// Copies QEMU's console to `log` and `sink` until it closes or a bound
+/// passes. `on_first` runs at the first line (QEMU has opened every drive
+/// by then).
+fn watch(
+    q: &Qemu,
+    start: Instant,
+    bounds: &Bounds,
+    log: &mut File,
     label: &str,
     sink: Sink,
-) -> Result<Outcome> {
-    std::fs::create_dir_all(&b.dir)?;
-    let ctrls = b.controllers()?;
-    let mut images = Vec::new();
-    for c in &ctrls {
-        let p = b.dir.join(format!("{}.img", c.name));
-        // Fresh sparse images each boot: the write check leaves a pattern.
-        let f = std::fs::File::create(&p)
-            .with_context(|| format!("creating disk image {}", p.display()))?;
-        f.set_len(DISK_BYTES)?;
-        images.push(p);
+    on_first: &mut dyn FnMut() -> BTreeMap<i32, String>,
+) -> Result<(Seen, Ended)> {
+    let mut seen = Seen::default();
+    loop {
+        let limit = match seen.first_line_at {
+            None => bounds.first_output.min(bounds.deadline),
+            Some(_) => bounds.deadline,
+        };
+        let l = match q.lines.recv_timeout(limit.saturating_sub(start.elapsed())) {
+            Ok(Line::Text(l)) => l,
+            Ok(Line::Eof) | Err(RecvTimeoutError::Disconnected) => {
+                return Ok((seen, Ended::Closed))
+            }
+            Err(RecvTimeoutError::Timeout) => return Ok((seen, Ended::TimedOut { limit })),
+        };
+        if seen.first_line_at.is_none() {
+            seen.fds = on_first();
+        }
+        seen.line(&l, start.elapsed(), label);
+        writeln!(log, "{l}").context("writing the console log")?;
+        sink(Event::Console { label, line: &l });
     }
+}
+
+/// A closed console's exit status: the guest's kselftest code, or how
+/// QEMU ended without one.
+fn judge(status: ExitStatus, printed: bool) -> std::result::Result<i32, Failure> {
+    contract::exit::decode(status.code()).map_err(|why| match (status.signal(), status.code()) {
+        (Some(signal), _) => Failure::Crashed { signal },
+        (None, Some(code)) if code != 0 && !printed => Failure::Refused { status: code },
+        _ => Failure::BadExit { why },
+    })
+}
+
+/// Boots once under `accel`; `first_output` bounds the wait for the first
+/// console byte (never past the boot's deadline).
+pub fn boot(
+    b: &Boot,
+    accel: Accel,
+    first_output: Duration,
+    label: &str,
+    sink: Sink,
+) -> Result<std::result::Result<Run, BootFailure>> {
+    std::fs::create_dir_all(&b.dir).with_context(|| format!("creating {}", b.dir.display()))?;
+    let ctrls = b.controllers()?;
+    let images = fresh_images(b, &ctrls)?;
     let console = b.dir.join(format!("console-{label}.log"));
-    let stderr_path = b.dir.join(format!("qemu-{label}.stderr"));
-    let mut log = std::fs::File::create(&console)
-        .with_context(|| format!("creating {}", console.display()))?;
-    let args = args(b, accel, &ctrls, &images, label)?;
-    let mut line = vec![b.qemu.clone().into_os_string()];
-    line.extend(args.iter().cloned());
-    writeln!(log, "# {}", shell_words(&line))?;
-    sink(Event::BootStarted { label, accel });
+    let stderr = b.dir.join(format!("qemu-{label}.stderr"));
+    let args = qemu_args::args(b, accel, &ctrls, &images, label)?;
+    let mut log = console_log(&console, &b.qemu, &args)?;
+    sink(Event::BootStarted {
+        label,
+        accel: accel.name(),
+    });
     let meter = crate::load::Meter::start();
     let start = Instant::now();
-    let mut cmd = Command::new(&b.qemu);
-    cmd.args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&stderr_path)?);
-    raise_priority(&mut cmd);
-    let (mut child, _registered) = crate::children::spawn(&mut cmd)
-        .with_context(|| format!("starting {}", b.qemu.display()))?;
-    let qemu_nice = nice_of(child.id());
-    let stdout = child.stdout.take().expect("piped");
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).split(b'\n') {
-            let Ok(line) = line else { break };
-            let text = String::from_utf8_lossy(&line)
-                .trim_end_matches('\r')
-                .to_string();
-            if tx.send(Line::Text(text)).is_err() {
-                break;
-            }
-        }
-        let _ = tx.send(Line::Eof);
-    });
-
-    let mut seen_output = false;
-    let mut to_ktap = None;
-    let mut first_line_at = None;
-    let mut phases = None;
-    let mut fds = BTreeMap::new();
-    let kill = |child: &mut std::process::Child| {
-        let _ = child.kill();
-        let _ = child.wait();
+    let mut qemu = Qemu::start(b, &args, &stderr)?;
+    let (pid, qemu_nice) = (qemu.child.id(), nice_of(qemu.child.id()));
+    let bounds = Bounds {
+        first_output,
+        deadline: b.deadline,
     };
-    loop {
-        let limit = match (seen_output, first_output) {
-            (false, Some(f)) => f.min(b.deadline),
-            _ => b.deadline,
-        };
-        let left = limit.saturating_sub(start.elapsed());
-        match rx.recv_timeout(left) {
-            Ok(Line::Text(l)) => {
-                if !seen_output {
-                    // QEMU opened every drive before the guest printed.
-                    fds = image_fds(child.id(), &ctrls, &images);
-                }
-                seen_output = true;
-                first_line_at.get_or_insert_with(|| start.elapsed());
-                writeln!(log, "{l}")?;
-                if to_ktap.is_none() && l.contains("KTAP version 1") {
-                    to_ktap = Some(start.elapsed());
-                }
-                if phases.is_none() {
-                    match contract::BootPhases::find_in(&l) {
-                        Some(Ok(p)) => phases = Some(p),
-                        Some(Err(e)) => ui::warn(&format!(
-                            "{label}: unreadable boot-phase line ({e}): the run goes on without its phases"
-                        )),
-                        None => {}
-                    }
-                }
-                sink(Event::Console { label, line: &l });
-            }
-            Ok(Line::Eof) => break,
-            Err(_) => {
-                kill(&mut child);
-                let _ = reader.join();
-                if !seen_output && first_output.is_some() {
-                    return Ok(Outcome::Silent(format!(
-                        "printed nothing in {} s",
-                        limit.as_secs()
-                    )));
-                }
-                bail!(
-                    "the guest ({label}, {}) did not finish within {:?}; {}",
-                    accel.name(),
-                    b.deadline,
-                    evidence(&console, &stderr_path)
-                );
-            }
-        }
-    }
-    let status = child.wait().context("waiting for QEMU")?;
-    let _ = reader.join();
+    let mut fds = || image_fds(pid, &ctrls, &images);
+    let (seen, ended) = watch(&qemu, start, &bounds, &mut log, label, sink, &mut fds)?;
+    let printed = seen.first_line_at.is_some();
+    let judged = match ended {
+        Ended::Closed => judge(qemu.wait()?, printed),
+        Ended::TimedOut { limit } if !printed => Err(Failure::Silent { waited: limit }),
+        Ended::TimedOut { .. } => Err(Failure::Unfinished {
+            deadline: b.deadline,
+        }),
+    };
+    drop(qemu);
+    let elapsed = start.elapsed();
     // The images are made anew each boot; the logs and traces stay.
     for img in &images {
         let _ = std::fs::remove_file(img);
     }
     log.flush()?;
-    let elapsed = start.elapsed();
-    if !seen_output && first_output.is_some() {
-        return Ok(Outcome::Silent(format!(
-            "QEMU exited ({status}) before printing anything: {}",
-            ui::tail(&stderr_path, 2).replace('\n', " / ")
-        )));
-    }
-    match contract::exit::decode(status.code()) {
-        Ok(code) => {
-            let run = Run {
-                code,
-                console,
-                elapsed,
-                to_ktap,
-                boot: match (to_ktap, first_line_at, &phases) {
-                    (Some(k), Some(f), Some(p)) => Some(BootReport::new(k, f, p)),
-                    _ => None,
-                },
-                trace_log: trace_log(b, label),
-                fds,
-                // QEMU has been waited for, so its CPU is this process's.
-                host_busy: meter.and_then(|m| m.others()),
-                qemu_nice,
-            };
-            sink(Event::Finished { label, run: &run });
-            Ok(Outcome::Reported(run))
+    let code = match judged {
+        Ok(code) => code,
+        Err(kind) => {
+            return Ok(Err(BootFailure {
+                label: label.to_string(),
+                accel,
+                kind,
+                printed,
+                evidence: Evidence::read(&console, &stderr),
+            }))
         }
-        Err(why) => bail!(
-            "{why} ({label}, {}); {}",
-            accel.name(),
-            evidence(&console, &stderr_path)
-        ),
-    }
+    };
+    let run = Run {
+        code,
+        console,
+        stderr,
+        elapsed,
+        to_ktap: seen.to_ktap,
+        boot: match (seen.to_ktap, seen.first_line_at, &seen.phases) {
+            (Some(k), Some(f), Some(p)) => Some(BootReport::new(k, f, p)),
+            _ => None,
+        },
+        trace_log: qemu_args::trace_log(b, label),
+        fds: seen.fds,
+        // QEMU has been waited for, so its CPU is this process's.
+        host_busy: meter.and_then(|m| m.others()),
+        qemu_nice,
+    };
+    sink(run.finished(label));
+    Ok(Ok(run))
 }
 
-/// Picks the accelerator once per pipeline: KVM when asked or when it boots
-/// a guest here within a few seconds, else TCG (nested kvm-pvm hosts open
-/// /dev/kvm but hang ordinary guests before they print anything).
-pub struct AccelPicker {
-    choice: AccelChoice,
-    decided: Option<Accel>,
+/// The console log, its first line `# ` and the QEMU command, shell-quoted
+/// (a user can paste it to rerun the boot; `Evidence` reads it back).
+fn console_log(path: &Path, qemu: &Path, args: &[OsString]) -> Result<File> {
+    let mut log = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut line = vec![qemu.as_os_str().to_owned()];
+    line.extend(args.iter().cloned());
+    writeln!(log, "# {}", qemu_args::shell_words(&line))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(log)
 }
 
-/// A working KVM guest prints its banner (loglevel=6 keeps it) well under a
-/// second after start; 3 s leaves room for a loaded host and bounds what
-/// the probe costs on hosts where KVM cannot boot a guest.
-pub const KVM_FIRST_OUTPUT: Duration = Duration::from_secs(3);
-
-impl AccelPicker {
-    pub fn new(choice: AccelChoice) -> Result<AccelPicker> {
-        if choice == AccelChoice::Kvm && !kvm_usable() {
-            bail!("--accel kvm: /dev/kvm cannot be opened read-write (no KVM here, or no permission); use --accel tcg or auto");
+impl Run {
+    /// The figures the display shows of a finished boot.
+    fn finished<'a>(&self, label: &'a str) -> Event<'a> {
+        Event::Finished {
+            label,
+            wall: self.elapsed,
+            to_ktap: self.to_ktap,
+            phases: self.boot.as_ref().map(BootReport::summary),
+            status: self.code,
+            host_busy: self.host_busy,
         }
-        let decided = match choice {
-            AccelChoice::Tcg => Some(Accel::Tcg),
-            AccelChoice::Kvm => Some(Accel::Kvm),
-            AccelChoice::Auto if !kvm_usable() => {
-                ui::info("no usable /dev/kvm: using TCG");
-                Some(Accel::Tcg)
-            }
-            AccelChoice::Auto => match remembered_kvm_failure() {
-                Some(why) => {
-                    ui::info(&format!("KVM failed earlier since this host booted ({why}): using TCG (--accel kvm forces a retry)"));
-                    Some(Accel::Tcg)
-                }
-                None => None,
-            },
-        };
-        Ok(AccelPicker { choice, decided })
-    }
-
-    pub fn decided(&self) -> Option<Accel> {
-        self.decided
-    }
-
-    /// Boots with the chosen accelerator, deciding on the first boot.
-    pub fn boot(&mut self, b: &Boot, label: &str, sink: Sink) -> Result<(Run, Accel)> {
-        if let Some(a) = self.decided {
-            let first = (self.choice == AccelChoice::Kvm).then_some(b.deadline);
-            return match boot(b, a, first, label, sink)? {
-                Outcome::Reported(run) => Ok((run, a)),
-                Outcome::Silent(why) => bail!(
-                    "the guest under {}: {why} (console log {})",
-                    a.name(),
-                    b.dir.join(format!("console-{label}.log")).display()
-                ),
-            };
-        }
-        match boot(b, Accel::Kvm, Some(KVM_FIRST_OUTPUT), label, sink)? {
-            Outcome::Reported(run) => {
-                self.decided = Some(Accel::Kvm);
-                Ok((run, Accel::Kvm))
-            }
-            Outcome::Silent(why) => {
-                sink(Event::KvmFallback { why: &why });
-                self.decided = Some(Accel::Tcg);
-                let run = match boot(b, Accel::Tcg, None, label, sink)? {
-                    Outcome::Reported(run) => run,
-                    Outcome::Silent(why) => bail!("the guest under tcg: {why}"),
-                };
-                // Only a failure that TCG does not share is KVM's to remember.
-                remember_kvm_failure(&why);
-                Ok((run, Accel::Tcg))
-            }
-        }
-    }
-}
-
-/// KVM's usability does not change while the host is up: a failed probe is
-/// remembered under the host's boot id, so it costs one boot per host boot.
-fn kvm_memo() -> Option<PathBuf> {
-    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-    Some(
-        crate::cache::dir("accel")
-            .ok()?
-            .join(format!("kvm-unusable-{}", boot_id.trim())),
-    )
-}
-
-fn remembered_kvm_failure() -> Option<String> {
-    std::fs::read_to_string(kvm_memo()?)
-        .ok()
-        .filter(|s| !s.is_empty())
-}
-
-fn remember_kvm_failure(why: &str) {
-    if let Some(p) = kvm_memo() {
-        let _ = std::fs::write(p, why);
     }
 }
 
@@ -749,103 +507,6 @@ pub fn firmware_present() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn boot_of(controllers: &[&str]) -> Boot {
-        Boot {
-            qemu: "q".into(),
-            image: crate::guests::GuestImage::Linux {
-                kernel: "k".into(),
-                initrd: "i".into(),
-            },
-            params: Params {
-                controllers: controllers.iter().map(|s| s.to_string()).collect(),
-                ..Params::default()
-            },
-            dir: "/tmp".into(),
-            deadline: Duration::from_secs(1),
-            trace: true,
-            netdev: Netdev::None,
-        }
-    }
-
-    #[test]
-    fn every_disk_is_on_io_uring_without_host_cache() {
-        let b = boot_of(&["nvme", "ahci", "virtio_blk"]);
-        let ctrls = b.controllers().unwrap();
-        // Table order, whatever order they were asked for in.
-        assert_eq!(
-            ctrls.iter().map(|c| c.name).collect::<Vec<_>>(),
-            ["ahci", "virtio_blk", "nvme"]
-        );
-        let images: Vec<PathBuf> = (0..3).map(|i| PathBuf::from(format!("/d{i}"))).collect();
-        let orig: Vec<String> = args(&b, Accel::Tcg, &ctrls, &images, "baseline-r1")
-            .unwrap()
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        let a = orig.join(" ");
-        assert_eq!(a.matches("aio=io_uring,cache=none").count(), 3);
-        assert!(
-            a.contains("ide-hd,bus=ide.0,drive=d0")
-                && a.contains("virtio-blk-pci,addr=0x04,drive=d1")
-                && a.contains("nvme,serial=uringidle,addr=0x03,drive=d2"),
-            "{a}"
-        );
-        assert!(
-            a.contains("q35,accel=tcg")
-                && a.contains(crate::guests::QBOOT)
-                && a.contains("isa-debug-exit")
-        );
-        // The guest is told which controllers to wait for.
-        assert!(
-            a.contains("uring_idle.controllers=nvme,ahci,virtio_blk"),
-            "{a}"
-        );
-        // One guest timer source under TCG; KVM keeps its in-kernel LAPIC
-        // timer. Both trust the TSC the latencies are read from, and under
-        // TCG the host tells its rate.
-        let khz = host_tsc_khz()
-            .map(|k| format!(" tsc_early_khz={k}"))
-            .unwrap_or_default();
-        assert!(
-            a.contains(&format!(" tsc=reliable{khz} nolapic_timer ")),
-            "{a}"
-        );
-        // Traced: the events, microsecond stamps, the log in the run folder.
-        assert!(
-            a.contains(
-                "-trace enable=fdmon_io_uring_add_sqe -trace enable=fdmon_io_uring_cqe_handler"
-            ) && a.contains("-msg timestamp=on -D /tmp/trace-baseline-r1.log"),
-            "{a}"
-        );
-        let k = shell_words(&args(&b, Accel::Kvm, &ctrls, &images, "x").unwrap());
-        assert!(
-            k.contains(" tsc=reliable ") && !k.contains("nolapic_timer"),
-            "{k}"
-        );
-        assert!(!k.contains("tsc_early_khz"), "{k}");
-        // The logged line is a shell command: it splits back into the same
-        // arguments (the kernel command line is one of them, spaces and all).
-        let logged = shell_words(&args(&b, Accel::Tcg, &ctrls, &images, "baseline-r1").unwrap());
-        assert_eq!(shell_words::split(&logged).unwrap(), orig);
-        assert!(orig.iter().any(|a| a.starts_with("console=ttyS0 ")));
-    }
-
-    #[test]
-    fn the_host_tsc_rate_is_measured_steadily() {
-        // This project's hosts have an invariant TSC (2596 MHz here); two
-        // measurements agree to far better than the 0.1% checked.
-        let Some(khz) = host_tsc_khz() else {
-            let info = std::fs::read_to_string("/proc/cpuinfo").unwrap();
-            assert!(
-                !info.contains("nonstop_tsc"),
-                "an invariant TSC was not measured"
-            );
-            return;
-        };
-        let again = tsc_khz_once().unwrap();
-        assert!(khz.abs_diff(again) * 1000 < khz, "{khz} vs {again} kHz");
-    }
 
     #[test]
     fn boot_phases_split_the_host_time_to_the_header() {
@@ -870,53 +531,204 @@ mod tests {
         assert_eq!(late.qemu_firmware_decompress_s, 0.0);
     }
 
-    #[test]
-    fn user_networking_adds_a_nic_on_a_free_slot() {
-        let mut b = boot_of(&["ahci"]);
-        let ctrls = b.controllers().unwrap();
-        let img = [PathBuf::from("/d0")];
-        let none = args(&b, Accel::Tcg, &ctrls, &img, "x").unwrap();
-        assert!(!none.iter().any(|a| a == "-netdev"));
-        b.netdev = Netdev::User;
-        let user: Vec<String> = args(&b, Accel::Tcg, &ctrls, &img, "x")
-            .unwrap()
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        let at = user.iter().position(|a| a == "-netdev").unwrap();
-        assert_eq!(
-            user[at..],
-            [
-                "-netdev",
-                "user,id=net0",
-                "-device",
-                "virtio-net-pci,netdev=net0,addr=0x14,romfile="
-            ]
-        );
-        assert!(controllers::CONTROLLERS.iter().all(|c| c.slot != NIC_SLOT));
-        // A forwarded port: a loopback port of its own, to the guest's ssh.
-        b.netdev = Netdev::Hostfwd;
-        let fwd = shell_words(&args(&b, Accel::Tcg, &ctrls, &img, "x").unwrap());
-        let rule = fwd.split("hostfwd=tcp:127.0.0.1:").nth(1).unwrap();
-        let port: u16 = rule.split('-').next().unwrap().parse().unwrap();
+    /// A fake QEMU: `script` in sh, which notes its pid (and any child's)
+    /// in `pids`; a boot of one disk with a short deadline.
+    fn fake(dir: &Path, script: &str, deadline: Duration) -> Boot {
+        let qemu = dir.join("qemu-system-x86_64");
+        let pids = dir.join("pids");
+        std::fs::write(
+            &qemu,
+            format!(
+                "#!/bin/sh\nulimit -c 0\necho $$ >> {}\n{script}\n",
+                pids.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&qemu, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Boot {
+            qemu,
+            image: crate::guests::GuestImage::Probe {
+                bios: dir.join("probe.bin"),
+            },
+            params: Params {
+                controllers: vec!["ahci".into()],
+                ..Params::default()
+            },
+            dir: dir.join("run"),
+            deadline,
+            trace: false,
+            netdev: Netdev::None,
+        }
+    }
+
+    /// Boots the fake; checks what every failed boot must leave: its
+    /// command line, QEMU's stderr, and no process of it still running.
+    fn fail(script: &str, first_output: Duration, deadline: Duration) -> BootFailure {
+        let t = tempfile::tempdir().unwrap();
+        let b = fake(t.path(), script, deadline);
+        let mut events = Vec::new();
+        let start = Instant::now();
+        let f = boot(&b, Accel::Tcg, first_output, "fake-r1", &mut |e| {
+            events.push(format!("{e:?}"))
+        })
+        .unwrap()
+        .unwrap_err();
+        assert!(start.elapsed() < deadline + Duration::from_secs(2), "{f}");
+        assert_eq!((f.label.as_str(), f.accel), ("fake-r1", Accel::Tcg));
         assert!(
-            port > 0 && rule.starts_with(&format!("{port}-:22'")),
-            "{fwd}"
+            f.evidence
+                .command_line
+                .starts_with(&b.qemu.display().to_string())
+                && f.evidence
+                    .command_line
+                    .contains("isa-debug-exit,iobase=0xf4"),
+            "{}",
+            f.evidence.command_line
+        );
+        assert_eq!(f.evidence.stderr, b.dir.join("qemu-fake-r1.stderr"));
+        assert!(events[0].starts_with("BootStarted"), "{events:?}");
+        assert!(!events.iter().any(|e| e.starts_with("Finished")));
+        let pids = std::fs::read_to_string(t.path().join("pids")).unwrap();
+        for pid in pids.split_whitespace() {
+            assert!(gone(pid), "process {pid} of the fake QEMU is still running");
+        }
+        // The disk image is not left behind either.
+        assert!(!b.dir.join("ahci.img").exists());
+        f
+    }
+
+    /// Whether a process has ended (gone, or a zombie not yet reaped by
+    /// whoever inherited it), within a second.
+    fn gone(pid: &str) -> bool {
+        (0..20).any(|_| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit_once(')').map(|(_, r)| r.trim_start());
+            let ended = state.is_none_or(|s| s.starts_with('Z'));
+            if !ended {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            ended
+        })
+    }
+
+    const LONG: Duration = Duration::from_secs(20);
+
+    #[test]
+    fn a_qemu_that_exits_at_once_refused_the_guest() {
+        let f = fail(
+            "echo 'qemu-system-x86_64: -drive file=d0: aio=native was specified, but is not supported' >&2; exit 1",
+            LONG,
+            LONG,
+        );
+        assert_eq!(
+            (f.kind.clone(), f.printed),
+            (Failure::Refused { status: 1 }, false)
+        );
+        assert!(
+            f.evidence.stderr_tail.contains("aio=native was specified"),
+            "{f}"
+        );
+        assert!(
+            f.what()
+                .starts_with("QEMU refused to start the guest: it exited (exit status: 1)")
+                && f.what()
+                    .ends_with("aio=native was specified, but is not supported"),
+            "{}",
+            f.what()
         );
     }
 
     #[test]
-    fn paths_are_passed_whole_with_commas_escaped() {
-        let p = Path::new("/tmp/a,b/disk.img");
-        assert_eq!(
-            opt_path("file=", p),
-            OsString::from("file=/tmp/a,,b/disk.img")
+    fn a_qemu_killed_by_a_signal_crashed() {
+        let f = fail("echo 'about to fall over' >&2; kill -SEGV $$", LONG, LONG);
+        assert_eq!(f.kind, Failure::Crashed { signal: 11 });
+        assert!(f.evidence.stderr_tail.contains("about to fall over"), "{f}");
+    }
+
+    #[test]
+    fn a_guest_that_never_prints_is_silent_within_the_bound() {
+        // A child of its own too: the whole group goes.
+        let start = Instant::now();
+        let f = fail(
+            "echo 'waiting' >&2; sleep 1000 & echo $! >> \"$(dirname \"$0\")/pids\"; wait",
+            Duration::from_millis(400),
+            LONG,
         );
-        // Bytes that are not UTF-8 survive: nothing goes through a lossy string.
-        let odd = OsString::from_vec(b"/tmp/\xff.img".to_vec());
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
         assert_eq!(
-            opt_path("file=", Path::new(&odd)).as_bytes(),
-            b"file=/tmp/\xff.img"
+            f.kind,
+            Failure::Silent {
+                waited: Duration::from_millis(400)
+            }
+        );
+        assert!(!f.printed && f.evidence.stderr_tail == "waiting", "{f}");
+        assert!(f
+            .to_string()
+            .contains("printed nothing in 0.4 s (fake-r1, tcg)"));
+    }
+
+    #[test]
+    fn a_guest_that_powers_off_without_reporting_exited_badly() {
+        let f = fail(
+            "echo 'Linux version 6.1'; echo 'no init' >&2; exit 0",
+            LONG,
+            LONG,
+        );
+        let Failure::BadExit { why } = &f.kind else {
+            panic!("{f}")
+        };
+        assert!(why.contains("powered off without reporting"), "{why}");
+        assert!(
+            f.printed && f.evidence.console_tail == "Linux version 6.1",
+            "{f}"
+        );
+        assert_eq!(f.evidence.stderr_tail, "no init");
+    }
+
+    #[test]
+    fn a_guest_that_stops_reporting_is_unfinished_at_the_deadline() {
+        let f = fail(
+            "echo 'KTAP version 1'; echo 'stuck' >&2; exec sleep 1000",
+            LONG,
+            Duration::from_millis(600),
+        );
+        assert_eq!(
+            f.kind,
+            Failure::Unfinished {
+                deadline: Duration::from_millis(600)
+            }
+        );
+        assert!(f.printed && f.evidence.stderr_tail == "stuck", "{f}");
+    }
+
+    #[test]
+    fn a_guest_that_reports_is_a_run() {
+        let t = tempfile::tempdir().unwrap();
+        // isa-debug-exit's status for kselftest 0: ((0x20 | 0) << 1) | 1.
+        let b = fake(
+            t.path(),
+            "echo 'KTAP version 1'; echo '1..0'; exit 65",
+            LONG,
+        );
+        let mut finished = None;
+        let run = boot(&b, Accel::Tcg, LONG, "fake-r1", &mut |e| {
+            if let Event::Finished { status, .. } = e {
+                finished = Some(status);
+            }
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!((run.code, finished), (0, Some(0)));
+        assert!(run.to_ktap.is_some() && run.trace_log.is_none());
+        let log = std::fs::read_to_string(&run.console).unwrap();
+        assert!(
+            log.starts_with("# ") && log.ends_with("KTAP version 1\n1..0\n"),
+            "{log}"
         );
     }
 }

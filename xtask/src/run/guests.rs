@@ -21,7 +21,8 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use contract::{controllers, Controller, Guest, GuestSet, Params, Think, Workload};
 
-use crate::guest::{self, Accel, Netdev};
+use crate::guest::{Accel, Netdev};
+use crate::qemu_args;
 use crate::ui;
 
 /// What QEMU boots.
@@ -63,7 +64,7 @@ impl GuestImage {
                 "-append".into(),
                 format!(
                     "console=ttyS0 loglevel=6 panic=-1{} {}",
-                    guest::clock_args(accel),
+                    qemu_args::clock_args(accel),
                     params.to_cmdline().join(" ")
                 )
                 .into(),
@@ -74,7 +75,7 @@ impl GuestImage {
             GuestImage::Probe { bios } => {
                 let mut params = params.clone();
                 if accel == Accel::Tcg {
-                    params.tsc_khz = guest::host_tsc_khz().unwrap_or(0);
+                    params.tsc_khz = qemu_args::host_tsc_khz().unwrap_or(0);
                 }
                 let mut fw_cfg =
                     OsString::from(format!("name={},string=", contract::params::FW_CFG_FILE));
@@ -387,7 +388,7 @@ mod tests {
         let words = a[3].split_once("string=").unwrap().1.replace(",,", ",");
         // Under TCG the host's TSC rate goes along; the rest is as asked.
         let back = Params::from_cmdline(&words).unwrap();
-        assert_eq!(back.tsc_khz, guest::host_tsc_khz().unwrap_or(0));
+        assert_eq!(back.tsc_khz, qemu_args::host_tsc_khz().unwrap_or(0));
         assert_eq!(Params { tsc_khz: 0, ..back }, p);
     }
 

@@ -69,6 +69,14 @@ pub fn parse(text: &str, log: &Path) -> Result<Parsed> {
             last.join("\n")
         );
     }
+    let p = read(lines, &where_)?;
+    check(&p, &where_)?;
+    Ok(p)
+}
+
+/// The lines after the KTAP header: results, records, the plan and the
+/// guest's notes, each as it comes.
+fn read<'a>(lines: impl Iterator<Item = &'a str>, where_: &dyn Fn() -> String) -> Result<Parsed> {
     let mut p = Parsed {
         kernel_release: None,
         uapi: None,
@@ -112,9 +120,16 @@ pub fn parse(text: &str, log: &Path) -> Result<Parsed> {
         bail!("KTAP output has no plan line (1..N) in {}", where_())
     };
     p.plan = plan;
-    if p.results.len() != plan {
+    Ok(p)
+}
+
+/// The cross-checks: as many results as planned, numbered in order, a
+/// record for every test run, as many samples as each record says.
+fn check(p: &Parsed, where_: &dyn Fn() -> String) -> Result<()> {
+    if p.results.len() != p.plan {
         bail!(
-            "the KTAP plan announces {plan} tests but {} results were printed (did the guest die mid-run?) in {}",
+            "the KTAP plan announces {} tests but {} results were printed (did the guest die mid-run?) in {}",
+            p.plan,
             p.results.len(),
             where_()
         );
@@ -150,7 +165,7 @@ pub fn parse(text: &str, log: &Path) -> Result<Parsed> {
             }
         }
     }
-    Ok(p)
+    Ok(())
 }
 
 fn truncate(s: &str, n: usize) -> String {
