@@ -11,15 +11,14 @@ use contract::{controllers, Controller, Guest, GuestSet, ModeSet, Params, Think,
 
 use crate::campaign::{self, Campaign, CampaignPlan, VariantBoot};
 use crate::cases::NamedReport;
-use crate::guest::{self, Accel, AccelChoice, Netdev};
+use crate::guest::{self, AccelChoice, Netdev};
 use crate::guests::{self, GuestImage, GuestPlan};
 use crate::kernel::{Kernel, KernelInput, KernelSource};
 use crate::kernel_variant::{self, KernelPatchChoice};
 use crate::outputs;
 use crate::patch::{self, PatchChoice, PatchSet, State};
 use crate::qemu::{self, BaselineMode};
-use crate::report::{self, GuestRun, KernelInfo, ParamsInfo, QemuInfo, QemuState, Report, Skipped};
-use crate::samples::Row;
+use crate::report::{self, KernelInfo, ParamsInfo, QemuInfo, QemuState, Report, Skipped};
 use crate::source::QemuSource;
 use crate::summary::{self, Gathered, VariantSpec};
 use crate::tree::QemuTree;
@@ -261,8 +260,8 @@ impl Variant {
 }
 
 impl Variant {
-    /// Its part of the report: what it is built from, and its decision.
-    fn report(&self, o: &summary::VariantOutcome) -> Result<report::VariantReport> {
+    /// What the report says it is built from.
+    fn build(&self) -> Result<report::VariantBuild> {
         let files = |set: Option<&PatchSet>| -> Result<Vec<report::PatchFile>> {
             Ok(match set {
                 Some(set) => set
@@ -273,7 +272,7 @@ impl Variant {
                 None => vec![],
             })
         };
-        Ok(report::VariantReport {
+        Ok(report::VariantBuild {
             name: self.name.clone(),
             binary: self.binary.clone(),
             changes: self.changes(),
@@ -287,10 +286,6 @@ impl Variant {
                 build_s: k.built.kernel.build_s,
             }),
             patches: files(self.patches.as_ref())?,
-            verdict: o.decision.verdict.record(),
-            guests: o.decision.guests.clone(),
-            controllers: o.decision.findings.iter().map(|j| j.record()).collect(),
-            devices: o.rows.clone(),
         })
     }
 }
@@ -424,25 +419,6 @@ fn with_kernel_variants(qemu: Vec<Variant>, kernels: &[KernelBuild]) -> Result<V
     Ok(out)
 }
 
-/// What a finished campaign puts into the report (nothing, for a run that
-/// measured nothing).
-#[derive(Default)]
-struct Measured {
-    baseline_binary: Option<PathBuf>,
-    variants: Vec<report::VariantReport>,
-    accel: Option<Accel>,
-    /// What each guest should show, a line each.
-    expected: Option<String>,
-    kernel: Option<KernelInfo>,
-    probe: Option<PathBuf>,
-    rows: Vec<Row>,
-    findings: Vec<report::ControllerFinding>,
-    runs: Vec<GuestRun>,
-    skipped: Vec<Skipped>,
-    no_host_evidence: Option<String>,
-    notes: Vec<String>,
-}
-
 /// Splits the requested controllers into those every binary offers and
 /// those some binary lacks a device type for.
 fn offered(
@@ -515,7 +491,8 @@ impl PatchAndTest {
             let tree = input.unaffected().context("nothing was built")?;
             let v = Verdict::never_stalled(tree.describe());
             println!("{}", v.line());
-            let doc = self.document(&v, qemu_info(&input), Measured::default(), &plans, t, total);
+            let p = self.provenance(qemu_info(&input), &plans, t, total);
+            let doc = Report::assemble(p, &v, None);
             self.write_json(&doc)?;
             return Ok(v.kind.exit_code());
         };
@@ -582,38 +559,33 @@ impl PatchAndTest {
             no_host_evidence: camp.no_host_evidence.as_deref(),
         });
         print!("{}", s.text);
-        let variants = art.variants[1..]
+        let mut p = self.provenance(qemu_info(input), plans, t, total);
+        p.baseline_binary = Some(art.variants[0].binary.clone());
+        p.variants = art.variants[1..]
             .iter()
-            .zip(&s.variants)
-            .map(|(v, o)| v.report(o))
-            .collect::<Result<Vec<_>>>()?;
-        let measured = Measured {
-            baseline_binary: Some(art.variants[0].binary.clone()),
-            variants,
-            accel: Some(camp.accel),
-            expected: Some(s.expected.clone()),
-            kernel: art.linux.as_ref().map(|l| KernelInfo {
-                // The built kernel's, unless a boot of it said otherwise.
-                release: camp
-                    .kernel_release
-                    .clone()
-                    .unwrap_or_else(|| l.kernel.release.clone()),
-                source: l.kernel.source.clone(),
-                image: l.kernel.image.clone(),
-                uapi: l.kernel.uapi.clone(),
-                modules: l.kernel.modules.clone(),
-                selftest: l.selftest.clone(),
-                initramfs: l.initrd.clone(),
-            }),
-            probe: art.probe.clone(),
-            findings: s.finding_records(),
-            rows: s.rows,
-            runs: gathered.runs,
-            skipped: s.skipped,
+            .map(Variant::build)
+            .collect::<Result<_>>()?;
+        p.kernel = art.linux.as_ref().map(|l| KernelInfo {
+            // The built kernel's, unless a boot of it said otherwise.
+            release: camp
+                .kernel_release
+                .clone()
+                .unwrap_or_else(|| l.kernel.release.clone()),
+            source: l.kernel.source.clone(),
+            image: l.kernel.image.clone(),
+            uapi: l.kernel.uapi.clone(),
+            modules: l.kernel.modules.clone(),
+            selftest: l.selftest.clone(),
+            initramfs: l.initrd.clone(),
+        });
+        p.probe_image = art.probe.clone();
+        let results = report::Results {
+            summary: &s,
+            accel: camp.accel,
+            runs: gathered.runs.clone(),
             no_host_evidence: camp.no_host_evidence.clone(),
-            notes: s.notes,
         };
-        let doc = self.document(&s.verdict, qemu_info(input), measured, plans, t, total);
+        let doc = Report::assemble(p, &s.verdict, Some(results));
         self.write_json(&doc)?;
         let plot = match (&self.plot, &self.json) {
             (Some(p), _) => p.clone(),
@@ -1034,15 +1006,14 @@ impl PatchAndTest {
         Ok((camp, gathered))
     }
 
-    fn document(
+    /// What the report says of the run besides its results.
+    fn provenance(
         &self,
-        verdict: &Verdict,
         qemu: QemuInfo,
-        m: Measured,
         plans: &[GuestPlan],
         mut t: Timings,
         total: Instant,
-    ) -> Report {
+    ) -> report::Provenance {
         t.add("total", total);
         // One name when every guest had the same network.
         let netdevs: Vec<String> = if plans
@@ -1060,23 +1031,8 @@ impl PatchAndTest {
                 .map(|p| format!("{}={}", p.guest, p.netdev.name()))
                 .collect()
         };
-        Report {
-            verdict: verdict.kind,
-            verdict_line: verdict.line(),
-            exit_code: verdict.kind.exit_code(),
-            accel: m.accel,
-            expected: m.expected,
+        report::Provenance {
             qemu,
-            kernel: m.kernel,
-            probe_image: m.probe,
-            controllers: m.findings,
-            skipped: m.skipped,
-            no_host_evidence: m.no_host_evidence,
-            notes: m.notes,
-            variants: m.variants,
-            baseline_binary: m.baseline_binary,
-            devices: m.rows,
-            guest_runs: m.runs,
             params: Some(ParamsInfo {
                 iterations: self
                     .iterations
@@ -1108,6 +1064,7 @@ impl PatchAndTest {
                     .collect(),
             }),
             timings_s: t.0,
+            ..Default::default()
         }
     }
 

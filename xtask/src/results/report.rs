@@ -14,7 +14,8 @@ use crate::guest::Accel;
 pub use crate::outcome::{GuestRun, HostDisk, HostRun, Skipped};
 use crate::patch::State;
 use crate::samples::Row;
-use crate::verdict::{GuestVerdict, Kind};
+use crate::summary::{Summary, VariantOutcome};
+use crate::verdict::{GuestVerdict, Kind, Verdict};
 
 /// Reports written before the probe guest existed are the Linux guest's.
 fn linux() -> Guest {
@@ -227,6 +228,74 @@ fn baseline_name() -> String {
     "baseline".into()
 }
 
+/// What a variant is built from, as the report names it: a variant's
+/// report less its results.
+#[derive(Clone, Debug)]
+pub struct VariantBuild {
+    pub name: String,
+    pub binary: PathBuf,
+    pub changes: Changes,
+    pub against: String,
+    pub patches: Vec<PatchFile>,
+    pub kernel_patches: Vec<PatchFile>,
+    pub kernel: Option<KernelVariantInfo>,
+}
+
+impl VariantReport {
+    /// A variant's build with its decision.
+    pub fn of(b: VariantBuild, o: &VariantOutcome) -> VariantReport {
+        VariantReport {
+            name: b.name,
+            binary: b.binary,
+            changes: b.changes,
+            against: b.against,
+            patches: b.patches,
+            kernel_patches: b.kernel_patches,
+            kernel: b.kernel,
+            verdict: o.decision.verdict.record(),
+            guests: o.decision.guests.clone(),
+            controllers: o.decision.findings.iter().map(|j| j.record()).collect(),
+            devices: o.rows.clone(),
+        }
+    }
+
+    /// What it was built from.
+    pub fn build(&self) -> VariantBuild {
+        VariantBuild {
+            name: self.name.clone(),
+            binary: self.binary.clone(),
+            changes: self.changes,
+            against: self.against.clone(),
+            patches: self.patches.clone(),
+            kernel_patches: self.kernel_patches.clone(),
+            kernel: self.kernel.clone(),
+        }
+    }
+}
+
+/// What a report says of a run besides its results: what was measured,
+/// with what, and how long each stage took.
+#[derive(Clone, Debug, Default)]
+pub struct Provenance {
+    pub qemu: QemuInfo,
+    pub kernel: Option<KernelInfo>,
+    pub probe_image: Option<PathBuf>,
+    /// The binary measured as the baseline (or alone).
+    pub baseline_binary: Option<PathBuf>,
+    /// Every variant but the baseline, in order.
+    pub variants: Vec<VariantBuild>,
+    pub params: Option<ParamsInfo>,
+    pub timings_s: BTreeMap<String, f64>,
+}
+
+/// A campaign's results, for the report.
+pub struct Results<'a> {
+    pub summary: &'a Summary,
+    pub accel: Accel,
+    pub runs: Vec<GuestRun>,
+    pub no_host_evidence: Option<String>,
+}
+
 /// A kernel variant's build, for the report.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct KernelVariantInfo {
@@ -278,6 +347,50 @@ pub struct Report {
 }
 
 impl Report {
+    /// The document of a run: what it measured (`p`), its verdict, and its
+    /// results (none when nothing was booted).
+    pub fn assemble(p: Provenance, verdict: &Verdict, r: Option<Results>) -> Report {
+        let (variants, devices, controllers, runs, skipped, notes, expected, accel, no_host) =
+            match r {
+                Some(r) => (
+                    p.variants
+                        .into_iter()
+                        .zip(&r.summary.variants)
+                        .map(|(b, o)| VariantReport::of(b, o))
+                        .collect(),
+                    r.summary.rows.clone(),
+                    r.summary.finding_records(),
+                    r.runs,
+                    r.summary.skipped.clone(),
+                    r.summary.notes.clone(),
+                    Some(r.summary.expected.clone()),
+                    Some(r.accel),
+                    r.no_host_evidence,
+                ),
+                None => Default::default(),
+            };
+        Report {
+            verdict: verdict.kind,
+            verdict_line: verdict.line(),
+            exit_code: verdict.kind.exit_code(),
+            accel,
+            expected,
+            qemu: p.qemu,
+            kernel: p.kernel,
+            probe_image: p.probe_image,
+            controllers,
+            skipped,
+            no_host_evidence: no_host,
+            notes,
+            variants,
+            baseline_binary: p.baseline_binary,
+            devices,
+            guest_runs: runs,
+            params: p.params,
+            timings_s: p.timings_s,
+        }
+    }
+
     pub fn read(path: &std::path::Path) -> anyhow::Result<Report> {
         use anyhow::Context;
         let text = std::fs::read_to_string(path)

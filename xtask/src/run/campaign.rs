@@ -15,6 +15,7 @@ use anyhow::Result;
 use contract::{controllers, Controller, Guest, Mode, Params, Record};
 
 use crate::accel::{Accel, AccelChoice, AccelPicker};
+use crate::event::Sink;
 use crate::failure::{BootFailure, Evidence, Failure};
 use crate::guest::{Boot, Netdev, Run};
 use crate::guests::{GuestImage, GuestPlan};
@@ -140,6 +141,39 @@ pub fn label(guest: Guest, variant: &str, round: u32) -> String {
     }
 }
 
+/// What starts QEMU for the campaign: the accelerator picker on a real
+/// run; recorded boots when a test replays a run.
+pub trait Boots {
+    /// Boots `b` once: the run or how it failed, the accelerator it ran
+    /// under, and when it started (Unix time, seconds).
+    fn boot(&mut self, b: &Boot, label: &str, sink: Sink) -> Result<Booted>;
+    /// The accelerator chosen, once a boot has decided it.
+    fn decided(&self) -> Option<Accel>;
+}
+
+/// One boot as `Boots` gives it back.
+pub struct Booted {
+    pub run: std::result::Result<Run, BootFailure>,
+    pub accel: Accel,
+    pub started_unix_s: f64,
+}
+
+impl Boots for AccelPicker {
+    fn boot(&mut self, b: &Boot, label: &str, sink: Sink) -> Result<Booted> {
+        let started_unix_s = unix_now_s();
+        let (run, accel) = AccelPicker::boot(self, b, label, sink)?;
+        Ok(Booted {
+            run,
+            accel,
+            started_unix_s,
+        })
+    }
+
+    fn decided(&self) -> Option<Accel> {
+        AccelPicker::decided(self)
+    }
+}
+
 /// Boots the plan. `on_boot` sees each boot as it ends (the caller's live
 /// notes).
 pub fn run(plan: &CampaignPlan, on_boot: &mut dyn FnMut(&BootRecord)) -> Result<Campaign> {
@@ -155,8 +189,21 @@ pub fn run(plan: &CampaignPlan, on_boot: &mut dyn FnMut(&BootRecord)) -> Result<
     if let Err(why) = &traced {
         ui::info(&format!("no host-side trace: {why}"));
     }
+    let mut picker = AccelPicker::new(plan.accel)?.with_first_output(plan.first_output);
+    run_with(plan, &mut picker, run_dir, traced, on_boot)
+}
+
+/// The campaign's boots through `boots`, into `run_dir`; `traced` says
+/// whether QEMU's trace is read, or why not.
+pub fn run_with(
+    plan: &CampaignPlan,
+    boots: &mut dyn Boots,
+    run_dir: PathBuf,
+    traced: std::result::Result<(), String>,
+    on_boot: &mut dyn FnMut(&BootRecord),
+) -> Result<Campaign> {
     let mut c = Booter {
-        picker: AccelPicker::new(plan.accel)?.with_first_output(plan.first_output),
+        picker: boots,
         display: ui::GuestDisplay::default(),
         run_dir: run_dir.clone(),
         traced: traced.is_ok(),
@@ -191,8 +238,8 @@ fn host_evidence(no_trace: bool, variants: &[VariantBoot]) -> std::result::Resul
 }
 
 /// The campaign as it goes.
-struct Booter {
-    picker: AccelPicker,
+struct Booter<'b> {
+    picker: &'b mut dyn Boots,
     display: ui::GuestDisplay,
     run_dir: PathBuf,
     traced: bool,
@@ -209,7 +256,7 @@ struct Slot<'a> {
     label: String,
 }
 
-impl Booter {
+impl Booter<'_> {
     /// Every boot of one guest; false when a required variant failed.
     fn guest(
         &mut self,
@@ -277,9 +324,12 @@ impl Booter {
             trace: self.traced,
             netdev: s.gp.netdev,
         };
-        let started = unix_now_s();
         let display = &mut self.display;
-        let (run, accel) = self
+        let Booted {
+            run,
+            accel,
+            started_unix_s: started,
+        } = self
             .picker
             .boot(&boot, &s.label, &mut |e| display.event(e))?;
         let outcome = match run {
