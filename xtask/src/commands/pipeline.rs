@@ -506,7 +506,7 @@ impl PatchAndTest {
     }
 
     /// Each guest's share of the run (`guests::plans`).
-    fn guest_plans(&self) -> Result<Vec<GuestPlan>> {
+    pub fn guest_plans(&self) -> Result<Vec<GuestPlan>> {
         guests::plans(&guests::Asked {
             guests: self.guest,
             controllers: &self.controllers,
