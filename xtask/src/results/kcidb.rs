@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -64,6 +64,12 @@ fn run_id(doc: &Report, cell: Option<&str>) -> String {
         Some(c) => format!("{c}:{key}"),
         None => key,
     }
+}
+
+/// The KCIDB file of `cells`: the document as pretty JSON, newline-ended.
+pub fn text(cells: &[NamedReport]) -> Result<String> {
+    let doc = document(cells)?;
+    Ok(serde_json::to_string_pretty(&doc).context("serialising the KCIDB document")? + "\n")
 }
 
 /// The KCIDB document of `cells`.
