@@ -173,41 +173,60 @@ impl Config {
 
     /// The cells, in axis order; a probe cell once per QEMU, not per kernel.
     pub fn cells(&self) -> Vec<Cell> {
-        let mut out: Vec<Cell> = Vec::new();
-        for q in &self.qemu {
-            for b in &self.baseline {
-                for g in &self.guest {
-                    let kernels: Vec<Option<&String>> = if g == "linux" {
-                        self.kernel.iter().map(Some).collect()
-                    } else {
-                        vec![None]
-                    };
-                    for k in kernels {
-                        for c in &self.controllers {
-                            for w in &self.workload {
-                                let mut id = vec![slug(q), slug(b), slug(g)];
-                                id.extend(k.map(|k| slug(k)));
-                                id.push(slug(c));
-                                id.push(slug(w));
-                                out.push(Cell {
-                                    id: id.join("."),
-                                    qemu: q.clone(),
-                                    baseline: b.clone(),
-                                    kernel: k.cloned(),
-                                    guest: g.clone(),
-                                    controllers: c.clone(),
-                                    workload: w.clone(),
-                                    extra: self.extra.clone(),
-                                });
-                            }
-                        }
-                    }
+        let mut out = Vec::new();
+        for setup in self.setups() {
+            for c in &self.controllers {
+                for w in &self.workload {
+                    out.push(self.cell(setup, c, w));
                 }
             }
         }
         out
     }
+
+    /// Every (QEMU, baseline, guest, kernel), in axis order: a Linux guest
+    /// per kernel, a probe guest once, with none.
+    fn setups(&self) -> Vec<Setup<'_>> {
+        let mut out = Vec::new();
+        for q in &self.qemu {
+            for b in &self.baseline {
+                for g in &self.guest {
+                    out.extend(self.kernels_for(g).into_iter().map(|k| (q, b, g, k)));
+                }
+            }
+        }
+        out
+    }
+
+    fn kernels_for(&self, guest: &str) -> Vec<Option<&String>> {
+        if guest == "linux" {
+            self.kernel.iter().map(Some).collect()
+        } else {
+            vec![None]
+        }
+    }
+
+    /// One cell, its id the slugs of its axis values joined by dots.
+    fn cell(&self, (q, b, g, k): Setup, controllers: &str, workload: &str) -> Cell {
+        let mut id = vec![slug(q), slug(b), slug(g)];
+        id.extend(k.map(|k| slug(k)));
+        id.push(slug(controllers));
+        id.push(slug(workload));
+        Cell {
+            id: id.join("."),
+            qemu: q.clone(),
+            baseline: b.clone(),
+            kernel: k.cloned(),
+            guest: g.clone(),
+            controllers: controllers.to_string(),
+            workload: workload.to_string(),
+            extra: self.extra.clone(),
+        }
+    }
 }
+
+/// A cell's QEMU, baseline, guest and kernel (none for the probe).
+type Setup<'a> = (&'a String, &'a String, &'a String, Option<&'a String>);
 
 impl Cell {
     /// The patch-and-test flags of this cell.
@@ -313,28 +332,9 @@ pub fn collect(dirs: &[PathBuf]) -> Result<Vec<CellResult>> {
         }
         for e in walkdir::WalkDir::new(d).sort_by_file_name() {
             let e = e?;
-            if e.file_name() != "cell.json" {
-                continue;
+            if e.file_name() == "cell.json" {
+                out.push(read_cell(e.path(), d)?);
             }
-            let dir = e.path().parent().unwrap_or(d).to_path_buf();
-            let text = std::fs::read_to_string(e.path())?;
-            let cell: Cell = serde_json::from_str(&text).with_context(|| {
-                format!(
-                    "{} is not a matrix cell of this version",
-                    e.path().display()
-                )
-            })?;
-            let rpath = dir.join("report.json");
-            let report = if rpath.is_file() {
-                Ok(Report::read(&rpath).map_err(|e| {
-                    anyhow::anyhow!(
-                        "{e:#}: a report from an incompatible uring-idle version (rerun the cell)"
-                    )
-                })?)
-            } else {
-                Err(format!("no report: see {}", dir.join("run.log").display()))
-            };
-            out.push(CellResult { cell, dir, report });
         }
     }
     if out.is_empty() {
@@ -346,19 +346,34 @@ pub fn collect(dirs: &[PathBuf]) -> Result<Vec<CellResult>> {
     Ok(out)
 }
 
+/// The cell folder of `cell_json` (found under `root`): the cell, and its
+/// report or why there is none.
+fn read_cell(cell_json: &Path, root: &Path) -> Result<CellResult> {
+    let dir = cell_json.parent().unwrap_or(root).to_path_buf();
+    let text = std::fs::read_to_string(cell_json)
+        .with_context(|| format!("reading {}", cell_json.display()))?;
+    let cell: Cell = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a matrix cell of this version",
+            cell_json.display()
+        )
+    })?;
+    let rpath = dir.join("report.json");
+    let report = if rpath.is_file() {
+        Ok(Report::read(&rpath).map_err(|e| {
+            anyhow::anyhow!(
+                "{e:#}: a report from an incompatible uring-idle version (rerun the cell)"
+            )
+        })?)
+    } else {
+        Err(format!("no report: see {}", dir.join("run.log").display()))
+    };
+    Ok(CellResult { cell, dir, report })
+}
+
 /// The merged table: a row per cell, a column per controller's finding.
 pub fn table(results: &[CellResult]) -> String {
-    let mut ctrls: BTreeSet<(usize, String)> = BTreeSet::new();
-    for r in results {
-        if let Ok(doc) = &r.report {
-            for c in &doc.controllers {
-                ctrls.insert((
-                    contract::controllers::rank(&c.controller),
-                    c.controller.clone(),
-                ));
-            }
-        }
-    }
+    let ctrls = controllers_of(results);
     let mut t = Table::new();
     t.load_preset(ASCII_MARKDOWN);
     let mut header = vec![
@@ -368,47 +383,12 @@ pub fn table(results: &[CellResult]) -> String {
         "guest".into(),
         "verdict".into(),
     ];
-    header.extend(ctrls.iter().map(|(_, c)| c.clone()));
+    header.extend(ctrls.iter().cloned());
     t.set_header(header);
     for r in results {
         let mut row = vec![r.cell.id.clone()];
         match &r.report {
-            Ok(doc) => {
-                let qemu = match (&doc.qemu.version, &doc.qemu.debian_version) {
-                    (Some(v), Some(d)) => format!("{v} (Debian {d})"),
-                    (Some(v), None) => v.clone(),
-                    _ => r.cell.qemu.clone(),
-                };
-                row.push(qemu);
-                row.push(match (&r.cell.kernel, &doc.kernel) {
-                    (None, _) => "-".into(),
-                    (_, Some(k)) => k.release.clone(),
-                    (Some(k), None) => k.clone(),
-                });
-                row.push(r.cell.guest.clone());
-                let unaffected = doc.verdict == Kind::Skipped;
-                row.push(if unaffected {
-                    "UNAFFECTED (no aio_add_sqe)".into()
-                } else {
-                    doc.verdict.head().to_string()
-                });
-                for (_, c) in &ctrls {
-                    row.push(
-                        match doc
-                            .controllers
-                            .iter()
-                            .find(|f| f.guest.to_string() == r.cell.guest && &f.controller == c)
-                        {
-                            Some(f) => match f.p50_ratio {
-                                Some(x) => format!("{} {x:.1}x", f.finding.name()),
-                                None => f.finding.name().to_string(),
-                            },
-                            None if unaffected => "unaffected".into(),
-                            None => "-".into(),
-                        },
-                    );
-                }
-            }
+            Ok(doc) => row.extend(report_row(r, doc, &ctrls)),
             Err(why) => {
                 row.extend([
                     r.cell.qemu.clone(),
@@ -424,110 +404,203 @@ pub fn table(results: &[CellResult]) -> String {
     t.to_string()
 }
 
+/// Every controller any report found something for, in table order.
+fn controllers_of(results: &[CellResult]) -> Vec<String> {
+    let ctrls: BTreeSet<(usize, String)> = results
+        .iter()
+        .filter_map(|r| r.report.as_ref().ok())
+        .flat_map(|doc| &doc.controllers)
+        .map(|c| {
+            (
+                contract::controllers::rank(&c.controller),
+                c.controller.clone(),
+            )
+        })
+        .collect();
+    ctrls.into_iter().map(|(_, c)| c).collect()
+}
+
+/// A reported cell's columns after its id: QEMU, kernel, guest, verdict,
+/// and the finding of each of `ctrls` for the cell's guest.
+fn report_row(r: &CellResult, doc: &Report, ctrls: &[String]) -> Vec<String> {
+    let qemu = match (&doc.qemu.version, &doc.qemu.debian_version) {
+        (Some(v), Some(d)) => format!("{v} (Debian {d})"),
+        (Some(v), None) => v.clone(),
+        _ => r.cell.qemu.clone(),
+    };
+    let kernel = match (&r.cell.kernel, &doc.kernel) {
+        (None, _) => "-".into(),
+        (_, Some(k)) => k.release.clone(),
+        (Some(k), None) => k.clone(),
+    };
+    // A QEMU without aio_add_sqe() cannot have the stall.
+    let unaffected = doc.verdict == Kind::Skipped;
+    let verdict = if unaffected {
+        "UNAFFECTED (no aio_add_sqe)".into()
+    } else {
+        doc.verdict.head().to_string()
+    };
+    let mut row = vec![qemu, kernel, r.cell.guest.clone(), verdict];
+    for c in ctrls {
+        let finding = doc
+            .controllers
+            .iter()
+            .find(|f| f.guest.to_string() == r.cell.guest && &f.controller == c);
+        row.push(match finding {
+            Some(f) => match f.p50_ratio {
+                Some(x) => format!("{} {x:.1}x", f.finding.name()),
+                None => f.finding.name().to_string(),
+            },
+            None if unaffected => "unaffected".into(),
+            None => "-".into(),
+        });
+    }
+    row
+}
+
 impl Matrix {
     pub fn run(self) -> Result<i32> {
         match self.cmd {
-            MatrixCmd::Plan { config } => {
-                let c = Config::read(&config.unwrap_or_else(default_config))?;
-                println!(
-                    "{}",
-                    serde_json::to_string(&serde_json::json!({ "include": c.unique_cells()? }))?
-                );
-                Ok(0)
-            }
+            MatrixCmd::Plan { config } => plan(config),
             MatrixCmd::Run {
                 config,
                 cell,
                 shard,
                 all,
                 out,
-            } => {
-                let c = Config::read(&config.unwrap_or_else(default_config))?;
-                let cells = c.unique_cells()?;
-                let picked: Vec<&Cell> = match (&cell, shard, all) {
-                    (Some(id), _, _) => {
-                        vec![cells.iter().find(|c| &c.id == id).with_context(|| {
-                            format!(
-                                "no cell {id} in this matrix; `cargo xtask matrix plan` lists: {}",
-                                cells
-                                    .iter()
-                                    .map(|c| c.id.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            )
-                        })?]
-                    }
-                    (None, Some((i, n)), _) => cells
-                        .iter()
-                        .enumerate()
-                        .filter(|(k, _)| k % n == i - 1)
-                        .map(|(_, c)| c)
-                        .collect(),
-                    (None, None, true) => cells.iter().collect(),
-                    (None, None, false) => {
-                        bail!("matrix run needs --cell ID, --shard I/N or --all")
-                    }
-                };
-                std::fs::create_dir_all(&out)
-                    .with_context(|| format!("creating {}", out.display()))?;
-                let mut failed = Vec::new();
-                for (k, cell) in picked.iter().enumerate() {
-                    ui::stage(&format!(
-                        "matrix cell {}/{}: {}",
-                        k + 1,
-                        picked.len(),
-                        cell.id
-                    ));
-                    if !run_cell(cell, &out.join(&cell.id))? {
-                        failed.push(cell.id.clone());
-                    }
-                }
-                if !failed.is_empty() {
-                    ui::warn(&format!(
-                        "cells that did not finish (see their run.log): {}",
-                        failed.join(", ")
-                    ));
-                    return Ok(2);
-                }
-                Ok(0)
-            }
+            } => run(config, cell.as_deref(), shard, all, &out),
             MatrixCmd::Merge {
                 dirs,
                 markdown,
                 json,
                 junit,
                 kcidb,
-            } => {
-                let results = collect(&dirs)?;
-                let text = table(&results);
-                match &markdown {
-                    Some(p) => outputs::write(p, &text)?,
-                    None => println!("{text}"),
-                }
-                if let Some(p) = &json {
-                    outputs::write_json(p, &merged_json(&results))?;
-                }
-                let cells: Vec<NamedReport> = results
-                    .iter()
-                    .filter_map(|r| {
-                        r.report.as_ref().ok().map(|d| NamedReport {
-                            name: Some(r.cell.id.as_str()),
-                            report: d,
-                        })
-                    })
-                    .collect();
-                outputs::CiFiles { junit, kcidb }.write(&cells)?;
-                // A regression anywhere, or a cell without a report, fails
-                // the merge (the CI job that runs it).
-                let bad = results.iter().any(|r| {
-                    r.report
-                        .as_ref()
-                        .map_or(true, |d| d.verdict == Kind::Regression)
-                });
-                Ok(if bad { 1 } else { 0 })
-            }
+            } => merge(
+                &dirs,
+                markdown.as_deref(),
+                json.as_deref(),
+                outputs::CiFiles { junit, kcidb },
+            ),
         }
     }
+}
+
+/// The matrix file given, or the committed default.
+fn read_config(config: Option<PathBuf>) -> Result<Config> {
+    Config::read(&config.unwrap_or_else(default_config))
+}
+
+/// `matrix plan`: the cells as GitHub Actions' `fromJSON` takes them.
+fn plan(config: Option<PathBuf>) -> Result<i32> {
+    let c = read_config(config)?;
+    println!(
+        "{}",
+        serde_json::to_string(&serde_json::json!({ "include": c.unique_cells()? }))?
+    );
+    Ok(0)
+}
+
+/// `matrix run`: the picked cells one after another, each into its folder
+/// under `out`; 2 when any did not produce a report.
+fn run(
+    config: Option<PathBuf>,
+    cell: Option<&str>,
+    shard: Option<(usize, usize)>,
+    all: bool,
+    out: &Path,
+) -> Result<i32> {
+    let cells = read_config(config)?.unique_cells()?;
+    let picked = pick(&cells, cell, shard, all)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut failed = Vec::new();
+    for (k, cell) in picked.iter().enumerate() {
+        ui::stage(&format!(
+            "matrix cell {}/{}: {}",
+            k + 1,
+            picked.len(),
+            cell.id
+        ));
+        if !run_cell(cell, &out.join(&cell.id))? {
+            failed.push(cell.id.clone());
+        }
+    }
+    if !failed.is_empty() {
+        ui::warn(&format!(
+            "cells that did not finish (see their run.log): {}",
+            failed.join(", ")
+        ));
+        return Ok(2);
+    }
+    Ok(0)
+}
+
+/// The cells `--cell`, `--shard` or `--all` name.
+fn pick<'a>(
+    cells: &'a [Cell],
+    cell: Option<&str>,
+    shard: Option<(usize, usize)>,
+    all: bool,
+) -> Result<Vec<&'a Cell>> {
+    Ok(match (cell, shard, all) {
+        (Some(id), _, _) => {
+            vec![cells.iter().find(|c| c.id == id).with_context(|| {
+                format!(
+                    "no cell {id} in this matrix; `cargo xtask matrix plan` lists: {}",
+                    cells
+                        .iter()
+                        .map(|c| c.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?]
+        }
+        (None, Some((i, n)), _) => cells
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| k % n == i - 1)
+            .map(|(_, c)| c)
+            .collect(),
+        (None, None, true) => cells.iter().collect(),
+        (None, None, false) => bail!("matrix run needs --cell ID, --shard I/N or --all"),
+    })
+}
+
+/// `matrix merge`: the cell folders under `dirs` as one table (to
+/// `markdown` or standard output), JSON and CI files; 1 when a cell has a
+/// regression or no report.
+fn merge(
+    dirs: &[PathBuf],
+    markdown: Option<&Path>,
+    json: Option<&Path>,
+    ci: outputs::CiFiles,
+) -> Result<i32> {
+    let results = collect(dirs)?;
+    let text = table(&results);
+    match markdown {
+        Some(p) => outputs::write(p, &text)?,
+        None => println!("{text}"),
+    }
+    if let Some(p) = json {
+        outputs::write_json(p, &merged_json(&results))?;
+    }
+    let cells: Vec<NamedReport> = results
+        .iter()
+        .filter_map(|r| {
+            r.report.as_ref().ok().map(|d| NamedReport {
+                name: Some(r.cell.id.as_str()),
+                report: d,
+            })
+        })
+        .collect();
+    ci.write(&cells)?;
+    // A regression anywhere, or a cell without a report, fails the merge
+    // (the CI job that runs it).
+    let bad = results.iter().any(|r| {
+        r.report
+            .as_ref()
+            .map_or(true, |d| d.verdict == Kind::Regression)
+    });
+    Ok(if bad { 1 } else { 0 })
 }
 
 /// The merged cells in brief: each cell's verdict and findings, or why it

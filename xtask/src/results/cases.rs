@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use contract::Guest;
 
 use crate::findings::{findings, Finding};
-use crate::report::{Changes, Report};
+use crate::report::{Changes, Report, VariantReport};
 use crate::samples::{guest_rank, Row};
 use crate::verdict::{single_reference, stalls_alone};
 
@@ -99,9 +99,21 @@ fn logs_of(doc: &Report, variants: &[&str], guest: Guest) -> Vec<PathBuf> {
 pub fn of(doc: &Report) -> Vec<Case> {
     let mut out = Vec::new();
     if doc.variants.is_empty() {
-        // One binary measured alone: a candidate slow against the controls
-        // is the stall, present.
-        for r in &doc.devices {
+        out.extend(binary_cases(doc));
+    }
+    for v in &doc.variants {
+        out.extend(variant_cases(doc, v));
+    }
+    out.extend(skipped_cases(doc));
+    out
+}
+
+/// One binary measured alone: a case per row, where a candidate slow
+/// against the controls of its guest is the stall, present.
+fn binary_cases(doc: &Report) -> Vec<Case> {
+    doc.devices
+        .iter()
+        .map(|r| {
             let guest_rows: Vec<Row> = doc
                 .devices
                 .iter()
@@ -109,7 +121,7 @@ pub fn of(doc: &Report) -> Vec<Case> {
                 .cloned()
                 .collect();
             let stalls = stalls_alone(r, single_reference(&guest_rows));
-            out.push(Case {
+            Case {
                 variant: "binary".into(),
                 changes: None,
                 guest: Some(r.guest),
@@ -124,48 +136,72 @@ pub fn of(doc: &Report) -> Vec<Case> {
                 p50_us: Some(r.baseline.p50_us),
                 baseline_p50_us: Some(r.baseline.p50_us),
                 logs: logs_of(doc, &["binary", "baseline"], r.guest),
-            });
-        }
-    }
-    for v in &doc.variants {
-        let mut keys: Vec<(Guest, String)> = v
-            .devices
-            .iter()
-            .map(|r| (r.guest, r.mode.clone()))
-            .collect();
-        keys.sort_by_key(|(g, m)| (guest_rank(*g), m.clone()));
-        keys.dedup();
-        for (guest, mode) in keys {
-            let rows: Vec<Row> = v
-                .devices
-                .iter()
-                .filter(|r| r.guest == guest && r.mode == mode && r.patched.is_some())
-                .cloned()
-                .collect();
-            for f in findings(&rows) {
-                let row = rows.iter().find(|r| r.controller == f.controller);
-                out.push(Case {
-                    variant: v.name.clone(),
-                    changes: Some(v.changes),
-                    guest: Some(guest),
-                    controller: f.controller.clone(),
-                    mode: mode.clone(),
-                    status: status_of(f.finding(), v.changes),
-                    message: format!("{}: {}", f.finding().name(), f.reason),
-                    p50_us: row.and_then(|r| r.patched.as_ref()).map(|p| p.p50_us),
-                    baseline_p50_us: row.map(|r| r.baseline.p50_us),
-                    logs: logs_of(doc, &[v.name.as_str(), v.against.as_str()], guest),
-                });
             }
-        }
-    }
-    for s in &doc.skipped {
-        out.push(Case {
-            variant: doc
-                .variants
-                .first()
-                .map(|v| v.name.clone())
-                .unwrap_or_else(|| "binary".into()),
+        })
+        .collect()
+}
+
+/// The (guest, mode) pairs a variant measured, guests in their order.
+fn guest_modes(v: &VariantReport) -> Vec<(Guest, String)> {
+    let mut keys: Vec<(Guest, String)> = v
+        .devices
+        .iter()
+        .map(|r| (r.guest, r.mode.clone()))
+        .collect();
+    keys.sort_by_key(|(g, m)| (guest_rank(*g), m.clone()));
+    keys.dedup();
+    keys
+}
+
+/// A variant's cases: per guest and mode it measured.
+fn variant_cases(doc: &Report, v: &VariantReport) -> Vec<Case> {
+    guest_modes(v)
+        .into_iter()
+        .flat_map(|(guest, mode)| mode_cases(doc, v, guest, &mode))
+        .collect()
+}
+
+/// A case per finding of a variant's rows of one guest and mode, against
+/// its reference.
+fn mode_cases(doc: &Report, v: &VariantReport, guest: Guest, mode: &str) -> Vec<Case> {
+    let rows: Vec<Row> = v
+        .devices
+        .iter()
+        .filter(|r| r.guest == guest && r.mode == mode && r.patched.is_some())
+        .cloned()
+        .collect();
+    findings(&rows)
+        .into_iter()
+        .map(|f| {
+            let row = rows.iter().find(|r| r.controller == f.controller);
+            Case {
+                variant: v.name.clone(),
+                changes: Some(v.changes),
+                guest: Some(guest),
+                controller: f.controller.clone(),
+                mode: mode.to_string(),
+                status: status_of(f.finding(), v.changes),
+                message: format!("{}: {}", f.finding().name(), f.reason),
+                p50_us: row.and_then(|r| r.patched.as_ref()).map(|p| p.p50_us),
+                baseline_p50_us: row.map(|r| r.baseline.p50_us),
+                logs: logs_of(doc, &[v.name.as_str(), v.against.as_str()], guest),
+            }
+        })
+        .collect()
+}
+
+/// A skipped case per controller not measured, under the first variant
+/// (or `binary`).
+fn skipped_cases(doc: &Report) -> Vec<Case> {
+    let variant = doc
+        .variants
+        .first()
+        .map(|v| v.name.clone())
+        .unwrap_or_else(|| "binary".into());
+    doc.skipped
+        .iter()
+        .map(|s| Case {
+            variant: variant.clone(),
             changes: None,
             guest: s.guest,
             controller: s.controller.clone(),
@@ -175,7 +211,6 @@ pub fn of(doc: &Report) -> Vec<Case> {
             p50_us: None,
             baseline_p50_us: None,
             logs: vec![],
-        });
-    }
-    out
+        })
+        .collect()
 }

@@ -9,12 +9,12 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::cases::{self, NamedReport, Status};
-use crate::report::Report;
+use crate::cases::{self, Case, NamedReport, Status};
+use crate::report::{Report, VariantReport};
 
 pub const ORIGIN: &str = "uring_idle";
 
@@ -66,125 +66,185 @@ fn run_id(doc: &Report, cell: Option<&str>) -> String {
     }
 }
 
+/// The KCIDB file of `cells`: the document as pretty JSON, newline-ended.
+pub fn text(cells: &[NamedReport]) -> Result<String> {
+    let doc = document(cells)?;
+    Ok(serde_json::to_string_pretty(&doc).context("serialising the KCIDB document")? + "\n")
+}
+
 /// The KCIDB document of `cells`.
 pub fn document(cells: &[NamedReport]) -> Result<Value> {
     let (mut checkouts, mut builds, mut tests) = (vec![], vec![], vec![]);
     for c in cells {
-        let (cell, doc) = (c.name, c.report);
-        let run = run_id(doc, cell);
-        let version = doc.qemu.version.clone().unwrap_or_else(|| "unknown".into());
-        let commit_name = match &doc.qemu.debian_version {
+        let run = Run {
+            doc: c.report,
+            id: run_id(c.report, c.name),
+        };
+        checkouts.extend(run.checkouts());
+        builds.extend(run.builds());
+        tests.extend(run.tests());
+    }
+    Ok(json!({
+        "version": { "major": 5, "minor": 3 },
+        "checkouts": checkouts, "builds": builds, "tests": tests,
+    }))
+}
+
+/// One run's report and the id its objects are named under.
+struct Run<'a> {
+    doc: &'a Report,
+    id: String,
+}
+
+impl Run<'_> {
+    /// The checkout of the QEMU source (`None`), or of a variant's patches.
+    fn checkout_id(&self, variant: Option<&str>) -> String {
+        match variant {
+            Some(v) => format!("{ORIGIN}:{}:qemu:{v}", self.id),
+            None => format!("{ORIGIN}:{}:qemu", self.id),
+        }
+    }
+
+    /// The build of the QEMU named `qemu` (`baseline` or a QEMU variant).
+    fn build_id(&self, qemu: &str) -> String {
+        format!("{ORIGIN}:{}:build:{qemu}", self.id)
+    }
+
+    /// The variants that built a QEMU of their own (not kernel variants).
+    fn qemu_variants(&self) -> impl Iterator<Item = &VariantReport> {
+        self.doc.variants.iter().filter(|v| v.kernel.is_none())
+    }
+
+    /// `QEMU VERSION (Debian DEBIAN_VERSION)`, the checkouts' commit name.
+    fn commit_name(&self) -> String {
+        let q = &self.doc.qemu;
+        let version = q.version.as_deref().unwrap_or("unknown");
+        match &q.debian_version {
             Some(d) => format!("QEMU {version} (Debian {d})"),
             None => format!("QEMU {version}"),
-        };
-        let base_checkout = format!("{ORIGIN}:{run}:qemu");
-        checkouts.push(json!({
-            "id": base_checkout, "origin": ORIGIN, "tree_name": "qemu",
+        }
+    }
+
+    /// The QEMU source without patches, then one checkout per QEMU variant
+    /// with patches (a variant without patches builds the source as is).
+    fn checkouts(&self) -> Vec<Value> {
+        let q = &self.doc.qemu;
+        let commit_name = self.commit_name();
+        let source = q.tree.as_ref().or(q.binary.as_ref());
+        let mut out = vec![json!({
+            "id": self.checkout_id(None), "origin": ORIGIN, "tree_name": "qemu",
             "git_commit_name": commit_name, "patchset_hash": "", "valid": true,
-            "comment": format!("{} ({})", doc.qemu.tree.as_ref().or(doc.qemu.binary.as_ref()).map(|p| p.display().to_string()).unwrap_or_default(), doc.qemu.state),
-            "misc": { "state": doc.qemu.state, "debian_version": doc.qemu.debian_version },
-        }));
-        let base_build = format!("{ORIGIN}:{run}:build:baseline");
-        let mut build_of = vec![("baseline".to_string(), base_build.clone())];
+            "comment": format!("{} ({})", source.map(|p| p.display().to_string()).unwrap_or_default(), q.state),
+            "misc": { "state": q.state, "debian_version": q.debian_version },
+        })];
+        for v in self.qemu_variants().filter(|v| !v.patches.is_empty()) {
+            let hashes: Vec<String> = v.patches.iter().map(|p| p.sha256.clone()).collect();
+            out.push(json!({
+                "id": self.checkout_id(Some(&v.name)), "origin": ORIGIN, "tree_name": "qemu",
+                "git_commit_name": commit_name, "valid": true,
+                "patchset_files": v.patches.iter().map(|p| resource(&p.path)).collect::<Vec<_>>(),
+                "patchset_hash": patchset_hash(&hashes),
+                "comment": format!("variant {}", v.name),
+                "misc": { "patch_sha256": hashes },
+            }));
+        }
+        out
+    }
+
+    /// One build per QEMU binary: the baseline, each QEMU variant, or the
+    /// one prebuilt binary measured alone.
+    fn builds(&self) -> Vec<Value> {
+        let doc = self.doc;
+        let mut out = Vec::new();
         if let Some(b) = &doc.baseline_binary {
-            builds.push(json!({
-                "id": base_build, "checkout_id": base_checkout, "origin": ORIGIN,
+            out.push(json!({
+                "id": self.build_id("baseline"), "checkout_id": self.checkout_id(None), "origin": ORIGIN,
                 "architecture": "x86_64", "status": "PASS",
                 "comment": "the baseline QEMU", "output_files": [resource(b)],
             }));
         }
-        for v in doc.variants.iter().filter(|v| v.kernel.is_none()) {
-            let hashes: Vec<String> = v.patches.iter().map(|p| p.sha256.clone()).collect();
-            let checkout = if v.patches.is_empty() {
-                base_checkout.clone()
-            } else {
-                let id = format!("{ORIGIN}:{run}:qemu:{}", v.name);
-                checkouts.push(json!({
-                    "id": id, "origin": ORIGIN, "tree_name": "qemu",
-                    "git_commit_name": commit_name, "valid": true,
-                    "patchset_files": v.patches.iter().map(|p| resource(&p.path)).collect::<Vec<_>>(),
-                    "patchset_hash": patchset_hash(&hashes),
-                    "comment": format!("variant {}", v.name),
-                    "misc": { "patch_sha256": hashes },
-                }));
-                id
-            };
-            let id = format!("{ORIGIN}:{run}:build:{}", v.name);
-            builds.push(json!({
-                "id": id, "checkout_id": checkout, "origin": ORIGIN,
+        for v in self.qemu_variants() {
+            let checkout = self.checkout_id((!v.patches.is_empty()).then_some(v.name.as_str()));
+            out.push(json!({
+                "id": self.build_id(&v.name), "checkout_id": checkout, "origin": ORIGIN,
                 "architecture": "x86_64", "status": "PASS",
                 "comment": format!("QEMU variant {}", v.name), "output_files": [resource(&v.binary)],
             }));
-            build_of.push((v.name.clone(), id));
         }
         if doc.baseline_binary.is_none() && doc.variants.is_empty() {
-            // One prebuilt binary measured alone.
             if let Some(b) = &doc.qemu.binary {
-                builds.push(json!({
-                    "id": base_build, "checkout_id": base_checkout, "origin": ORIGIN,
+                out.push(json!({
+                    "id": self.build_id("baseline"), "checkout_id": self.checkout_id(None), "origin": ORIGIN,
                     "architecture": "x86_64", "status": "PASS", "output_files": [resource(b)],
                 }));
             }
         }
+        out
+    }
+
+    /// The build a case ran on: a kernel variant's is the QEMU it is
+    /// compared with; the baseline's where no QEMU variant has that name.
+    fn build_of(&self, v: Option<&VariantReport>) -> String {
+        let qemu = match v {
+            Some(v) if v.kernel.is_some() => v.against.split('+').next().unwrap_or("baseline"),
+            Some(v) => v.name.as_str(),
+            None => "baseline",
+        };
+        if self.qemu_variants().any(|v| v.name == qemu) {
+            self.build_id(qemu)
+        } else {
+            self.build_id("baseline")
+        }
+    }
+
+    /// A test per case.
+    fn tests(&self) -> Vec<Value> {
+        cases::of(self.doc).iter().map(|c| self.test(c)).collect()
+    }
+
+    /// A case as a KCIDB test: status, its p50 as the number (none when
+    /// skipped), its logs as output files, the environment it ran in.
+    fn test(&self, c: &Case) -> Value {
+        let doc = self.doc;
+        let v = doc.variant(&c.variant);
         let accel = doc.accel.map(|a| a.name().to_string()).unwrap_or_default();
         let kernel = doc
             .kernel
             .as_ref()
             .map(|k| k.release.clone())
             .unwrap_or_default();
-        for c in cases::of(doc) {
-            let v = doc.variant(&c.variant);
-            // A kernel variant ran on the QEMU build it is compared with.
-            let qemu = match v {
-                Some(v) if v.kernel.is_some() => v
-                    .against
-                    .split('+')
-                    .next()
-                    .unwrap_or("baseline")
-                    .to_string(),
-                Some(v) => v.name.clone(),
-                None => "baseline".into(),
-            };
-            let build = build_of
-                .iter()
-                .find(|(n, _)| *n == qemu)
-                .map(|(_, id)| id.clone())
-                .unwrap_or_else(|| base_build.clone());
-            let guest = c.guest.map(|g| g.to_string()).unwrap_or_default();
-            let id = format!(
-                "{ORIGIN}:{run}:{}:{guest}:{}:{}",
-                c.variant, c.controller, c.mode
-            );
-            let mut t = json!({
-                "id": id, "build_id": build, "origin": ORIGIN, "path": c.path(),
-                "status": c.status.kcidb(), "comment": c.message,
-                "environment": {
-                    "comment": format!("{accel}, {guest} guest{}", if kernel.is_empty() || guest != "linux" { String::new() } else { format!(", kernel {kernel}") }),
-                    "misc": { "accel": accel, "guest": guest, "kernel": kernel },
-                },
-                "misc": {
-                    "variant": c.variant,
-                    "changes": c.changes.map(|x| x.name()),
-                    "against": v.map(|v| v.against.clone()),
-                    "baseline_p50_ms": c.baseline_p50_us.map(|x| x / 1000.0),
-                    "kernel_patch_sha256": v.map(|v| v.kernel_patches.iter().map(|p| p.sha256.clone()).collect::<Vec<_>>()),
-                },
-            });
-            if let Some(p50) = c.p50_us {
-                t["number"] = json!({ "value": p50 / 1000.0, "unit": "ms" });
-            }
-            if let Some(first) = c.logs.first() {
-                t["log_url"] = json!(file_url(first));
-                t["output_files"] = json!(c.logs.iter().map(|l| resource(l)).collect::<Vec<_>>());
-            }
-            if c.status == Status::Skip {
-                t.as_object_mut().map(|o| o.remove("number"));
-            }
-            tests.push(t);
+        let guest = c.guest.map(|g| g.to_string()).unwrap_or_default();
+        let id = format!(
+            "{ORIGIN}:{}:{}:{guest}:{}:{}",
+            self.id, c.variant, c.controller, c.mode
+        );
+        let kernel_named = if kernel.is_empty() || guest != "linux" {
+            String::new()
+        } else {
+            format!(", kernel {kernel}")
+        };
+        let mut t = json!({
+            "id": id, "build_id": self.build_of(v), "origin": ORIGIN, "path": c.path(),
+            "status": c.status.kcidb(), "comment": c.message,
+            "environment": {
+                "comment": format!("{accel}, {guest} guest{kernel_named}"),
+                "misc": { "accel": accel, "guest": guest, "kernel": kernel },
+            },
+            "misc": {
+                "variant": c.variant,
+                "changes": c.changes.map(|x| x.name()),
+                "against": v.map(|v| v.against.clone()),
+                "baseline_p50_ms": c.baseline_p50_us.map(|x| x / 1000.0),
+                "kernel_patch_sha256": v.map(|v| v.kernel_patches.iter().map(|p| p.sha256.clone()).collect::<Vec<_>>()),
+            },
+        });
+        if let Some(p50) = c.p50_us.filter(|_| c.status != Status::Skip) {
+            t["number"] = json!({ "value": p50 / 1000.0, "unit": "ms" });
         }
+        if let Some(first) = c.logs.first() {
+            t["log_url"] = json!(file_url(first));
+            t["output_files"] = json!(c.logs.iter().map(|l| resource(l)).collect::<Vec<_>>());
+        }
+        t
     }
-    Ok(json!({
-        "version": { "major": 5, "minor": 3 },
-        "checkouts": checkouts, "builds": builds, "tests": tests,
-    }))
 }

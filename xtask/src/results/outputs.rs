@@ -26,16 +26,15 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
 }
 
 impl CiFiles {
-    /// JUnit XML and the KCIDB document of `cells`, where asked for.
+    /// JUnit XML and the KCIDB document of `cells`, where asked for. The
+    /// texts come from `junit::write` and `kcidb::text`, which
+    /// `tests/ci_formats.rs` holds to the recorded runs byte for byte.
     pub fn write(&self, cells: &[NamedReport]) -> Result<()> {
         if let Some(p) = &self.junit {
             write(p, crate::junit::write(cells)?)?;
         }
         if let Some(p) = &self.kcidb {
-            write(
-                p,
-                serde_json::to_string_pretty(&crate::kcidb::document(cells)?)? + "\n",
-            )?;
+            write(p, crate::kcidb::text(cells)?)?;
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 
-use crate::samples::{guest_rank, Samples, SeriesKey};
+use crate::samples::{guest_rank, Collected, Samples, SeriesKey};
 
 /// Line colours by variant position: baseline first.
 const COLOURS: &[RGBColor] = &[
@@ -47,9 +47,32 @@ fn pooled(runs: Option<&Vec<Vec<u32>>>) -> Vec<u32> {
     runs.map(|r| r.concat()).unwrap_or_default()
 }
 
+/// A drawing error, naming the file.
+fn drawing(path: &Path, e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!("drawing {}: {e}", path.display())
+}
+
 /// Draws every (guest, controller, mode) of `samples` for `variants`
 /// (baseline first) into `path`; returns the number of panels.
 pub fn render(path: &Path, samples: &Samples, variants: &[&str]) -> Result<usize> {
+    let keys = panel_order(samples);
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    let (rows, cols) = grid(&keys);
+    let size = (PANEL.0 * cols as u32, PANEL.1 * rows as u32);
+    let root = SVGBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| drawing(path, e))?;
+    let areas = root.split_evenly((rows, cols));
+    for (key, area) in keys.iter().zip(&areas) {
+        draw_panel(area, key, &samples[*key], variants).map_err(|e| drawing(path, e))?;
+    }
+    root.present().map_err(|e| drawing(path, e))?;
+    Ok(keys.len())
+}
+
+/// The panels in reading order: guest, controller, mode.
+fn panel_order(samples: &Samples) -> Vec<&SeriesKey> {
     let mut keys: Vec<&SeriesKey> = samples.keys().collect();
     keys.sort_by_key(|k| {
         (
@@ -58,83 +81,92 @@ pub fn render(path: &Path, samples: &Samples, variants: &[&str]) -> Result<usize
             k.mode.name(),
         )
     });
-    if keys.is_empty() {
-        return Ok(0);
-    }
+    keys
+}
+
+/// (rows, columns) of the panel grid: a column per mode.
+fn grid(keys: &[&SeriesKey]) -> (usize, usize) {
     let cols = keys
         .iter()
         .map(|k| k.mode)
         .collect::<std::collections::BTreeSet<_>>()
         .len()
         .max(1);
-    let rows = keys.len().div_ceil(cols);
-    let size = (PANEL.0 * cols as u32, PANEL.1 * rows as u32);
-    let err = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
-    let root = SVGBackend::new(path, size).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let areas = root.split_evenly((rows, cols));
-    for (key, area) in keys.iter().zip(&areas) {
-        let c = &samples[*key];
-        let series: Vec<(String, Vec<u32>, bool)> = variants
-            .iter()
-            .flat_map(|v| {
-                [
-                    (v.to_string(), pooled(c.runs.get(*v)), false),
-                    (format!("{v}: queued in QEMU"), pooled(c.host.get(*v)), true),
-                ]
-            })
-            .filter(|(_, s, _)| !s.is_empty())
-            .collect();
-        let all = series.iter().flat_map(|(_, s, _)| s.iter().copied());
-        let (lo, hi) = all.fold((u32::MAX, 0), |(lo, hi), x| (lo.min(x.max(1)), hi.max(x)));
-        let (lo, hi) = (
-            f64::from(lo) / 1000.0 * 0.8,
-            f64::from(hi.max(lo + 1)) / 1000.0 * 1.25,
-        );
-        let mut chart = ChartBuilder::on(area)
-            .caption(
-                format!(
-                    "{} ({}, {} guest): latency CDF",
-                    c.device, key.mode, key.guest
-                ),
-                ("sans-serif", 16),
-            )
-            .margin(8)
-            .x_label_area_size(32)
-            .y_label_area_size(40)
-            .build_cartesian_2d((lo..hi).log_scale(), 0.0f64..1.0)
-            .map_err(|e| err(&e))?;
+    (keys.len().div_ceil(cols), cols)
+}
+
+/// One panel's lines: per variant its guest latency, then (thin, `true`)
+/// the time its requests sat queued in QEMU; lines without samples left out.
+fn series(c: &Collected, variants: &[&str]) -> Vec<(String, Vec<u32>, bool)> {
+    variants
+        .iter()
+        .flat_map(|v| {
+            [
+                (v.to_string(), pooled(c.runs.get(*v)), false),
+                (format!("{v}: queued in QEMU"), pooled(c.host.get(*v)), true),
+            ]
+        })
+        .filter(|(_, s, _)| !s.is_empty())
+        .collect()
+}
+
+/// The x range, ms, of every sample in `series`, with a margin each side.
+fn x_range(series: &[(String, Vec<u32>, bool)]) -> (f64, f64) {
+    let all = series.iter().flat_map(|(_, s, _)| s.iter().copied());
+    let (lo, hi) = all.fold((u32::MAX, 0), |(lo, hi), x| (lo.min(x.max(1)), hi.max(x)));
+    (
+        f64::from(lo) / 1000.0 * 0.8,
+        f64::from(hi.max(lo + 1)) / 1000.0 * 1.25,
+    )
+}
+
+/// One panel: the CDF of each series on a log time axis, with a legend.
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    key: &SeriesKey,
+    c: &Collected,
+    variants: &[&str],
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let series = series(c, variants);
+    let (lo, hi) = x_range(&series);
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            format!(
+                "{} ({}, {} guest): latency CDF",
+                c.device, key.mode, key.guest
+            ),
+            ("sans-serif", 16),
+        )
+        .margin(8)
+        .x_label_area_size(32)
+        .y_label_area_size(40)
+        .build_cartesian_2d((lo..hi).log_scale(), 0.0f64..1.0)?;
+    chart
+        .configure_mesh()
+        .x_labels(6)
+        .x_label_formatter(&|x| ms_label(*x))
+        .x_desc("ms (log scale)")
+        .y_desc("fraction of requests")
+        .draw()?;
+    for (i, (name, s, host)) in series.iter().enumerate() {
+        // A variant's two lines share its colour.
+        let colour = COLOURS[(i / 2) % COLOURS.len()];
+        let style = if *host {
+            colour.mix(0.55).stroke_width(1)
+        } else {
+            colour.stroke_width(2)
+        };
         chart
-            .configure_mesh()
-            .x_labels(6)
-            .x_label_formatter(&|x| ms_label(*x))
-            .x_desc("ms (log scale)")
-            .y_desc("fraction of requests")
-            .draw()
-            .map_err(|e| err(&e))?;
-        for (i, (name, s, host)) in series.iter().enumerate() {
-            let colour = COLOURS[(i / 2) % COLOURS.len()];
-            let style = if *host {
-                colour.mix(0.55).stroke_width(1)
-            } else {
-                colour.stroke_width(2)
-            };
-            chart
-                .draw_series(LineSeries::new(cdf(s), style))
-                .map_err(|e| err(&e))?
-                .label(name.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| err(&e))?;
+            .draw_series(LineSeries::new(cdf(s), style))?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
     }
-    root.present().map_err(|e| err(&e))?;
-    Ok(keys.len())
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
 }
 
 #[cfg(test)]
