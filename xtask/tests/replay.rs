@@ -307,7 +307,11 @@ fn every_recorded_run_replays_byte_for_byte() {
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
         let got = replay(&dir).unwrap_or_else(|e| panic!("{name}: {e:#}"));
         let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
-        assert_eq!(got.text, recorded_text(&dir).unwrap(), "{name}: printed report");
+        assert_eq!(
+            got.text,
+            recorded_text(&dir).unwrap(),
+            "{name}: printed report"
+        );
         assert_eq!(got.json, read("report.json"), "{name}: --json");
         assert_eq!(got.junit, read("junit.xml"), "{name}: --junit");
         assert_eq!(got.kcidb, read("kcidb.json"), "{name}: --kcidb");

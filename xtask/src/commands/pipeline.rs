@@ -16,7 +16,7 @@ use crate::guests::{self, GuestImage, GuestPlan};
 use crate::kernel::{Kernel, KernelInput, KernelSource};
 use crate::kernel_variant::{self, KernelPatchChoice};
 use crate::outputs;
-use crate::patch::{self, PatchChoice, PatchSet, State};
+use crate::patch::{self, PatchChoice, PatchSet, State, BASELINE, BINARY, PATCHED};
 use crate::qemu::{self, BaselineMode};
 use crate::report::{self, KernelInfo, ParamsInfo, QemuInfo, QemuState, Report, Skipped};
 use crate::source::QemuSource;
@@ -245,13 +245,13 @@ impl Variant {
             binary,
             patches,
             kernel: None,
-            against: "baseline".into(),
+            against: BASELINE.into(),
         }
     }
 
     /// What it changes against what it is compared with.
     fn changes(&self) -> report::Changes {
-        match (&self.kernel, self.against == "baseline") {
+        match (&self.kernel, self.against == BASELINE) {
             (None, _) => report::Changes::Qemu,
             (Some(_), true) => report::Changes::Kernel,
             (Some(_), false) => report::Changes::Both,
@@ -470,9 +470,10 @@ impl PatchAndTest {
             .sets()
             .map(|v| v.into_iter().map(|s| s.name).collect())
             .unwrap_or_default();
-        if let Some(k) = kernel_sets.iter().find(|k| {
-            qemu_names.contains(&k.name) || ["patched", "binary"].contains(&k.name.as_str())
-        }) {
+        if let Some(k) = kernel_sets
+            .iter()
+            .find(|k| qemu_names.contains(&k.name) || [PATCHED, BINARY].contains(&k.name.as_str()))
+        {
             bail!(
                 "kernel variant {} has the name of a QEMU build: give it another (--kernel-variant NAME=...)",
                 k.name
@@ -921,7 +922,7 @@ impl PatchAndTest {
             QemuInput::Tree { tree, .. } => {
                 ui::stage(&format!("QEMU {} compile", tree.describe()));
                 let built = qemu_prepared.context("QEMU was not prepared")?.compile()?;
-                let mut v = vec![Variant::qemu("baseline", built.baseline.path, None)];
+                let mut v = vec![Variant::qemu(BASELINE, built.baseline.path, None)];
                 v.extend(
                     built
                         .variants
@@ -930,10 +931,10 @@ impl PatchAndTest {
                 );
                 v
             }
-            QemuInput::Binary(b, _) => vec![Variant::qemu("binary", b.clone(), None)],
+            QemuInput::Binary(b, _) => vec![Variant::qemu(BINARY, b.clone(), None)],
             QemuInput::Pair(a, b, _) => vec![
-                Variant::qemu("baseline", a.clone(), None),
-                Variant::qemu("patched", b.clone(), None),
+                Variant::qemu(BASELINE, a.clone(), None),
+                Variant::qemu(PATCHED, b.clone(), None),
             ],
         };
         t.add("qemu_build", s);

@@ -103,6 +103,13 @@ pub struct PatchChoice {
     pub variant: Vec<PatchSet>,
 }
 
+/// The baseline's name: the build a variant is measured against.
+pub const BASELINE: &str = "baseline";
+/// A patch set given without a name (`--patch`, `--series`, `patches/`).
+pub const PATCHED: &str = "patched";
+/// A QEMU binary measured alone (`--qemu-binary`).
+pub const BINARY: &str = "binary";
+
 impl PatchChoice {
     /// The patch sets to build, in order; names are unique.
     pub fn sets(&self) -> Result<Vec<PatchSet>> {
@@ -110,7 +117,7 @@ impl PatchChoice {
             &self.variant,
             self.series.as_deref(),
             &self.patch,
-            "patched",
+            PATCHED,
             "variant",
         )? {
             Some(sets) => Ok(sets),
@@ -155,7 +162,7 @@ impl PatchSet {
     /// This workspace's fix, `patches/`.
     pub fn ours() -> Result<PatchSet> {
         Ok(PatchSet {
-            name: "patched".into(),
+            name: PATCHED.into(),
             files: series()?,
         })
     }
@@ -201,7 +208,7 @@ impl PatchSet {
             && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !ok_name || name == "baseline" {
+        if !ok_name || name == BASELINE {
             bail!("{flag} {s:?}: the name must be letters, digits, - or _, and not `baseline`");
         }
         let files: Vec<PathBuf> = list

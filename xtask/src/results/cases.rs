@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use contract::Guest;
 
 use crate::findings::{findings, Finding};
+use crate::patch::{BASELINE, BINARY};
 use crate::report::{Changes, Report, VariantReport};
 use crate::samples::{guest_rank, Row};
 use crate::verdict::{single_reference, stalls_alone};
@@ -122,7 +123,7 @@ fn binary_cases(doc: &Report) -> Vec<Case> {
                 .collect();
             let stalls = stalls_alone(r, single_reference(&guest_rows));
             Case {
-                variant: "binary".into(),
+                variant: BINARY.into(),
                 changes: None,
                 guest: Some(r.guest),
                 controller: r.controller.clone(),
@@ -135,7 +136,7 @@ fn binary_cases(doc: &Report) -> Vec<Case> {
                 ),
                 p50_us: Some(r.baseline.p50_us),
                 baseline_p50_us: Some(r.baseline.p50_us),
-                logs: logs_of(doc, &["binary", "baseline"], r.guest),
+                logs: logs_of(doc, &[BINARY, BASELINE], r.guest),
             }
         })
         .collect()
@@ -197,7 +198,7 @@ fn skipped_cases(doc: &Report) -> Vec<Case> {
         .variants
         .first()
         .map(|v| v.name.clone())
-        .unwrap_or_else(|| "binary".into());
+        .unwrap_or_else(|| BINARY.into());
     doc.skipped
         .iter()
         .map(|s| Case {

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::cases::{self, Case, NamedReport, Status};
+use crate::patch::BASELINE;
 use crate::report::{Report, VariantReport};
 
 pub const ORIGIN: &str = "uring_idle";
@@ -158,7 +159,7 @@ impl Run<'_> {
         let mut out = Vec::new();
         if let Some(b) = &doc.baseline_binary {
             out.push(json!({
-                "id": self.build_id("baseline"), "checkout_id": self.checkout_id(None), "origin": ORIGIN,
+                "id": self.build_id(BASELINE), "checkout_id": self.checkout_id(None), "origin": ORIGIN,
                 "architecture": "x86_64", "status": "PASS",
                 "comment": "the baseline QEMU", "output_files": [resource(b)],
             }));
@@ -174,7 +175,7 @@ impl Run<'_> {
         if doc.baseline_binary.is_none() && doc.variants.is_empty() {
             if let Some(b) = &doc.qemu.binary {
                 out.push(json!({
-                    "id": self.build_id("baseline"), "checkout_id": self.checkout_id(None), "origin": ORIGIN,
+                    "id": self.build_id(BASELINE), "checkout_id": self.checkout_id(None), "origin": ORIGIN,
                     "architecture": "x86_64", "status": "PASS", "output_files": [resource(b)],
                 }));
             }
@@ -186,14 +187,14 @@ impl Run<'_> {
     /// compared with; the baseline's where no QEMU variant has that name.
     fn build_of(&self, v: Option<&VariantReport>) -> String {
         let qemu = match v {
-            Some(v) if v.kernel.is_some() => v.against.split('+').next().unwrap_or("baseline"),
+            Some(v) if v.kernel.is_some() => v.against.split('+').next().unwrap_or(BASELINE),
             Some(v) => v.name.as_str(),
-            None => "baseline",
+            None => BASELINE,
         };
         if self.qemu_variants().any(|v| v.name == qemu) {
             self.build_id(qemu)
         } else {
-            self.build_id("baseline")
+            self.build_id(BASELINE)
         }
     }
 

@@ -225,7 +225,7 @@ pub struct VariantReport {
 }
 
 fn baseline_name() -> String {
-    "baseline".into()
+    crate::patch::BASELINE.into()
 }
 
 /// What a variant is built from, as the report names it: a variant's
