@@ -23,4 +23,5 @@ pub mod pci;
 pub mod run;
 pub mod serial;
 pub mod timers;
+pub mod traps;
 pub mod virtio;

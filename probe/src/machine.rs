@@ -10,6 +10,7 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 
 use contract::exit::{encode, DEBUG_EXIT_PORT, KSFT_FAIL};
+use contract::params::Fault;
 use contract::{controllers, BootPhases, Guest, Params, ProbeDriver};
 
 use crate::disk::Disk;
@@ -19,6 +20,7 @@ use crate::pci::{self, BarWindow, PortCam};
 use crate::run::{self, Env, Target};
 use crate::serial::Serial;
 use crate::timers::{self, PitWake};
+use crate::traps;
 
 /// TSC calibration length.
 pub const CALIBRATION_MS: u64 = 50;
@@ -153,6 +155,19 @@ pub fn main(entry_tsc: u64) -> ! {
     } else {
         p.controllers.clone()
     };
+
+    if p.fault != Fault::None {
+        let _ = writeln!(out, "{}", contract::ktap::header());
+        let _ = writeln!(
+            out,
+            "{}",
+            contract::ktap::diag(&format!(
+                "fault={}: raising it on purpose, before the first disk",
+                p.fault
+            ))
+        );
+        traps::raise(p.fault);
+    }
 
     let disks_start = tsc.now_ns();
     let mut window = BarWindow::new();
