@@ -1,5 +1,5 @@
 //! The bare-metal probe guest: booted by QEMU as `-bios probe.bin` on q35,
-//! it stops every guest timer, drives AHCI, virtio-blk and NVMe controllers
+//! it stops every guest timer, drives AHCI, IDE, virtio-blk and NVMe controllers
 //! itself by polling with interrupts off, times each request on the TSC and
 //! prints the Linux selftest's KTAP and JSON records. With no guest timer
 //! armed, only QEMU's own timers wake its main loop, as under KVM: an
@@ -14,9 +14,11 @@
 extern crate alloc;
 
 pub mod ahci;
+pub mod ata;
 pub mod disk;
 pub mod fwcfg;
 pub mod hw;
+pub mod ide;
 pub mod machine;
 pub mod nvme;
 pub mod pci;
