@@ -41,6 +41,9 @@ pub enum ProbeDriver {
     /// EXT through the bus-master (BMIDE) registers and a PRD table,
     /// polled on the bus-master status.
     Ide,
+    /// virtio-scsi on the virtio-drivers crate's transport and queue: the
+    /// first request queue, target 0 LUN 0, READ/WRITE(10 or 16).
+    VirtioScsi,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -161,7 +164,7 @@ pub const CONTROLLERS: &[Controller] = &[
         kconfig: &["CONFIG_SCSI_LOWLEVEL=y", "CONFIG_SCSI_VIRTIO=y", "CONFIG_VIRTIO_PCI=y", "CONFIG_BLK_DEV_SD=y"],
         modules: &["virtio_pci", "virtio_scsi", "sd_mod"],
         drivers: &["virtio_scsi"],
-        probe: None,
+        probe: Some(ProbeDriver::VirtioScsi),
     },
     Controller {
         name: "virtio_scsi_noioeventfd",
@@ -175,7 +178,7 @@ pub const CONTROLLERS: &[Controller] = &[
         kconfig: &["CONFIG_SCSI_LOWLEVEL=y", "CONFIG_SCSI_VIRTIO=y", "CONFIG_VIRTIO_PCI=y", "CONFIG_BLK_DEV_SD=y"],
         modules: &["virtio_pci", "virtio_scsi", "sd_mod"],
         drivers: &["virtio_scsi"],
-        probe: None,
+        probe: Some(ProbeDriver::VirtioScsi),
     },
     Controller {
         name: "lsi",
@@ -590,7 +593,7 @@ mod tests {
     }
 
     #[test]
-    fn the_probe_drives_the_default_trio_ide_and_the_virtio_blk_rows() {
+    fn the_probe_drives_the_default_trio_ide_and_the_virtio_rows() {
         use crate::Guest;
         assert_eq!(
             driven_by(Guest::Probe),
@@ -600,6 +603,8 @@ mod tests {
                 "virtio_blk",
                 "virtio_blk_noioeventfd",
                 "virtio_blk_iothread",
+                "virtio_scsi",
+                "virtio_scsi_noioeventfd",
                 "nvme"
             ]
         );

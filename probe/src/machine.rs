@@ -81,6 +81,7 @@ fn bring_up<'c>(
         ProbeDriver::Nvme => format!("pci {bdf} nsid 1"),
         ProbeDriver::VirtioBlk => format!("pci {bdf}"),
         ProbeDriver::Ide => format!("pci {bdf} primary device 0"),
+        ProbeDriver::VirtioScsi => format!("pci {bdf} target 0 lun 0"),
     };
     // IDE has I/O BARs only.
     if driver == ProbeDriver::Ide {
@@ -117,6 +118,7 @@ fn bring_up<'c>(
                     )?)
                 }
                 ProbeDriver::VirtioBlk => Box::new(crate::virtio::VirtioBlk::new(bdf)?),
+                ProbeDriver::VirtioScsi => Box::new(crate::virtio_scsi::open(bdf, clock)?),
                 ProbeDriver::Ide => unreachable!("brought up above"),
             })
         });

@@ -27,6 +27,8 @@ pub const BAR_TYPE_64: u32 = 0b100;
 pub const VIRTIO_VENDOR: u16 = 0x1af4;
 pub const VIRTIO_BLK_MODERN: u16 = 0x1042;
 pub const VIRTIO_BLK_TRANSITIONAL: u16 = 0x1001;
+pub const VIRTIO_SCSI_MODERN: u16 = 0x1048;
+pub const VIRTIO_SCSI_TRANSITIONAL: u16 = 0x1004;
 /// Mass storage / SATA / AHCI 1.0.
 pub const CLASS_AHCI: (u8, u8, u8) = (0x01, 0x06, 0x01);
 /// Mass storage / non-volatile memory / NVM Express.
@@ -152,6 +154,10 @@ impl Ids {
             ProbeDriver::Ahci => self.class == CLASS_AHCI,
             ProbeDriver::Nvme => self.class == CLASS_NVME,
             ProbeDriver::Ide => (self.class.0, self.class.1) == CLASS_IDE,
+            ProbeDriver::VirtioScsi => {
+                self.vendor == VIRTIO_VENDOR
+                    && matches!(self.device, VIRTIO_SCSI_MODERN | VIRTIO_SCSI_TRANSITIONAL)
+            }
             ProbeDriver::VirtioBlk => {
                 self.vendor == VIRTIO_VENDOR
                     && matches!(self.device, VIRTIO_BLK_MODERN | VIRTIO_BLK_TRANSITIONAL)
@@ -175,6 +181,7 @@ pub fn expected(driver: ProbeDriver) -> &'static str {
         ProbeDriver::Ahci => "an AHCI controller (class 01:06:01)",
         ProbeDriver::Nvme => "an NVMe controller (class 01:08:02)",
         ProbeDriver::Ide => "an IDE controller (class 01:01)",
+        ProbeDriver::VirtioScsi => "a virtio-scsi device (1af4:1048 or 1af4:1004)",
         ProbeDriver::VirtioBlk => "a virtio-blk device (1af4:1042 or 1af4:1001)",
     }
 }
