@@ -37,6 +37,13 @@ pub enum ProbeDriver {
     VirtioBlk,
     /// NVMe: the admin queue and one I/O queue pair, completions polled.
     Nvme,
+    /// PCI IDE (class 01:01), primary channel's device 0: READ/WRITE DMA
+    /// EXT through the bus-master (BMIDE) registers and a PRD table,
+    /// polled on the bus-master status.
+    Ide,
+    /// virtio-scsi on the virtio-drivers crate's transport and queue: the
+    /// first request queue, target 0 LUN 0, READ/WRITE(10 or 16).
+    VirtioScsi,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -101,7 +108,7 @@ pub const CONTROLLERS: &[Controller] = &[
         kconfig: &["CONFIG_ATA=y", "CONFIG_ATA_SFF=y", "CONFIG_ATA_BMDMA=y", "CONFIG_ATA_PIIX=y", "CONFIG_BLK_DEV_SD=y"],
         modules: &["ata_piix", "sd_mod"],
         drivers: &["ata_piix"],
-        probe: None,
+        probe: Some(ProbeDriver::Ide),
     },
     Controller {
         name: "virtio_blk",
@@ -157,7 +164,7 @@ pub const CONTROLLERS: &[Controller] = &[
         kconfig: &["CONFIG_SCSI_LOWLEVEL=y", "CONFIG_SCSI_VIRTIO=y", "CONFIG_VIRTIO_PCI=y", "CONFIG_BLK_DEV_SD=y"],
         modules: &["virtio_pci", "virtio_scsi", "sd_mod"],
         drivers: &["virtio_scsi"],
-        probe: None,
+        probe: Some(ProbeDriver::VirtioScsi),
     },
     Controller {
         name: "virtio_scsi_noioeventfd",
@@ -171,7 +178,7 @@ pub const CONTROLLERS: &[Controller] = &[
         kconfig: &["CONFIG_SCSI_LOWLEVEL=y", "CONFIG_SCSI_VIRTIO=y", "CONFIG_VIRTIO_PCI=y", "CONFIG_BLK_DEV_SD=y"],
         modules: &["virtio_pci", "virtio_scsi", "sd_mod"],
         drivers: &["virtio_scsi"],
-        probe: None,
+        probe: Some(ProbeDriver::VirtioScsi),
     },
     Controller {
         name: "lsi",
@@ -586,15 +593,18 @@ mod tests {
     }
 
     #[test]
-    fn the_probe_drives_the_default_trio_and_the_virtio_blk_rows() {
+    fn the_probe_drives_the_default_trio_ide_and_the_virtio_rows() {
         use crate::Guest;
         assert_eq!(
             driven_by(Guest::Probe),
             [
                 "ahci",
+                "ide",
                 "virtio_blk",
                 "virtio_blk_noioeventfd",
                 "virtio_blk_iothread",
+                "virtio_scsi",
+                "virtio_scsi_noioeventfd",
                 "nvme"
             ]
         );

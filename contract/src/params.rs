@@ -126,6 +126,25 @@ impl GuestSet {
     }
 }
 
+named_enum!(
+    /// Probe guest, for debugging: a CPU exception it raises on purpose
+    /// after reading its parameters, before it touches the first disk, to
+    /// show that its exception handlers report and exit.
+    Fault {
+        /// None: the normal run.
+        None = "none",
+        /// Invalid opcode (`ud2`): vector 6.
+        InvalidOpcode = "ud",
+        /// A write to an unmapped address: vector 14.
+        PageFault = "pf",
+        /// Division by zero: vector 0.
+        DivideError = "de",
+        /// An exception whose delivery faults twice (the stack pointer is
+        /// unmapped): vector 8, handled on its own stack.
+        DoubleFault = "df",
+    }
+);
+
 /// The fw_cfg file the probe guest reads its parameters from: the same
 /// words as the kernel command line's.
 pub const FW_CFG_FILE: &str = "opt/uring-idle/params";
@@ -182,6 +201,9 @@ pub struct Params {
     /// the guest's TSC is the host's); 0: the probe calibrates it against
     /// the PIT. The Linux guest gets it as `tsc_early_khz` instead.
     pub tsc_khz: u64,
+    /// Probe guest, for debugging: an exception to raise on purpose (the
+    /// Linux selftest ignores it). Written only when set.
+    pub fault: Fault,
 }
 
 /// Samples a test keeps even past its time budget: enough for a p50.
@@ -209,6 +231,7 @@ impl Default for Params {
             budget_ms: 0,
             deadline_ms: 5000,
             tsc_khz: 0,
+            fault: Fault::None,
         }
     }
 }
@@ -247,11 +270,14 @@ const KEYS: &[&str] = &[
     "budget_ms",
     "deadline_ms",
     "tsc_khz",
+    "fault",
 ];
 
 impl Params {
     /// The `uring_idle.KEY=VALUE` words for a kernel command line, every key
-    /// written so the guest never falls back to a default silently.
+    /// written so the guest never falls back to a default silently; but the
+    /// debugging `fault`, only when set, so normal runs' words stay as they
+    /// were.
     pub fn to_cmdline(&self) -> Vec<String> {
         let values = [
             self.iterations.to_string(),
@@ -273,9 +299,11 @@ impl Params {
             self.budget_ms.to_string(),
             self.deadline_ms.to_string(),
             self.tsc_khz.to_string(),
+            self.fault.name().to_string(),
         ];
         KEYS.iter()
             .zip(values)
+            .filter(|(k, _)| **k != "fault" || self.fault != Fault::None)
             .map(|(k, v)| format!("{CMDLINE_PREFIX}{k}={v}"))
             .collect()
     }
@@ -334,6 +362,7 @@ impl Params {
             "budget_ms" => self.budget_ms = num(v)?,
             "deadline_ms" => self.deadline_ms = num(v)?,
             "tsc_khz" => self.tsc_khz = num(v)?,
+            "fault" => self.fault = v.parse()?,
             _ => bail!(
                 "unknown parameter {CMDLINE_PREFIX}{k}={v} (known: {})",
                 KEYS.join(", ")
@@ -429,6 +458,7 @@ mod tests {
             budget_ms: 4321,
             deadline_ms: 2500,
             tsc_khz: 2_596_159,
+            fault: Fault::PageFault,
         };
         let line = format!("console=ttyS0 {} panic=-1", p.to_cmdline().join(" "));
         assert_eq!(Params::from_cmdline(&line).unwrap(), p);
@@ -436,6 +466,9 @@ mod tests {
         assert_eq!(p.to_cmdline().len(), KEYS.len());
         let d = Params::default();
         assert_eq!(Params::from_cmdline(&d.to_cmdline().join(" ")).unwrap(), d);
+        // But the debugging fault only when set.
+        assert_eq!(d.to_cmdline().len(), KEYS.len() - 1);
+        assert!(!d.to_cmdline().iter().any(|w| w.contains("fault")));
     }
 
     #[test]
@@ -482,6 +515,31 @@ mod tests {
         assert!(Params::from_cmdline("uring_idle.workload=batch uring_idle.chunk_kb=6").is_err());
         assert!(Params::from_cmdline("uring_idle.workload=batch uring_idle.batch=0").is_err());
         assert!(Params::from_cmdline("uring_idle.workload=stream").is_err());
+    }
+
+    #[test]
+    fn the_fault_parameter_names_an_exception() {
+        for (word, fault) in [
+            ("ud", Fault::InvalidOpcode),
+            ("pf", Fault::PageFault),
+            ("de", Fault::DivideError),
+            ("df", Fault::DoubleFault),
+            ("none", Fault::None),
+        ] {
+            let p = Params::from_cmdline(&format!("uring_idle.fault={word}")).unwrap();
+            assert_eq!(p.fault, fault);
+        }
+        assert_eq!(Params::default().fault, Fault::None);
+        let e = Params::from_cmdline("uring_idle.fault=gp").unwrap_err();
+        assert!(
+            e.0.contains("uring_idle.fault=gp") && e.0.contains("ud or pf"),
+            "{e}"
+        );
+        let p = Params {
+            fault: Fault::InvalidOpcode,
+            ..Params::default()
+        };
+        assert_eq!(p.to_cmdline().last().unwrap(), "uring_idle.fault=ud");
     }
 
     #[test]

@@ -8,6 +8,10 @@
 use alloc::format;
 use alloc::string::String;
 
+use crate::ata::{
+    identify_sectors, ATA_CMD_FLUSH_CACHE_EXT, ATA_CMD_IDENTIFY_DEVICE, ATA_CMD_READ_DMA_EXT,
+    ATA_CMD_READ_FPDMA_QUEUED, ATA_CMD_WRITE_DMA_EXT, ATA_DEVICE_LBA,
+};
 use crate::disk::{Completion, Disk, Op, Request};
 use crate::hw::{fence, wait_for, Clock, DmaBuf, Regs};
 
@@ -60,15 +64,9 @@ pub const TFD_STS_BSY: u32 = 1 << 7;
 pub const SSTS_DET_MASK: u32 = 0xf;
 pub const SSTS_DET_PRESENT: u32 = 3;
 
-// FIS and ATA commands.
+// FIS.
 pub const FIS_TYPE_REG_H2D: u8 = 0x27;
 pub const FIS_H2D_C: u8 = 1 << 7;
-pub const ATA_DEVICE_LBA: u8 = 1 << 6;
-pub const ATA_CMD_READ_DMA_EXT: u8 = 0x25;
-pub const ATA_CMD_WRITE_DMA_EXT: u8 = 0x35;
-pub const ATA_CMD_READ_FPDMA_QUEUED: u8 = 0x60;
-pub const ATA_CMD_FLUSH_CACHE_EXT: u8 = 0xEA;
-pub const ATA_CMD_IDENTIFY_DEVICE: u8 = 0xEC;
 /// Length of a Register H2D FIS, dwords (the command header's CFL).
 pub const H2D_FIS_DWORDS: u8 = 5;
 
@@ -158,17 +156,6 @@ pub fn prd(addr: u64, len: usize) -> [u32; 4] {
 /// in `now` (PxCI or PxSACT as read).
 pub fn finished(outstanding: u32, now: u32) -> u32 {
     outstanding & !now
-}
-
-/// Sectors from IDENTIFY DEVICE data: words 100-103 with 48-bit LBA
-/// (word 83 bit 10), else words 60-61.
-pub fn identify_sectors(id: &[u8]) -> u64 {
-    let w = |i: usize| u64::from(u16::from_le_bytes([id[2 * i], id[2 * i + 1]]));
-    if w(83) & (1 << 10) != 0 {
-        w(100) | (w(101) << 16) | (w(102) << 32) | (w(103) << 48)
-    } else {
-        w(60) | (w(61) << 16)
-    }
 }
 
 pub struct Ahci<'c, R: Regs> {
@@ -509,18 +496,6 @@ mod tests {
         assert_eq!(finished(outstanding, 0), 0xffff);
         assert_eq!(finished(0, 0xffff_ffff), 0);
         assert_eq!(finished(1 << 31, 0x7fff_ffff), 1 << 31);
-    }
-
-    #[test]
-    fn identify_words() {
-        let mut id = [0u8; 512];
-        id[120] = 0x00; // words 60-61: 0x0002_0000
-        id[122] = 0x02;
-        assert_eq!(identify_sectors(&id), 0x2_0000);
-        id[166] = 0x00;
-        id[167] = 0x04; // word 83 bit 10
-        id[200..208].copy_from_slice(&0x1_0000_0000u64.to_le_bytes());
-        assert_eq!(identify_sectors(&id), 0x1_0000_0000);
     }
 
     /// An HBA as QEMU's behaves for the probe's sequence: CI/SACT writes

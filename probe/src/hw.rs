@@ -2,7 +2,9 @@
 //! windows, the clock and DMA memory. The real implementations are here too
 //! (they compile on the host, where only the tests' fakes ever run).
 
-use alloc::alloc::{alloc_zeroed, dealloc, Layout};
+use alloc::alloc::Layout;
+#[cfg(not(test))]
+use alloc::alloc::{alloc_zeroed, dealloc};
 use core::ptr::NonNull;
 
 /// x86 port I/O.
@@ -124,10 +126,18 @@ pub struct DmaBuf {
 impl DmaBuf {
     pub fn new(len: usize) -> DmaBuf {
         let layout = Layout::from_size_align(len.max(1), 4096).expect("valid layout");
+        #[cfg(not(test))]
         // SAFETY: non-zero size.
         let ptr = unsafe { alloc_zeroed(layout) };
+        #[cfg(test)]
+        let ptr = low::alloc(layout.size());
         let ptr = NonNull::new(ptr).unwrap_or_else(|| alloc::alloc::handle_alloc_error(layout));
         DmaBuf { ptr, len }
+    }
+    /// The address as a 32-bit bus address, for DMA engines that take no
+    /// more (IDE's PRD tables): the probe's heap is below 2 GiB.
+    pub fn phys32(&self) -> Result<u32, alloc::string::String> {
+        bus32(self.phys())
     }
     pub fn phys(&self) -> u64 {
         self.ptr.as_ptr() as u64
@@ -185,8 +195,58 @@ impl DmaBuf {
 impl Drop for DmaBuf {
     fn drop(&mut self) {
         let layout = Layout::from_size_align(self.len.max(1), 4096).expect("valid layout");
+        #[cfg(not(test))]
         // SAFETY: allocated in `new` with this layout.
-        unsafe { dealloc(self.ptr.as_ptr(), layout) }
+        unsafe {
+            dealloc(self.ptr.as_ptr(), layout)
+        }
+        #[cfg(test)]
+        low::free(self.ptr.as_ptr(), layout.size());
+    }
+}
+
+/// `addr` as a 32-bit bus address, or why it is out of reach.
+pub fn bus32(addr: u64) -> Result<u32, alloc::string::String> {
+    u32::try_from(addr).map_err(|_| {
+        alloc::format!("DMA address {addr:#x} is above 4 GiB: the engine takes 32 bits")
+    })
+}
+
+/// The tests' DMA memory, below 2 GiB as all the guest's memory is
+/// (`mmap` with MAP_32BIT), so the fakes of 32-bit DMA engines can follow
+/// the addresses the drivers give them.
+#[cfg(test)]
+mod low {
+    unsafe extern "C" {
+        fn mmap(addr: *mut u8, len: usize, prot: i32, flags: i32, fd: i32, off: i64) -> *mut u8;
+        fn munmap(addr: *mut u8, len: usize) -> i32;
+    }
+    const PROT_READ_WRITE: i32 = 0x1 | 0x2;
+    const MAP_PRIVATE_ANONYMOUS_32BIT: i32 = 0x02 | 0x20 | 0x40;
+
+    /// Zeroed pages, or null.
+    pub fn alloc(len: usize) -> *mut u8 {
+        // SAFETY: a fresh anonymous mapping touches no existing memory.
+        let p = unsafe {
+            mmap(
+                core::ptr::null_mut(),
+                len,
+                PROT_READ_WRITE,
+                MAP_PRIVATE_ANONYMOUS_32BIT,
+                -1,
+                0,
+            )
+        };
+        if p as isize == -1 {
+            core::ptr::null_mut()
+        } else {
+            p
+        }
+    }
+
+    pub fn free(p: *mut u8, len: usize) {
+        // SAFETY: mapped by `alloc` with this length.
+        unsafe { munmap(p, len) };
     }
 }
 

@@ -10,15 +10,17 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 
 use contract::exit::{encode, DEBUG_EXIT_PORT, KSFT_FAIL};
+use contract::params::Fault;
 use contract::{controllers, BootPhases, Guest, Params, ProbeDriver};
 
 use crate::disk::Disk;
 use crate::fwcfg::{FwCfg, PARAMS_FILE};
 use crate::hw::{rdtsc, Clock, Mmio, PortIo, Ports, Tsc};
-use crate::pci::{self, BarWindow, PortCam};
+use crate::pci::{self, BarWindow, IoWindow, PortCam};
 use crate::run::{self, Env, Target};
 use crate::serial::Serial;
 use crate::timers::{self, PitWake};
+use crate::traps;
 
 /// TSC calibration length.
 pub const CALIBRATION_MS: u64 = 50;
@@ -62,6 +64,7 @@ fn bring_up<'c>(
     row: &str,
     clock: &'c dyn Clock,
     window: &mut BarWindow,
+    io_window: &mut IoWindow,
 ) -> Result<Target<'c>, String> {
     let c = controllers::by_name(row).map_err(|e| e.0)?;
     let driver = c.probe.ok_or_else(|| {
@@ -77,7 +80,20 @@ fn bring_up<'c>(
         ProbeDriver::Ahci => format!("pci {bdf} port 0"),
         ProbeDriver::Nvme => format!("pci {bdf} nsid 1"),
         ProbeDriver::VirtioBlk => format!("pci {bdf}"),
+        ProbeDriver::Ide => format!("pci {bdf} primary device 0"),
+        ProbeDriver::VirtioScsi => format!("pci {bdf} target 0 lun 0"),
     };
+    // IDE has I/O BARs only.
+    if driver == ProbeDriver::Ide {
+        let disk = crate::ide::open(&mut cam, bdf, io_window, PortIo, clock)
+            .map(|d| Box::new(d) as Box<dyn Disk + 'c>);
+        return Ok(Target {
+            name,
+            controller: row.into(),
+            path,
+            disk: disk.map_err(|e| format!("{row} at {bdf}: {e}")),
+        });
+    }
     let disk =
         pci::enable(&mut cam, bdf, window).and_then(|bars| -> Result<Box<dyn Disk + 'c>, String> {
             let bar =
@@ -102,6 +118,8 @@ fn bring_up<'c>(
                     )?)
                 }
                 ProbeDriver::VirtioBlk => Box::new(crate::virtio::VirtioBlk::new(bdf)?),
+                ProbeDriver::VirtioScsi => Box::new(crate::virtio_scsi::open(bdf, clock)?),
+                ProbeDriver::Ide => unreachable!("brought up above"),
             })
         });
     Ok(Target {
@@ -154,12 +172,26 @@ pub fn main(entry_tsc: u64) -> ! {
         p.controllers.clone()
     };
 
+    if p.fault != Fault::None {
+        let _ = writeln!(out, "{}", contract::ktap::header());
+        let _ = writeln!(
+            out,
+            "{}",
+            contract::ktap::diag(&format!(
+                "fault={}: raising it on purpose, before the first disk",
+                p.fault
+            ))
+        );
+        traps::raise(p.fault);
+    }
+
     let disks_start = tsc.now_ns();
     let mut window = BarWindow::new();
+    let mut io_window = IoWindow::new();
     let mut targets = Vec::new();
     let mut missing = Vec::new();
     for row in &rows {
-        match bring_up(row, &tsc, &mut window) {
+        match bring_up(row, &tsc, &mut window, &mut io_window) {
             Ok(t) => targets.push(t),
             Err(why) if !p.controllers.is_empty() => missing.push((row.clone(), why)),
             Err(_) => {}

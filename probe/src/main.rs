@@ -137,8 +137,80 @@ reset_vector:
     options(att_syntax)
 );
 
+// CPU exception entry stubs, one per vector 0-31 (`probe::traps`): each
+// pushes a dummy error code where the CPU pushes none (the vectors outside
+// ERROR_CODE_VECTORS), then its vector; the common path pushes every
+// general register (the order of `TrapFrame`) and calls `probe_trap` with
+// the frame's address on a 16-byte aligned stack. `trap_stubs` is the table
+// of their addresses, for the IDT.
+global_asm!(
+    r#"
+    .section .text.traps, "ax"
+    .code64
+    .macro trap_stub n
+    .balign 16
+trap_stub_\n:
+    .if ((({error_codes} >> \n) & 1) == 0)
+    pushq $0
+    .endif
+    pushq $\n
+    jmp trap_common
+    .endm
+
+    .irp n,0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+    trap_stub \n
+    .endr
+
+trap_common:
+    pushq %rax
+    pushq %rcx
+    pushq %rdx
+    pushq %rbx
+    pushq %rbp
+    pushq %rsi
+    pushq %rdi
+    pushq %r8
+    pushq %r9
+    pushq %r10
+    pushq %r11
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, %rdi
+    andq $-16, %rsp
+    cld
+    call {handler}
+3:
+    cli
+    hlt
+    jmp 3b
+
+    .section .rodata.traps, "a"
+    .balign 8
+trap_stubs:
+    .irp n,0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+    .quad trap_stub_\n
+    .endr
+trap_stubs_end:
+    .globl trap_stubs
+    .globl trap_stubs_end
+    .text
+"#,
+    error_codes = const probe::traps::ERROR_CODE_VECTORS,
+    handler = sym probe_trap,
+    options(att_syntax)
+);
+
 unsafe extern "C" {
     static __heap_start: u8;
+    static trap_stubs: [u64; probe::traps::EXCEPTIONS];
+    static trap_stubs_end: u8;
+}
+
+/// The exception stubs' common path calls this with their frame.
+extern "C" fn probe_trap(frame: &probe::traps::TrapFrame) -> ! {
+    probe::traps::fatal(frame)
 }
 
 /// A bump allocator over [__heap_start, the end of RAM): the probe frees
@@ -187,6 +259,15 @@ extern "C" fn probe_entry(entry_tsc: u64) -> ! {
     };
     HEAP.next.store(start, Ordering::Relaxed);
     HEAP.end.store(ram as usize, Ordering::Relaxed);
+    // SAFETY: the assembly above defines both symbols, the table first.
+    let stubs = unsafe { &trap_stubs };
+    let table_len = &raw const trap_stubs_end as usize - stubs.as_ptr() as usize;
+    assert_eq!(
+        table_len,
+        core::mem::size_of_val(stubs),
+        "one exception stub per vector"
+    );
+    probe::traps::install(stubs);
     probe::machine::main(entry_tsc)
 }
 

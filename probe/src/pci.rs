@@ -1,6 +1,6 @@
 //! PCI on bus 0 through configuration mechanism #1 (ports 0xCF8/0xCFC: q35's
 //! ECAM window is not enabled without firmware): find a row's function by
-//! slot and IDs, assign its memory BARs from a bump window, enable it.
+//! slot and IDs, assign its memory or I/O BARs from bump windows, enable it.
 
 use alloc::format;
 use alloc::string::String;
@@ -16,6 +16,7 @@ pub const VENDOR_ID: u8 = 0x00;
 pub const COMMAND: u8 = 0x04;
 pub const CLASS_REVISION: u8 = 0x08;
 pub const BAR0: u8 = 0x10;
+pub const COMMAND_IO_SPACE: u32 = 1 << 0;
 pub const COMMAND_MEMORY_SPACE: u32 = 1 << 1;
 pub const COMMAND_BUS_MASTER: u32 = 1 << 2;
 pub const COMMAND_INTX_DISABLE: u32 = 1 << 10;
@@ -26,14 +27,23 @@ pub const BAR_TYPE_64: u32 = 0b100;
 pub const VIRTIO_VENDOR: u16 = 0x1af4;
 pub const VIRTIO_BLK_MODERN: u16 = 0x1042;
 pub const VIRTIO_BLK_TRANSITIONAL: u16 = 0x1001;
+pub const VIRTIO_SCSI_MODERN: u16 = 0x1048;
+pub const VIRTIO_SCSI_TRANSITIONAL: u16 = 0x1004;
 /// Mass storage / SATA / AHCI 1.0.
 pub const CLASS_AHCI: (u8, u8, u8) = (0x01, 0x06, 0x01);
 /// Mass storage / non-volatile memory / NVM Express.
 pub const CLASS_NVME: (u8, u8, u8) = (0x01, 0x08, 0x02);
+/// Mass storage / IDE: the programming interface says which channels are
+/// in native mode and whether it has bus-master DMA.
+pub const CLASS_IDE: (u8, u8) = (0x01, 0x01);
 
 /// Where the probe puts BARs: free guest-physical space below 4 GiB on q35
 /// (RAM ends lower; the IOAPIC, HPET, LAPIC and BIOS sit above 0xFEC00000).
 pub const BAR_WINDOW: (u64, u64) = (0xC000_0000, 0xFE00_0000);
+
+/// Where the probe puts I/O BARs: above the legacy ISA and chipset ports,
+/// where firmware puts them too.
+pub const IO_WINDOW: (u32, u32) = (0xC000, 0x1_0000);
 
 /// Bus 0, device `slot`, function `function`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,6 +153,11 @@ impl Ids {
         match driver {
             ProbeDriver::Ahci => self.class == CLASS_AHCI,
             ProbeDriver::Nvme => self.class == CLASS_NVME,
+            ProbeDriver::Ide => (self.class.0, self.class.1) == CLASS_IDE,
+            ProbeDriver::VirtioScsi => {
+                self.vendor == VIRTIO_VENDOR
+                    && matches!(self.device, VIRTIO_SCSI_MODERN | VIRTIO_SCSI_TRANSITIONAL)
+            }
             ProbeDriver::VirtioBlk => {
                 self.vendor == VIRTIO_VENDOR
                     && matches!(self.device, VIRTIO_BLK_MODERN | VIRTIO_BLK_TRANSITIONAL)
@@ -165,6 +180,8 @@ pub fn expected(driver: ProbeDriver) -> &'static str {
     match driver {
         ProbeDriver::Ahci => "an AHCI controller (class 01:06:01)",
         ProbeDriver::Nvme => "an NVMe controller (class 01:08:02)",
+        ProbeDriver::Ide => "an IDE controller (class 01:01)",
+        ProbeDriver::VirtioScsi => "a virtio-scsi device (1af4:1048 or 1af4:1004)",
         ProbeDriver::VirtioBlk => "a virtio-blk device (1af4:1042 or 1af4:1001)",
     }
 }
@@ -292,6 +309,104 @@ pub fn enable(
         bdf,
         COMMAND,
         (cmd | COMMAND_MEMORY_SPACE | COMMAND_BUS_MASTER | COMMAND_INTX_DISABLE) & !1,
+    );
+    Ok(bars)
+}
+
+/// One assigned I/O BAR.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoBar {
+    pub port: u16,
+    pub size: u16,
+}
+
+/// Size of an I/O BAR from what it reads back after all-ones were
+/// written; 0 for an unused BAR. I/O space is 64 KiB: the upper half may
+/// read back as zeros.
+pub fn io_bar_size(readback: u32) -> u32 {
+    let mask = readback & 0xffff & !0x3;
+    if mask == 0 {
+        0
+    } else {
+        (!mask & 0xffff) + 1
+    }
+}
+
+/// Hands out naturally aligned ports from `[next, end)`.
+#[derive(Clone, Copy, Debug)]
+pub struct IoWindow {
+    pub next: u32,
+    pub end: u32,
+}
+
+impl IoWindow {
+    pub fn new() -> IoWindow {
+        IoWindow {
+            next: IO_WINDOW.0,
+            end: IO_WINDOW.1,
+        }
+    }
+    pub fn take(&mut self, size: u32) -> Option<u16> {
+        let size = size.max(4);
+        let port = self.next.checked_add(size - 1)? & !(size - 1);
+        let end = port.checked_add(size)?;
+        if end > self.end {
+            return None;
+        }
+        self.next = end;
+        u16::try_from(port).ok()
+    }
+}
+
+impl Default for IoWindow {
+    fn default() -> Self {
+        IoWindow::new()
+    }
+}
+
+/// Sizes and assigns every I/O BAR of `bdf` from `window`, then enables
+/// I/O space and bus mastering (memory BARs are left alone).
+pub fn enable_io(
+    cam: &mut dyn ConfigSpace,
+    bdf: Bdf,
+    window: &mut IoWindow,
+) -> Result<[Option<IoBar>; 6], String> {
+    let cmd = cam.read32(bdf, COMMAND) & 0xffff;
+    cam.write32(bdf, COMMAND, cmd & !COMMAND_IO_SPACE);
+    let mut bars = [None; 6];
+    let mut i = 0;
+    while i < 6 {
+        let off = BAR0 + 4 * i as u8;
+        let orig = cam.read32(bdf, off);
+        if orig & BAR_IO == 0 {
+            // A memory BAR: the upper half of a 64-bit one is no BAR.
+            i += if orig & BAR_TYPE_MASK == BAR_TYPE_64 {
+                2
+            } else {
+                1
+            };
+            continue;
+        }
+        cam.write32(bdf, off, u32::MAX);
+        let size = io_bar_size(cam.read32(bdf, off));
+        if size == 0 {
+            cam.write32(bdf, off, orig);
+        } else {
+            let port = window
+                .take(size)
+                .ok_or_else(|| format!("{bdf}: no room for I/O BAR{i} of {size} ports"))?;
+            cam.write32(bdf, off, u32::from(port) | BAR_IO);
+            bars[i] = Some(IoBar {
+                port,
+                size: size as u16,
+            });
+        }
+        i += 1;
+    }
+    cam.write32(
+        bdf,
+        COMMAND,
+        cmd | COMMAND_IO_SPACE | COMMAND_BUS_MASTER | COMMAND_INTX_DISABLE,
     );
     Ok(bars)
 }
@@ -447,6 +562,47 @@ mod tests {
         assert_eq!(cmd & 0x6, 0x6);
         assert!(Ids::read(&cam, bdf).unwrap().fits(ProbeDriver::Nvme));
         assert!(!Ids::read(&cam, bdf).unwrap().fits(ProbeDriver::Ahci));
+    }
+
+    #[test]
+    fn io_bars_are_sized_assigned_and_enabled() {
+        assert_eq!(io_bar_size(0xffff_fff1), 16);
+        assert_eq!(io_bar_size(0x0000_fff1), 16, "upper half read as zeros");
+        assert_eq!(io_bar_size(0xffff_ff01), 256);
+        assert_eq!(io_bar_size(0), 0);
+        let mut w = IoWindow::new();
+        assert_eq!(w.take(16), Some(0xC000));
+        assert_eq!(w.take(256), Some(0xC100));
+        assert_eq!(w.take(2), Some(0xC200), "at least 4 ports");
+        assert_eq!(w.take(0x4000), None);
+
+        // A PIIX IDE: BAR0-3 unused, BAR4 16 I/O ports.
+        let mut cam = FakeCam::default();
+        let bdf = Bdf {
+            slot: 9,
+            function: 0,
+        };
+        cam.set(bdf, VENDOR_ID, 0x7010_8086);
+        cam.set(bdf, CLASS_REVISION, 0x0101_8000);
+        cam.set(bdf, BAR0 + 16, 0x1);
+        cam.masks.insert((9, 0, BAR0 + 16), 0xffff_fff0);
+        let bars = enable_io(&mut cam, bdf, &mut IoWindow::new()).unwrap();
+        assert_eq!(
+            bars[4],
+            Some(IoBar {
+                port: 0xC000,
+                size: 16
+            })
+        );
+        assert!(bars[..4].iter().all(Option::is_none));
+        assert_eq!(cam.get(bdf, BAR0 + 16), 0xC001);
+        assert_eq!(cam.get(bdf, COMMAND) & 0x5, 0x5, "I/O space and bus master");
+        let ids = Ids::read(&cam, bdf).unwrap();
+        assert!(ids.fits(ProbeDriver::Ide) && !ids.fits(ProbeDriver::Ahci));
+        assert_eq!(
+            ids.class.2, 0x80,
+            "prog-if: bus master, both channels legacy"
+        );
     }
 
     #[test]
