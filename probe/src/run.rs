@@ -55,9 +55,7 @@ fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
 
-fn diag(out: &mut dyn Write, text: &str) {
-    let _ = writeln!(out, "{}", ktap::diag(text));
-}
+use contract::ktap::write_diag as diag;
 
 /// Runs every test and returns the kselftest exit code. `missing`: rows
 /// whose function is not there, and why (skipped, after the targets, as

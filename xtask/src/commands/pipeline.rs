@@ -1219,7 +1219,7 @@ mod tests {
             .all(|x| x.params.iterations == 20 && x.netdev == Netdev::User));
         // A row the probe cannot drive: the Linux guest's alone with both,
         // a usage error naming the probe's rows with --guest probe.
-        let p = options(&["--controllers", "ahci,ide"]);
+        let p = options(&["--controllers", "ahci,lsi"]);
         let names = |g| {
             plan_of(&p, g)
                 .controllers
@@ -1228,21 +1228,22 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(names(Guest::Probe), ["ahci"]);
-        assert_eq!(names(Guest::Linux), ["ahci", "ide"]);
-        let e = options(&["--guest", "probe", "--controllers", "ahci,ide"])
+        assert_eq!(names(Guest::Linux), ["ahci", "lsi"]);
+        let e = options(&["--guest", "probe", "--controllers", "ahci,lsi"])
             .guest_plans()
             .err()
             .unwrap()
             .to_string();
         assert!(
-            e.contains("cannot drive ide")
+            e.contains("cannot drive lsi")
                 && e.contains(
-                    "ahci, virtio_blk, virtio_blk_noioeventfd, virtio_blk_iothread, nvme"
+                    "ahci, ide, virtio_blk, virtio_blk_noioeventfd, virtio_blk_iothread, \
+                     virtio_scsi, virtio_scsi_noioeventfd, nvme"
                 ),
             "{e}"
         );
         // With both and no row for the probe, only the Linux guest runs.
-        let p = options(&["--controllers", "ide"]);
+        let p = options(&["--controllers", "lsi"]);
         assert_eq!(p.guest_plans().unwrap().len(), 1);
     }
 
