@@ -295,6 +295,25 @@ fn recorded_text(dir: &Path) -> Result<String> {
     Ok(out[..cut + 1].to_string())
 }
 
+/// The rows the probe drove when these runs were recorded. Its reach grew
+/// since (ide, virtio-scsi): a skip names the rows it drives today, the
+/// one change by design in what a recorded run prints.
+const PROBE_ROWS_RECORDED: &str =
+    "ahci, virtio_blk, virtio_blk_noioeventfd, virtio_blk_iothread, nvme";
+
+/// A recorded file, with the probe's rows as the table has them today.
+fn recorded(dir: &Path, file: &str) -> String {
+    let text = match file {
+        "stdout.txt" => recorded_text(dir).unwrap(),
+        f => std::fs::read_to_string(dir.join(f)).unwrap(),
+    };
+    let today = controllers::driven_by(Guest::Probe).join(", ");
+    text.replace(
+        &format!("(it drives {PROBE_ROWS_RECORDED})"),
+        &format!("(it drives {today})"),
+    )
+}
+
 #[test]
 fn every_recorded_run_replays_byte_for_byte() {
     let mut names: Vec<PathBuf> = std::fs::read_dir(fixtures())
@@ -306,12 +325,8 @@ fn every_recorded_run_replays_byte_for_byte() {
     for dir in names {
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
         let got = replay(&dir).unwrap_or_else(|e| panic!("{name}: {e:#}"));
-        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
-        assert_eq!(
-            got.text,
-            recorded_text(&dir).unwrap(),
-            "{name}: printed report"
-        );
+        let read = |f: &str| recorded(&dir, f);
+        assert_eq!(got.text, read("stdout.txt"), "{name}: printed report");
         assert_eq!(got.json, read("report.json"), "{name}: --json");
         assert_eq!(got.junit, read("junit.xml"), "{name}: --junit");
         assert_eq!(got.kcidb, read("kcidb.json"), "{name}: --kcidb");

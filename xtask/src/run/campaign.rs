@@ -697,16 +697,17 @@ mod tests {
     #[test]
     fn skipped_rows_are_kept_as_before() {
         // A row the probe has no driver for: the Linux guest's alone.
-        let plans = plan_of("both", &["ahci", "ide"]);
+        let plans = plan_of("both", &["ahci", "lsi"]);
         let probe = plans.iter().find(|p| p.guest == Guest::Probe).unwrap();
         let mut book = Book::default();
         book.no_driver(probe);
         assert_eq!(
             book.skipped,
             [Skipped {
-                controller: "ide".into(),
-                reason: "the probe guest has no driver for it (it drives ahci, virtio_blk, \
-                         virtio_blk_noioeventfd, virtio_blk_iothread, nvme); the other guest measured it"
+                controller: "lsi".into(),
+                reason: "the probe guest has no driver for it (it drives ahci, ide, virtio_blk, \
+                         virtio_blk_noioeventfd, virtio_blk_iothread, virtio_scsi, \
+                         virtio_scsi_noioeventfd, nvme); the other guest measured it"
                     .into(),
                 guest: Some(Guest::Probe),
             }]
