@@ -20,8 +20,10 @@ pub mod run;
 
 pub use base::packages as deps;
 pub use base::workspace::{cargo_build_cached, workspace};
-pub use base::{cache, children, event, packages, ui, venv};
-pub use builds::{initramfs, kernel, kernel_variant, probe_image, qemu, selftest};
+pub use base::{cache, children, event, packages, timings, ui, venv};
+pub use builds::{
+    at_once, initramfs, kernel, kernel_variant, probe_image, qemu, selftest, variants,
+};
 pub use commands::{
     actionlint, bench, build_qemu, check, ci, kselftest_install, layers, matrix, pipeline,
 };

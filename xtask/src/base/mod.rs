@@ -8,6 +8,7 @@ pub mod cache;
 pub mod children;
 pub mod event;
 pub mod packages;
+pub mod timings;
 pub mod ui;
 pub mod venv;
 pub mod workspace;

@@ -3,9 +3,11 @@
 //! (`selftest`) and its initramfs (`initramfs`), the probe's image
 //! (`probe_image`).
 
+pub mod at_once;
 pub mod initramfs;
 pub mod kernel;
 pub mod kernel_variant;
 pub mod probe_image;
 pub mod qemu;
 pub mod selftest;
+pub mod variants;

@@ -2,28 +2,29 @@
 //! report. Each stage is a function with a typed result; the work itself
 //! lives in the modules each stage calls.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use contract::{controllers, Controller, Guest, GuestSet, ModeSet, Params, Think, Workload};
 
+use crate::at_once::{QemuInput, Request};
 use crate::campaign::{self, Campaign, CampaignPlan, VariantBoot};
 use crate::cases::NamedReport;
 use crate::guest::{self, AccelChoice, Netdev};
 use crate::guests::{self, GuestImage, GuestPlan};
-use crate::kernel::{Kernel, KernelInput, KernelSource};
-use crate::kernel_variant::{self, KernelPatchChoice};
+use crate::kernel::KernelSource;
+use crate::kernel_variant::KernelPatchChoice;
 use crate::outputs;
-use crate::patch::{self, PatchChoice, PatchSet, State, BASELINE, BINARY, PATCHED};
-use crate::qemu::{self, BaselineMode};
+use crate::patch::{PatchChoice, PatchSet, State, BINARY, PATCHED};
+use crate::qemu::BaselineMode;
 use crate::report::{self, KernelInfo, ParamsInfo, QemuInfo, QemuState, Report, Skipped};
 use crate::source::QemuSource;
 use crate::summary::{self, Gathered, VariantSpec};
-use crate::tree::QemuTree;
+use crate::timings::Timings;
+use crate::variants::{self, Artifacts, Variant};
 use crate::verdict::Verdict;
-use crate::{cache, deps, initramfs, selftest, ui};
+use crate::{cache, deps, ui};
 
 /// `--controllers`: comma-separated table names, or `all`.
 pub fn parse_controllers(s: &str) -> std::result::Result<Vec<&'static Controller>, String> {
@@ -175,90 +176,6 @@ pub struct PatchAndTest {
     pub no_install: bool,
 }
 
-/// Seconds per stage, in order.
-#[derive(Default)]
-struct Timings(BTreeMap<String, f64>);
-
-impl Timings {
-    fn add(&mut self, stage: &str, since: Instant) {
-        self.set(stage, since.elapsed());
-    }
-
-    /// A stage timed where it ran (another thread, or beside another step).
-    fn set(&mut self, stage: &str, took: Duration) {
-        self.0.insert(stage.to_string(), secs(took));
-    }
-}
-
-fn secs(d: Duration) -> f64 {
-    (d.as_secs_f64() * 100.0).round() / 100.0
-}
-
-/// Which QEMU is measured.
-enum QemuInput {
-    /// A tree: the baseline built from it, and one variant per patch set
-    /// (`patches/` unless told otherwise).
-    Tree {
-        tree: QemuTree,
-        state: State,
-        baseline: BaselineMode,
-        sets: Vec<PatchSet>,
-    },
-    /// A prebuilt binary measured alone, and its QEMU version.
-    Binary(PathBuf, String),
-    /// Two prebuilt binaries, the first as the baseline, and its version.
-    Pair(PathBuf, PathBuf, String),
-}
-
-impl QemuInput {
-    /// The tree, when it never had the stall (no `aio_add_sqe()`).
-    fn unaffected(&self) -> Option<&QemuTree> {
-        match self {
-            QemuInput::Tree {
-                tree,
-                state: State::Unaffected,
-                ..
-            } => Some(tree),
-            _ => None,
-        }
-    }
-}
-
-/// A (QEMU build, guest kernel build) pair under a name the report uses;
-/// the first is the baseline. A QEMU variant boots the unpatched kernel, a
-/// kernel variant the baseline QEMU, and a pair of both is measured against
-/// its QEMU variant alone, so each comparison changes one side.
-struct Variant {
-    name: String,
-    binary: PathBuf,
-    patches: Option<PatchSet>,
-    /// The kernel variant it boots, if any (the Linux guest only).
-    kernel: Option<KernelBuild>,
-    /// The variant it is compared against.
-    against: String,
-}
-
-impl Variant {
-    fn qemu(name: &str, binary: PathBuf, patches: Option<PatchSet>) -> Variant {
-        Variant {
-            name: name.to_string(),
-            binary,
-            patches,
-            kernel: None,
-            against: BASELINE.into(),
-        }
-    }
-
-    /// What it changes against what it is compared with.
-    fn changes(&self) -> report::Changes {
-        match (&self.kernel, self.against == BASELINE) {
-            (None, _) => report::Changes::Qemu,
-            (Some(_), true) => report::Changes::Kernel,
-            (Some(_), false) => report::Changes::Both,
-        }
-    }
-}
-
 impl Variant {
     /// What the report says it is built from.
     fn build(&self) -> Result<report::VariantBuild> {
@@ -290,172 +207,54 @@ impl Variant {
     }
 }
 
-/// A kernel variant's guest pieces.
-#[derive(Clone)]
-struct KernelBuild {
-    built: kernel_variant::KernelVariant,
-    initrd: PathBuf,
-}
-
-/// What the QEMU track of `builds_at_once` brings back.
-struct QemuSide {
-    input: QemuInput,
-    fetched: Duration,
-    prepared: Option<qemu::Prepared>,
-    prepare_took: Option<Duration>,
-    selftest: Option<selftest::Selftest>,
-    probe: Option<crate::probe_image::ProbeImage>,
-}
-
-/// What the kernel track of `builds_at_once` brings back.
-struct KernelSide {
-    kernel: Kernel,
-    variants: Vec<kernel_variant::KernelVariant>,
-    fetched: Duration,
-    took: Duration,
-}
-
-/// Built at once, before QEMU's compile: the Linux guest's kernel and
-/// selftest, the probe's image, for the guests the run boots.
-struct Built {
-    linux: Option<(
-        Kernel,
-        selftest::Selftest,
-        Vec<kernel_variant::KernelVariant>,
-    )>,
-    probe: Option<crate::probe_image::ProbeImage>,
-    prepared: Option<qemu::Prepared>,
-}
-
-/// The Linux guest's pieces.
-struct LinuxArtifacts {
-    kernel: Kernel,
-    selftest: PathBuf,
-    initrd: PathBuf,
-}
-
-/// What the guest runs need, built or found in the cache.
-struct Artifacts {
-    linux: Option<LinuxArtifacts>,
-    probe: Option<PathBuf>,
-    variants: Vec<Variant>,
-    /// The requested controllers every variant's QEMU offers.
-    controllers: Vec<&'static Controller>,
-    /// The ones it lacks, and why.
-    skipped: Vec<Skipped>,
-}
-
-impl Artifacts {
-    /// What QEMU boots for `guest` in variant `v`.
-    fn image(&self, guest: Guest, v: &Variant) -> Result<GuestImage> {
-        Ok(match guest {
-            Guest::Linux if v.kernel.is_some() => {
-                let k = v.kernel.as_ref().expect("checked");
-                GuestImage::Linux {
-                    kernel: k.built.kernel.image.clone(),
-                    initrd: k.initrd.clone(),
-                }
-            }
-            Guest::Linux => {
-                let l = self
-                    .linux
-                    .as_ref()
-                    .context("the Linux guest was not built")?;
-                GuestImage::Linux {
-                    kernel: l.kernel.image.clone(),
-                    initrd: l.initrd.clone(),
-                }
-            }
-            Guest::Probe => GuestImage::Probe {
-                bios: self
-                    .probe
-                    .clone()
-                    .context("the probe guest was not built")?,
-            },
-        })
-    }
-}
-
-/// The QEMU builds, then each kernel variant on the baseline QEMU, then
-/// each kernel variant on each QEMU variant (compared against that QEMU
-/// variant with the unpatched kernel): every (QEMU build, kernel build)
-/// pair, each compared where exactly one side differs.
-fn with_kernel_variants(qemu: Vec<Variant>, kernels: &[KernelBuild]) -> Result<Vec<Variant>> {
-    let mut all = Vec::new();
-    for k in kernels {
-        if qemu.iter().any(|q| q.name == k.built.set.name) {
-            bail!(
-                "kernel variant {} has the name of a QEMU variant: give it another",
-                k.built.set.name
-            );
-        }
-    }
-    let base = &qemu[0];
-    let mut pairs = Vec::new();
-    for k in kernels {
-        for q in &qemu {
-            let first = q.name == base.name;
-            let v = Variant {
-                name: if first {
-                    k.built.set.name.clone()
-                } else {
-                    format!("{}+{}", q.name, k.built.set.name)
-                },
-                binary: q.binary.clone(),
-                patches: q.patches.clone(),
-                kernel: Some(k.clone()),
-                against: q.name.clone(),
-            };
-            if first {
-                all.push(v);
-            } else {
-                pairs.push(v);
+/// What QEMU boots for `guest` in variant `v`.
+fn image(art: &Artifacts, guest: Guest, v: &Variant) -> Result<GuestImage> {
+    Ok(match guest {
+        Guest::Linux if v.kernel.is_some() => {
+            let k = v.kernel.as_ref().expect("checked");
+            GuestImage::Linux {
+                kernel: k.built.kernel.image.clone(),
+                initrd: k.initrd.clone(),
             }
         }
-    }
-    let mut out = qemu;
-    out.extend(all);
-    out.extend(pairs);
-    Ok(out)
+        Guest::Linux => {
+            let l = art
+                .linux
+                .as_ref()
+                .context("the Linux guest was not built")?;
+            GuestImage::Linux {
+                kernel: l.kernel.image.clone(),
+                initrd: l.initrd.clone(),
+            }
+        }
+        Guest::Probe => GuestImage::Probe {
+            bios: art.probe.clone().context("the probe guest was not built")?,
+        },
+    })
 }
 
-/// Splits the requested controllers into those every binary offers and
-/// those some binary lacks a device type for.
-fn offered(
+/// The requested rows every variant's QEMU offers; the others are
+/// skipped, named, and with none left the run stops.
+fn offered_rows(
     wanted: &[&'static Controller],
-    binaries: &[&Path],
+    variants: &[Variant],
 ) -> Result<(Vec<&'static Controller>, Vec<Skipped>)> {
-    let mut have = Vec::new();
-    for b in binaries {
-        have.push((b, qemu::device_types(b)?));
+    let bins: Vec<&Path> = variants.iter().map(|v| v.binary.as_path()).collect();
+    let (controllers, skipped) = campaign::offered(wanted, &bins)?;
+    for s in &skipped {
+        ui::warn(&format!("skipping {}: {}", s.controller, s.reason));
     }
-    let (mut ok, mut skipped) = (Vec::new(), Vec::new());
-    for c in wanted {
-        let lacks: Vec<String> = have
-            .iter()
-            .flat_map(|(b, types)| {
-                c.device_types()
-                    .into_iter()
-                    .filter(|t| !types.contains(*t))
-                    .map(move |t| format!("{} has no {t} device", b.display()))
-            })
-            .collect();
-        if lacks.is_empty() {
-            ok.push(*c);
-        } else {
-            skipped.push(Skipped {
-                guest: None,
-                controller: c.name.to_string(),
-                reason: format!("{} (-device help)", lacks.join("; ")),
-            });
-        }
+    if controllers.is_empty() {
+        bail!(
+            "none of the requested controllers can be attached:\n{}",
+            crate::notes::skipped_lines(&skipped)
+        );
     }
-    Ok((ok, skipped))
+    Ok((controllers, skipped))
 }
 
 impl PatchAndTest {
     pub fn run(self) -> Result<i32> {
-        let total = Instant::now();
         let mut t = Timings::default();
         self.check_json_dir()?;
         let plans = self.guest_plans()?;
@@ -487,23 +286,45 @@ impl PatchAndTest {
         // Fetching, unpacking and building wait for another run's guests,
         // never run beside them; released before this run's own guests.
         let building = cache::MeasureLock::builds()?;
-        let (input, built) = self.builds_at_once(&plans, &mut t)?;
+        let (input, built) = self.request(&plans).builds_at_once(&mut t)?;
         let Some(built) = built else {
             let tree = input.unaffected().context("nothing was built")?;
             let v = Verdict::never_stalled(tree.describe());
             println!("{}", v.line());
-            let p = self.provenance(qemu_info(&input), &plans, t, total);
+            let p = self.provenance(qemu_info(&input), &plans, t);
             let doc = Report::assemble(p, &v, None);
             self.write_json(&doc)?;
             return Ok(v.kind.exit_code());
         };
-        let art = self.artifacts(&input, built, &mut t)?;
+        let art = variants::artifacts(&self.request(&plans), &input, built, &mut t)?;
+        let (controllers, skipped) = offered_rows(&self.controllers, &art.variants)?;
         drop(building);
         let s = Instant::now();
-        let camp = self.campaign(&art, &plans)?;
+        let camp = self.campaign(&art, &plans, controllers)?;
         t.add("guest_runs", s);
 
-        self.report(&input, &art, &plans, camp, t, total)
+        self.report(&input, &art, skipped, &plans, camp, t)
+    }
+
+    /// What the run's flags ask to be built.
+    fn request(&self, plans: &[GuestPlan]) -> Request<'_> {
+        Request {
+            source: &self.source,
+            qemu_binary: self.qemu_binary.as_deref(),
+            compare_binaries: &self.compare_binaries,
+            patches: &self.patches,
+            baseline: self.baseline,
+            kernel: &self.kernel,
+            kernel_patches: &self.kernel_patches,
+            linux: plans.iter().any(|p| p.guest == Guest::Linux),
+            probe: plans.iter().any(|p| p.guest == Guest::Probe),
+            linux_controllers: plans
+                .iter()
+                .find(|p| p.guest == Guest::Linux)
+                .map(|p| p.controllers.clone())
+                .unwrap_or_default(),
+            networked: plans.iter().any(|p| p.netdev != Netdev::None),
+        }
     }
 
     /// Each guest's share of the run (`guests::plans`).
@@ -533,10 +354,10 @@ impl PatchAndTest {
         &self,
         input: &QemuInput,
         art: &Artifacts,
+        unoffered: Vec<Skipped>,
         plans: &[GuestPlan],
         (camp, gathered): (Campaign, Gathered),
         t: Timings,
-        total: Instant,
     ) -> Result<i32> {
         let specs: Vec<VariantSpec> = art
             .variants
@@ -547,7 +368,7 @@ impl PatchAndTest {
                 kernel: v.kernel.is_some(),
             })
             .collect();
-        let mut skipped = art.skipped.clone();
+        let mut skipped = unoffered;
         skipped.extend(camp.skipped.iter().cloned());
         let s = summary::summarize(&summary::Measured {
             plans,
@@ -560,7 +381,7 @@ impl PatchAndTest {
             no_host_evidence: camp.no_host_evidence.as_deref(),
         });
         print!("{}", s.text);
-        let mut p = self.provenance(qemu_info(input), plans, t, total);
+        let mut p = self.provenance(qemu_info(input), plans, t);
         p.baseline_binary = Some(art.variants[0].binary.clone());
         p.variants = art.variants[1..]
             .iter()
@@ -627,342 +448,15 @@ impl PatchAndTest {
         Ok(())
     }
 
-    /// Inputs: which QEMU, and what the baseline is.
-    fn inputs(&self, plans: &[GuestPlan]) -> Result<QemuInput> {
-        let exists = |flag: &str, b: &Path| -> Result<String> {
-            if !b.is_file() {
-                bail!("{flag} {}: no such file", b.display());
-            }
-            let version = qemu::probe(b).with_context(|| format!("{flag} {}", b.display()))?;
-            // Before any build: a prebuilt binary either can or cannot. One
-            // we build always can: configure gets --enable-slirp (and fails
-            // without libslirp) and the device list has VIRTIO_NET.
-            if plans.iter().any(|p| p.netdev != Netdev::None) {
-                qemu::require_user_networking(b)?;
-            }
-            ui::stage(&format!("{flag}: {} is QEMU {version}", b.display()));
-            Ok(version)
-        };
-        if let Some(b) = &self.qemu_binary {
-            let v = exists("--qemu-binary", b)?;
-            return Ok(QemuInput::Binary(b.clone(), v));
-        }
-        if let [a, b] = self.compare_binaries.as_slice() {
-            let v = exists("--compare-binaries", a)?;
-            exists("--compare-binaries", b)?;
-            return Ok(QemuInput::Pair(a.clone(), b.clone(), v));
-        }
-        // Bad patch files are named before QEMU is fetched or anything built.
-        let sets = self.patches.sets()?;
-        let tree = self.source.resolve()?;
-        let state = patch::classify(&tree)?;
-        ui::stage(&patch::summary(&tree, &state));
-        let baseline = if state == State::Unaffected {
-            BaselineMode::AsIs
-        } else {
-            self.baseline.resolve(&state)?
-        };
-        Ok(QemuInput::Tree {
-            tree,
-            state,
-            baseline,
-            sets,
-        })
-    }
-
-    /// Fetching and building on two tracks at once, each going on as soon
-    /// as what it needs is there:
-    /// - QEMU: its source, then (a tree) the work copy synced, the meson
-    ///   venv and configure, mostly on one core and beside the kernel's
-    ///   download and configure; then the selftest, once the kernel's
-    ///   headers are exported, and the probe's image, beside the kernel's
-    ///   compile;
-    /// - kernel (Linux guest only): its source, configure and headers, then
-    ///   the compile, which keeps both cores busy for minutes.
-    ///
-    /// QEMU's compile comes after (`artifacts`): the two compiles at once
-    /// measured no faster than one after the other (389 s vs 395 s). QEMU's
-    /// source decides first: a tree that never had the stall stops the
-    /// kernel's fetch and comes back with nothing built (SKIPPED), and a
-    /// kernel that cannot be fetched is named only once QEMU's input is
-    /// known good. A run without the Linux guest fetches no kernel at all.
-    fn builds_at_once(
-        &self,
-        plans: &[GuestPlan],
-        t: &mut Timings,
-    ) -> Result<(QemuInput, Option<Built>)> {
-        let s = Instant::now();
-        let linux = plans.iter().any(|p| p.guest == Guest::Linux);
-        let probe = plans.iter().any(|p| p.guest == Guest::Probe);
-        // Whether QEMU's input never had the stall, once it is known.
-        let (decided_tx, decided_rx) = std::sync::mpsc::channel::<bool>();
-        // The kernel's headers (or its failure, as text: the same error
-        // then comes from both tracks, whichever is reported).
-        let (uapi_tx, uapi_rx) = std::sync::mpsc::channel::<Result<Option<PathBuf>, String>>();
-        // Each track owns its ends of the channels: a track that stops
-        // drops them, so the other never waits on it for ever.
-        let (qemu_side, kernel_side) = crate::children::at_once(
-            move || -> Result<QemuSide> {
-                let input = self.inputs(plans)?;
-                let fetched = s.elapsed();
-                let unaffected = input.unaffected().is_some();
-                let _ = decided_tx.send(unaffected);
-                if unaffected {
-                    crate::children::cancel();
-                    return Ok(QemuSide {
-                        input,
-                        fetched,
-                        prepared: None,
-                        prepare_took: None,
-                        selftest: None,
-                        probe: None,
-                    });
-                }
-                let p = Instant::now();
-                let prepared = self.prepare_qemu(&input)?;
-                let prepare_took = prepared.is_some().then(|| p.elapsed());
-                let selftest = if linux {
-                    let uapi = uapi_rx
-                        .recv()
-                        .unwrap_or_else(|_| Err("the guest kernel was not configured".into()))
-                        .map_err(|e| anyhow::anyhow!(e))?;
-                    Some(self.build_selftest(uapi.as_deref())?)
-                } else {
-                    None
-                };
-                let probe = if probe {
-                    ui::stage("probe guest (bare metal, -bios image)");
-                    let img = crate::probe_image::build()?;
-                    ui::info(&format!(
-                        "probe image {} ({:.1} s)",
-                        img.image.display(),
-                        img.build_s
-                    ));
-                    Some(img)
-                } else {
-                    None
-                };
-                Ok(QemuSide {
-                    input,
-                    fetched,
-                    prepared,
-                    prepare_took,
-                    selftest,
-                    probe,
-                })
-            },
-            move || -> Result<Option<KernelSide>> {
-                if !linux {
-                    return Ok(None);
-                }
-                let mut tree = None;
-                let planned = self
-                    .kernel
-                    .fetch(&self.linux_controllers(plans))
-                    .and_then(|input| {
-                        let fetched = s.elapsed();
-                        let k = Instant::now();
-                        ui::stage("guest kernel");
-                        if let KernelInput::Tree {
-                            tree: t,
-                            source,
-                            ctrls,
-                        } = &input
-                        {
-                            tree = Some((t.clone(), source.clone(), ctrls.clone()));
-                        }
-                        Ok((input.plan()?, fetched, k))
-                    });
-                let _ = uapi_tx.send(match &planned {
-                    Ok((plan, ..)) => Ok(plan.uapi().map(Path::to_path_buf)),
-                    Err(e) => Err(format!("{e:#}")),
-                });
-                let (plan, fetched, k) = match planned {
-                    Ok(p) => p,
-                    // Stopped for an unaffected QEMU, or failed: named only
-                    // once QEMU's input is known good (a QEMU that fails
-                    // to fetch has stopped this track and is the error).
-                    Err(e) => {
-                        return match decided_rx.recv() {
-                            Ok(true) => Ok(None),
-                            _ => Err(e),
-                        }
-                    }
-                };
-                let kernel = plan.finish()?;
-                let sets = self.kernel_patches.sets()?;
-                let variants = match (&tree, sets.is_empty()) {
-                    (_, true) => vec![],
-                    (Some((t, source, ctrls)), false) => {
-                        ui::stage("guest kernel variants");
-                        let uapi = kernel.uapi.clone().context("the tree's kernel has no header export")?;
-                        kernel_variant::build(t, source, ctrls, &uapi, &sets)?
-                    }
-                    (None, false) => bail!("kernel patches need a guest kernel built from a tree (--kernel-tree, or the default Debian source), not a prebuilt --kernel"),
-                };
-                Ok(Some(KernelSide {
-                    kernel,
-                    variants,
-                    fetched,
-                    took: k.elapsed(),
-                }))
-            },
-        )?;
-        t.set("qemu_source", qemu_side.fetched);
-        if qemu_side.input.unaffected().is_some() {
-            return Ok((qemu_side.input, None));
-        }
-        let linux = match (kernel_side, qemu_side.selftest) {
-            (Some(k), Some(st)) => {
-                t.set("kernel_source", k.fetched);
-                t.set("kernel", k.took);
-                t.set("selftest", Duration::from_secs_f64(st.build_s));
-                Some((k.kernel, st, k.variants))
-            }
-            _ => None,
-        };
-        if let Some(took) = qemu_side.prepare_took {
-            t.set("qemu_prepare", took);
-        }
-        if let Some(p) = &qemu_side.probe {
-            t.set("probe", Duration::from_secs_f64(p.build_s));
-        }
-        Ok((
-            qemu_side.input,
-            Some(Built {
-                linux,
-                probe: qemu_side.probe,
-                prepared: qemu_side.prepared,
-            }),
-        ))
-    }
-
-    /// The rows the Linux guest's kernel must drive.
-    fn linux_controllers(&self, plans: &[GuestPlan]) -> Vec<&'static Controller> {
-        plans
-            .iter()
-            .find(|p| p.guest == Guest::Linux)
-            .map(|p| p.controllers.clone())
-            .unwrap_or_default()
-    }
-
-    /// The selftest against the kernel's uapi (or the system's headers).
-    fn build_selftest(&self, uapi: Option<&Path>) -> Result<selftest::Selftest> {
-        ui::stage(&format!(
-            "selftest (static, uapi from {})",
-            uapi.map(|p| p.display().to_string())
-                .unwrap_or_else(|| "the system headers".into())
-        ));
-        let st = selftest::build(uapi)?;
-        ui::info(&format!(
-            "selftest {} ({:.1} s)",
-            st.binary.display(),
-            st.build_s
-        ));
-        Ok(st)
-    }
-
-    /// QEMU's work copy and configure, when it is built from a tree.
-    fn prepare_qemu(&self, input: &QemuInput) -> Result<Option<qemu::Prepared>> {
-        let QemuInput::Tree {
-            tree,
-            baseline,
-            sets,
-            ..
-        } = input
-        else {
-            return Ok(None);
-        };
-        let names: Vec<&str> = sets.iter().map(|s| s.name.as_str()).collect();
-        ui::stage(&format!(
-            "QEMU {} (baseline {}, then {})",
-            tree.describe(),
-            baseline.name(),
-            names.join(", ")
-        ));
-        qemu::prepare(tree, *baseline, sets).map(Some)
-    }
-
-    /// The initramfs and QEMU's compile, after the kernel's (see
-    /// `builds_at_once`).
-    fn artifacts(&self, input: &QemuInput, built: Built, t: &mut Timings) -> Result<Artifacts> {
-        let Built {
-            linux,
-            probe,
-            prepared: qemu_prepared,
-        } = built;
-        let mut kernel_builds = Vec::new();
-        let linux = match linux {
-            Some((kernel, st, kvs)) => {
-                let s = Instant::now();
-                let initrd = initramfs::pack(&st.binary, &kernel.modules)?;
-                ui::info(&format!("initramfs {}", initrd.display()));
-                for kv in kvs {
-                    // The selftest is built on the kernel's uapi: a variant
-                    // that changes it gets its own.
-                    let initrd = if kv.uapi_changed {
-                        let own = self.build_selftest(kv.kernel.uapi.as_deref())?;
-                        initramfs::pack(&own.binary, &kv.kernel.modules)?
-                    } else {
-                        initrd.clone()
-                    };
-                    kernel_builds.push(KernelBuild { built: kv, initrd });
-                }
-                t.add("initramfs", s);
-                Some(LinuxArtifacts {
-                    kernel,
-                    selftest: st.binary,
-                    initrd,
-                })
-            }
-            None => None,
-        };
-        let s = Instant::now();
-        let variants = match input {
-            QemuInput::Tree { tree, .. } => {
-                ui::stage(&format!("QEMU {} compile", tree.describe()));
-                let built = qemu_prepared.context("QEMU was not prepared")?.compile()?;
-                let mut v = vec![Variant::qemu(BASELINE, built.baseline.path, None)];
-                v.extend(
-                    built
-                        .variants
-                        .into_iter()
-                        .map(|(set, bin)| Variant::qemu(&set.name.clone(), bin.path, Some(set))),
-                );
-                v
-            }
-            QemuInput::Binary(b, _) => vec![Variant::qemu(BINARY, b.clone(), None)],
-            QemuInput::Pair(a, b, _) => vec![
-                Variant::qemu(BASELINE, a.clone(), None),
-                Variant::qemu(PATCHED, b.clone(), None),
-            ],
-        };
-        t.add("qemu_build", s);
-        let variants = with_kernel_variants(variants, &kernel_builds)?;
-        let bins: Vec<&Path> = variants.iter().map(|v| v.binary.as_path()).collect();
-        let (controllers, skipped) = offered(&self.controllers, &bins)?;
-        for s in &skipped {
-            ui::warn(&format!("skipping {}: {}", s.controller, s.reason));
-        }
-        if controllers.is_empty() {
-            bail!(
-                "none of the requested controllers can be attached:\n{}",
-                crate::notes::skipped_lines(&skipped)
-            );
-        }
-        Ok(Artifacts {
-            linux,
-            probe: probe.map(|p| p.image),
-            variants,
-            controllers,
-            skipped,
-        })
-    }
-
     /// Guest runs (`campaign::run`), and what the report reads of them.
     /// A failed boot of the baseline ends the run (exit 2): nothing
     /// compares without it.
-    fn campaign(&self, art: &Artifacts, plans: &[GuestPlan]) -> Result<(Campaign, Gathered)> {
+    fn campaign(
+        &self,
+        art: &Artifacts,
+        plans: &[GuestPlan],
+        controllers: Vec<&'static Controller>,
+    ) -> Result<(Campaign, Gathered)> {
         let mut variants = Vec::new();
         for (i, v) in art.variants.iter().enumerate() {
             let mut images = Vec::new();
@@ -971,7 +465,7 @@ impl PatchAndTest {
                 .iter()
                 .filter(|p| v.kernel.is_none() || p.guest == Guest::Linux)
             {
-                images.push((p.guest, art.image(p.guest, v)?));
+                images.push((p.guest, image(art, p.guest, v)?));
             }
             variants.push(VariantBoot {
                 name: v.name.clone(),
@@ -984,7 +478,7 @@ impl PatchAndTest {
         let plan = CampaignPlan {
             guests: plans,
             variants,
-            controllers: art.controllers.clone(),
+            controllers,
             accel: self.accel,
             no_trace: self.no_trace,
             keep_runs: self.keep_runs,
@@ -1008,14 +502,7 @@ impl PatchAndTest {
     }
 
     /// What the report says of the run besides its results.
-    fn provenance(
-        &self,
-        qemu: QemuInfo,
-        plans: &[GuestPlan],
-        mut t: Timings,
-        total: Instant,
-    ) -> report::Provenance {
-        t.add("total", total);
+    fn provenance(&self, qemu: QemuInfo, plans: &[GuestPlan], t: Timings) -> report::Provenance {
         // One name when every guest had the same network.
         let netdevs: Vec<String> = if plans
             .iter()
@@ -1064,7 +551,7 @@ impl PatchAndTest {
                     .map(|c| c.name.to_string())
                     .collect(),
             }),
-            timings_s: t.0,
+            timings_s: t.finish(),
             ..Default::default()
         }
     }

@@ -15,6 +15,7 @@ pub use crate::outcome::{GuestRun, HostDisk, HostRun, Skipped};
 use crate::patch::State;
 use crate::samples::Row;
 use crate::summary::{Summary, VariantOutcome};
+pub use crate::variants::Changes;
 use crate::verdict::{GuestVerdict, Kind, Verdict};
 
 /// Reports written before the probe guest existed are the Linux guest's.
@@ -170,30 +171,6 @@ pub struct GuestParams {
 pub struct PatchFile {
     pub path: PathBuf,
     pub sha256: String,
-}
-
-/// Which side of the (QEMU build, guest kernel build) pair a variant
-/// changes against what it is compared with.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Changes {
-    /// Its QEMU (its `patches`), booting the unpatched kernel.
-    #[default]
-    Qemu,
-    /// Its guest kernel (`kernel_patches`), on the baseline QEMU.
-    Kernel,
-    /// Its kernel, on a QEMU variant: compared against that QEMU variant.
-    Both,
-}
-
-impl Changes {
-    pub fn name(self) -> &'static str {
-        match self {
-            Changes::Qemu => "qemu",
-            Changes::Kernel => "kernel",
-            Changes::Both => "both",
-        }
-    }
 }
 
 /// One variant against the baseline (or, for a pair, against its QEMU

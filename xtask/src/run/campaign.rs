@@ -21,7 +21,7 @@ use crate::guest::{Boot, Netdev, Run};
 use crate::guests::{GuestImage, GuestPlan};
 use crate::ktap::Parsed;
 use crate::outcome::{GuestRun, HostDisk, HostRun, Skipped};
-use crate::{cache, ktap, trace, ui};
+use crate::{cache, ktap, qemu, trace, ui};
 
 /// One build the campaign boots: a QEMU binary and what it boots of each
 /// guest.
@@ -172,6 +172,40 @@ impl Boots for AccelPicker {
     fn decided(&self) -> Option<Accel> {
         AccelPicker::decided(self)
     }
+}
+
+/// Splits the requested controllers into those every binary offers and
+/// those some binary lacks a device type for.
+pub fn offered(
+    wanted: &[&'static Controller],
+    binaries: &[&Path],
+) -> Result<(Vec<&'static Controller>, Vec<Skipped>)> {
+    let mut have = Vec::new();
+    for b in binaries {
+        have.push((b, qemu::device_types(b)?));
+    }
+    let (mut ok, mut skipped) = (Vec::new(), Vec::new());
+    for c in wanted {
+        let lacks: Vec<String> = have
+            .iter()
+            .flat_map(|(b, types)| {
+                c.device_types()
+                    .into_iter()
+                    .filter(|t| !types.contains(*t))
+                    .map(move |t| format!("{} has no {t} device", b.display()))
+            })
+            .collect();
+        if lacks.is_empty() {
+            ok.push(*c);
+        } else {
+            skipped.push(Skipped {
+                guest: None,
+                controller: c.name.to_string(),
+                reason: format!("{} (-device help)", lacks.join("; ")),
+            });
+        }
+    }
+    Ok((ok, skipped))
 }
 
 /// Boots the plan. `on_boot` sees each boot as it ends (the caller's live
