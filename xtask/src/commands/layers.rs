@@ -456,6 +456,11 @@ pub fn code_only(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn this_workspace_keeps_its_layers() {
+        check(crate::workspace()).unwrap();
+    }
+
     use super::*;
 
     /// A workspace in a tempdir with `files` (path, text) written.
