@@ -245,18 +245,7 @@ fn replay(dir: &Path) -> Result<Replayed> {
         r.console_log = was.console_log.clone();
         r.trace_log = was.trace_log.clone();
     }
-    let mut skipped = unoffered;
-    skipped.extend(camp.skipped.iter().cloned());
-    let s = summary::summarize(&summary::Measured {
-        plans: &plans,
-        workload: p.workload,
-        variants: &specs,
-        accel: camp.accel,
-        gathered: &gathered,
-        skipped,
-        broken: &camp.broken,
-        no_host_evidence: camp.no_host_evidence.as_deref(),
-    });
+    let s = summary::of_campaign(&camp, &gathered, &plans, p.workload, &specs, unoffered);
     let provenance = Provenance {
         qemu: recorded.qemu.clone(),
         kernel: recorded.kernel.clone(),
@@ -281,7 +270,7 @@ fn replay(dir: &Path) -> Result<Replayed> {
         text: s.text.clone(),
         json: serde_json::to_string_pretty(&doc)?,
         junit: xtask::junit::write(&named)?,
-        kcidb: serde_json::to_string_pretty(&xtask::kcidb::document(&named)?)? + "\n",
+        kcidb: xtask::kcidb::text(&named)?,
     })
 }
 

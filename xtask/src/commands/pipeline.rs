@@ -368,18 +368,7 @@ impl PatchAndTest {
                 kernel: v.kernel.is_some(),
             })
             .collect();
-        let mut skipped = unoffered;
-        skipped.extend(camp.skipped.iter().cloned());
-        let s = summary::summarize(&summary::Measured {
-            plans,
-            workload: self.workload,
-            variants: &specs,
-            accel: camp.accel,
-            gathered: &gathered,
-            skipped,
-            broken: &camp.broken,
-            no_host_evidence: camp.no_host_evidence.as_deref(),
-        });
+        let s = summary::of_campaign(&camp, &gathered, plans, self.workload, &specs, unoffered);
         print!("{}", s.text);
         let mut p = self.provenance(qemu_info(input), plans, t);
         p.baseline_binary = Some(art.variants[0].binary.clone());

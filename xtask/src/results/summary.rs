@@ -6,7 +6,7 @@
 
 use contract::{Guest, Workload};
 
-use crate::campaign::{BootOutcome, BootRecord};
+use crate::campaign::{BootOutcome, BootRecord, Campaign};
 use crate::failure::BootFailure;
 use crate::findings::Judgement;
 use crate::guest::Accel;
@@ -149,6 +149,30 @@ fn variant_outcome(m: &Measured, v: &VariantSpec, guests: &[Guest]) -> VariantOu
         rows,
         decision,
     }
+}
+
+/// What a campaign says: its boots gathered, `unoffered` (the rows some
+/// binary lacked) and the campaign's own skips first.
+pub fn of_campaign(
+    camp: &Campaign,
+    gathered: &Gathered,
+    plans: &[GuestPlan],
+    workload: Workload,
+    variants: &[VariantSpec],
+    unoffered: Vec<Skipped>,
+) -> Summary {
+    let mut skipped = unoffered;
+    skipped.extend(camp.skipped.iter().cloned());
+    summarize(&Measured {
+        plans,
+        workload,
+        variants,
+        accel: camp.accel,
+        gathered,
+        skipped,
+        broken: &camp.broken,
+        no_host_evidence: camp.no_host_evidence.as_deref(),
+    })
 }
 
 /// Decides every variant and writes the report's text.
