@@ -27,7 +27,7 @@ pub use commands::{
 };
 pub use inputs::{fetch, patch, source, tree};
 pub use results::{
-    cases, findings, junit, kcidb, notes, outputs, plot, report, rules, samples, summary, tables,
-    units, verdict,
+    batch, cases, findings, junit, kcidb, notes, outputs, plot, report, rules, samples, summary,
+    tables, units, verdict,
 };
 pub use run::{accel, campaign, failure, guest, guests, ktap, load, outcome, qemu_args, trace};
