@@ -25,7 +25,7 @@ pub use builds::{initramfs, kernel, kernel_variant, probe_image, qemu, selftest}
 pub use commands::{
     actionlint, bench, build_qemu, check, ci, kselftest_install, layers, matrix, pipeline,
 };
-pub use inputs::{fetch, patch, source, tree};
+pub use inputs::{baseline, fetch, matrix_config, patch, source, tree};
 pub use results::{
     batch, cases, findings, junit, kcidb, notes, outputs, plot, report, rules, samples, summary,
     tables, units, verdict,
