@@ -183,24 +183,6 @@ impl Verdict {
 
     /// The verdict in words, after its head and accelerator.
     fn body(&self) -> String {
-        let reasons = |v: &[Judgement], sep: &str| -> String {
-            v.iter()
-                .map(|c| c.reason.to_string())
-                .collect::<Vec<_>>()
-                .join(sep)
-        };
-        let batch = |v: &[BatchFigures]| -> String {
-            v.iter()
-                .map(BatchFigures::phrase)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let figures = |v: &[(String, f64)]| -> String {
-            v.iter()
-                .map(|(n, p50)| format!("{n} p50 {}", ms(*p50)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         match &self.grounds {
             Grounds::Regressed(v) => reasons(v, "; "),
             Grounds::Unclear(v) => v
@@ -307,6 +289,30 @@ impl Verdict {
             line: self.line(),
         }
     }
+}
+
+/// The findings' reasons, joined by `sep`.
+fn reasons(v: &[Judgement], sep: &str) -> String {
+    v.iter()
+        .map(|c| c.reason.to_string())
+        .collect::<Vec<_>>()
+        .join(sep)
+}
+
+/// Each controller's batch figures, as `BatchFigures::phrase` words them.
+fn batch(v: &[BatchFigures]) -> String {
+    v.iter()
+        .map(BatchFigures::phrase)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Each controller's slowest p50, one binary alone.
+fn figures(v: &[(String, f64)]) -> String {
+    v.iter()
+        .map(|(n, p50)| format!("{n} p50 {}", ms(*p50)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Failed boots for a verdict: each kind of failure once, with the boots
