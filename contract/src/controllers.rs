@@ -434,6 +434,34 @@ pub fn by_name(name: &str) -> Result<&'static Controller> {
     }
 }
 
+/// A `--controllers` list: comma-separated names, or `all`; each row once,
+/// in table order.
+pub fn parse_list(s: &str) -> Result<Vec<&'static Controller>> {
+    if s.trim() == "all" {
+        return Ok(CONTROLLERS.iter().collect());
+    }
+    let asked: Vec<&str> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    if asked.is_empty() {
+        bail!(
+            "the controller list is empty; valid names: {}, or all",
+            names().join(", ")
+        );
+    }
+    let mut v = Vec::new();
+    for n in asked {
+        let c = by_name(n)?;
+        if !v.contains(&c) {
+            v.push(c);
+        }
+    }
+    v.sort_by_key(|c| rank(c.name));
+    Ok(v)
+}
+
 /// Position in the table: the report's row order.
 pub fn rank(name: &str) -> usize {
     CONTROLLERS
@@ -508,6 +536,22 @@ impl Controller {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_is_in_table_order_each_row_once() {
+        let names = |s| {
+            parse_list(s)
+                .unwrap()
+                .iter()
+                .map(|c| c.name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names("nvme, ahci,nvme"), ["ahci", "nvme"]);
+        assert_eq!(names("all").len(), CONTROLLERS.len());
+        let e = parse_list("ahci,floppy9").unwrap_err().0;
+        assert!(e.contains("floppy9") && e.contains("valid names"), "{e}");
+        assert!(parse_list(" , ").unwrap_err().0.contains("empty"));
+    }
 
     #[test]
     fn names_and_slots_are_unique() {

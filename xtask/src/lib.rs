@@ -27,9 +27,9 @@ pub use builds::{
 pub use commands::{
     actionlint, bench, build_qemu, check, ci, kselftest_install, layers, matrix, pipeline,
 };
-pub use inputs::{fetch, patch, source, tree};
+pub use inputs::{baseline, fetch, matrix_config, patch, source, tree};
 pub use results::{
-    cases, findings, junit, kcidb, notes, outputs, plot, report, rules, samples, summary, tables,
-    units, verdict,
+    batch, cases, findings, junit, kcidb, notes, outputs, plot, report, rules, samples, summary,
+    tables, units, verdict,
 };
 pub use run::{accel, campaign, failure, guest, guests, ktap, load, outcome, qemu_args, trace};

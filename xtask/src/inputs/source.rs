@@ -1,5 +1,6 @@
 //! Where the QEMU tree comes from: a directory the user names, or a Debian
-//! source package fetched into the cache.
+//! source package fetched into the cache; and which Debian kernel source
+//! `--kernel-src` names (`builds::kernel` fetches and builds it).
 
 use std::path::PathBuf;
 
@@ -28,6 +29,35 @@ pub fn parse_qemu_src(s: &str) -> Result<String> {
     }
 }
 
+/// A Debian kernel source: the `linux-source-SERIES` package, at a version
+/// or at the lists' candidate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelSrc {
+    pub package: String,
+    pub version: Option<String>,
+}
+
+/// `debian=6.12` or `debian=6.12.117-1`.
+pub fn parse_kernel_src(s: &str) -> std::result::Result<KernelSrc, String> {
+    let bad = || {
+        format!("--kernel-src takes debian=SERIES or debian=VERSION (e.g. debian=6.12 or debian=6.12.117-1), not {s:?}")
+    };
+    let v = s.strip_prefix("debian=").ok_or_else(bad)?.trim();
+    let parts: Vec<&str> = v.split(['.', '-']).collect();
+    if parts.len() < 2
+        || !parts[..2]
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Err(bad());
+    }
+    let series = format!("{}.{}", parts[0], parts[1]);
+    Ok(KernelSrc {
+        package: format!("linux-source-{series}"),
+        version: (v != series).then(|| v.to_string()),
+    })
+}
+
 impl QemuSource {
     pub fn resolve(&self) -> Result<QemuTree> {
         if let Some(dir) = &self.qemu_tree {
@@ -54,6 +84,30 @@ mod tests {
         for bad in ["ubuntu", "debian=", "10.2.2"] {
             assert!(
                 format!("{:#}", parse_qemu_src(bad).unwrap_err()).contains("debian=VERSION"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn kernel_src_names_a_series_or_a_version() {
+        assert_eq!(
+            parse_kernel_src("debian=6.12"),
+            Ok(KernelSrc {
+                package: "linux-source-6.12".into(),
+                version: None
+            })
+        );
+        assert_eq!(
+            parse_kernel_src("debian=6.12.117-1"),
+            Ok(KernelSrc {
+                package: "linux-source-6.12".into(),
+                version: Some("6.12.117-1".into())
+            })
+        );
+        for bad in ["6.12", "debian=", "debian=six", "fedora=6.12", "debian=6"] {
+            assert!(
+                parse_kernel_src(bad).unwrap_err().contains("debian=SERIES"),
                 "{bad}"
             );
         }

@@ -1,11 +1,12 @@
 //! Results: from a campaign's samples to what the user reads, one module
 //! per job: the rules and their margins (`rules`), samples collected into
 //! rows (`samples`), a finding per controller (`findings`), the verdict
-//! (`verdict`), text tables (`tables`), notes for the reader (`notes`), what a run says once its guests are done (`summary`),
+//! (`verdict`; the batch workload's in `batch`), text tables (`tables`), notes for the reader (`notes`), what a run says once its guests are done (`summary`),
 //! how figures are written (`units`), the JSON document (`report`), the
 //! plot (`plot`), the same findings as CI systems read them (`cases`,
 //! `junit`, `kcidb`), and the files they are written to (`outputs`).
 
+pub mod batch;
 pub mod cases;
 pub mod findings;
 pub mod junit;

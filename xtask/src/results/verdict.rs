@@ -1,20 +1,19 @@
 //! The verdict: a typed value (its kind, accelerator and the grounds it
-//! rests on: findings, batch totals, each guest's or variant's own
+//! rests on: findings, batch totals (`batch`), each guest's or variant's own
 //! verdict), composed when guests or variants are joined, and put into
 //! words once (`Verdict::line`).
 
 use contract::{Guest, Role};
 use serde::{Deserialize, Serialize};
 
+use crate::batch::{verdict_batch, BatchFigures};
 use crate::failure::BootFailure;
 use crate::findings::{findings, Finding, Judgement};
 use crate::guest::Accel;
 use crate::report::{Skipped, VerdictRecord};
-use crate::rules::{
-    rounds_separate, BATCH_REGRESSION_FACTOR, MIN_BATCH_RATIO, MIN_RATIO, STALL_FACTOR,
-};
+use crate::rules::{MIN_BATCH_RATIO, MIN_RATIO, STALL_FACTOR};
 use crate::samples::{of_guest, Row};
-use crate::units::{mean, ms, ratio_text, secs_text};
+use crate::units::{ms, ratio_text};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -80,32 +79,6 @@ pub fn is_verdict_line(line: &str) -> bool {
     Kind::of_line(line).is_some() || line.starts_with(VARIANTS_HEAD)
 }
 
-/// One controller's batch totals, as a batch verdict quotes them.
-#[derive(Clone, Debug, PartialEq)]
-pub struct BatchFigures {
-    pub controller: String,
-    pub mode: String,
-    pub baseline_total_ms: f64,
-    pub patched_total_ms: f64,
-    /// Each read's time queued in QEMU (p50), baseline and patched.
-    pub queued_us: Option<(f64, f64)>,
-}
-
-impl BatchFigures {
-    fn of(r: &Row) -> BatchFigures {
-        BatchFigures {
-            controller: r.controller.clone(),
-            mode: r.mode.clone(),
-            baseline_total_ms: mean(&r.baseline_round_total_ms),
-            patched_total_ms: mean(&r.patched_round_total_ms),
-            queued_us: match (&r.host_baseline, &r.host_patched) {
-                (Some(b), Some(p)) => Some((b.p50_us, p.p50_us)),
-                _ => None,
-            },
-        }
-    }
-}
-
 /// What a verdict rests on.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Grounds {
@@ -162,7 +135,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn new(kind: Kind, accel: Accel, grounds: Grounds) -> Verdict {
+    pub(crate) fn new(kind: Kind, accel: Accel, grounds: Grounds) -> Verdict {
         Verdict {
             kind,
             accel: Some(accel),
@@ -210,21 +183,6 @@ impl Verdict {
 
     /// The verdict in words, after its head and accelerator.
     fn body(&self) -> String {
-        let reasons = |v: &[Judgement], sep: &str| -> String {
-            v.iter()
-                .map(|c| c.reason.to_string())
-                .collect::<Vec<_>>()
-                .join(sep)
-        };
-        let batch = |v: &[BatchFigures]| -> String {
-            v.iter().map(batch_phrase).collect::<Vec<_>>().join(", ")
-        };
-        let figures = |v: &[(String, f64)]| -> String {
-            v.iter()
-                .map(|(n, p50)| format!("{n} p50 {}", ms(*p50)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         match &self.grounds {
             Grounds::Regressed(v) => reasons(v, "; "),
             Grounds::Unclear(v) => v
@@ -333,6 +291,30 @@ impl Verdict {
     }
 }
 
+/// The findings' reasons, joined by `sep`.
+fn reasons(v: &[Judgement], sep: &str) -> String {
+    v.iter()
+        .map(|c| c.reason.to_string())
+        .collect::<Vec<_>>()
+        .join(sep)
+}
+
+/// Each controller's batch figures, as `BatchFigures::phrase` words them.
+fn batch(v: &[BatchFigures]) -> String {
+    v.iter()
+        .map(BatchFigures::phrase)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Each controller's slowest p50, one binary alone.
+fn figures(v: &[(String, f64)]) -> String {
+    v.iter()
+        .map(|(n, p50)| format!("{n} p50 {}", ms(*p50)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Failed boots for a verdict: each kind of failure once, with the boots
 /// that had it.
 fn failed_lines(failed: &[BootFailure]) -> Vec<String> {
@@ -387,25 +369,6 @@ fn cured_body(cured: &[Judgement], unchanged: &[String]) -> String {
         } else {
             format!("; {} unchanged within noise", unchanged.join(" and "))
         }
-    )
-}
-
-fn batch_phrase(b: &BatchFigures) -> String {
-    let host = match b.queued_us {
-        Some((hb, hp)) => format!(
-            "; each read queued in QEMU {} -> {} (host trace)",
-            ms(hb),
-            ms(hp)
-        ),
-        None => String::new(),
-    };
-    format!(
-        "{} total {} -> {} ({:.2}x, {}{host})",
-        b.controller,
-        secs_text(b.baseline_total_ms),
-        secs_text(b.patched_total_ms),
-        b.baseline_total_ms / b.patched_total_ms,
-        b.mode
     )
 }
 
@@ -484,45 +447,6 @@ pub fn verdict_single(rows: &[Row], accel: Accel) -> Verdict {
             times: candidate.baseline.p50_us / control.baseline.p50_us,
         };
         Verdict::new(Kind::StallPresent, accel, grounds)
-    }
-}
-
-/// Batch workload, baseline against patched, on total times: a candidate
-/// is cured when its total drops by MIN_BATCH_RATIO with every baseline
-/// round slower than every patched round; anything whose total grows by
-/// BATCH_REGRESSION_FACTOR with the rounds separated is a regression.
-pub fn verdict_batch(rows: &[Row], accel: Accel) -> Verdict {
-    let judged: Vec<&Row> = rows
-        .iter()
-        .filter(|r| !r.baseline_round_total_ms.is_empty() && !r.patched_round_total_ms.is_empty())
-        .collect();
-    let regressed: Vec<BatchFigures> = judged
-        .iter()
-        .filter(|r| {
-            r.baseline_round_total_ms.len() >= 2
-                && mean(&r.patched_round_total_ms)
-                    > BATCH_REGRESSION_FACTOR * mean(&r.baseline_round_total_ms)
-                && rounds_separate(&r.patched_round_total_ms, &r.baseline_round_total_ms)
-        })
-        .map(|r| BatchFigures::of(r))
-        .collect();
-    if !regressed.is_empty() {
-        return Verdict::new(Kind::Regression, accel, Grounds::BatchRegressed(regressed));
-    }
-    let candidates: Vec<&Row> = judged
-        .iter()
-        .copied()
-        .filter(|r| r.role == Some(Role::Candidate))
-        .collect();
-    let cured = |r: &Row| {
-        mean(&r.baseline_round_total_ms) >= MIN_BATCH_RATIO * mean(&r.patched_round_total_ms)
-            && rounds_separate(&r.baseline_round_total_ms, &r.patched_round_total_ms)
-    };
-    let figures: Vec<BatchFigures> = candidates.iter().map(|r| BatchFigures::of(r)).collect();
-    if !candidates.is_empty() && candidates.iter().all(|r| cured(r)) {
-        Verdict::new(Kind::Verified, accel, Grounds::BatchCured(figures))
-    } else {
-        Verdict::new(Kind::NotVerified, accel, Grounds::BatchNotCured(figures))
     }
 }
 

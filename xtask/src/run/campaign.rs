@@ -19,7 +19,6 @@ use crate::event::Sink;
 use crate::failure::{BootFailure, Evidence, Failure};
 use crate::guest::{Boot, Netdev, Run};
 use crate::guests::{GuestImage, GuestPlan};
-use crate::ktap::Parsed;
 use crate::outcome::{GuestRun, HostDisk, HostRun, Skipped};
 use crate::{cache, ktap, qemu, trace, ui};
 
@@ -324,11 +323,7 @@ impl Booter<'_> {
                 };
                 let record = self.boot(&slot, image, &active, deadline)?;
                 if let BootOutcome::Measured(m) = &record.outcome {
-                    self.book.absorb(gp.guest, v, &m.skipped, &mut active);
-                    // The report's kernel is the unpatched one.
-                    if gp.guest == Guest::Linux && !v.kernel_variant && m.kernel_release.is_some() {
-                        self.kernel_release = m.kernel_release.clone();
-                    }
+                    self.measured(gp.guest, v, m, &mut active);
                 }
                 on_boot(&record);
                 let stop = v.required && record.failure().is_some();
@@ -339,6 +334,22 @@ impl Booter<'_> {
             }
         }
         Ok(true)
+    }
+
+    /// What a measured boot tells the boots after it: the rows its guest
+    /// skipped, and (unpatched, Linux) the kernel's release.
+    fn measured(
+        &mut self,
+        guest: Guest,
+        v: &VariantBoot,
+        m: &Measured,
+        active: &mut Vec<&'static Controller>,
+    ) {
+        self.book.absorb(guest, v, &m.skipped, active);
+        // The report's kernel is the unpatched one.
+        if guest == Guest::Linux && !v.kernel_variant && m.kernel_release.is_some() {
+            self.kernel_release = m.kernel_release.clone();
+        }
     }
 
     /// One boot, measured or failed.
@@ -419,7 +430,7 @@ fn measure(
             return Ok(invalid(first.trim_end_matches("; last lines:").to_string()));
         }
     };
-    let checked = match check_run(&parsed, run.code, active) {
+    let checked = match ktap::check_run(&parsed, run.code, active) {
         Ok(c) => c,
         Err(why) => return Ok(invalid(why)),
     };
@@ -462,64 +473,6 @@ fn measure(
         kernel_release: checked.kernel_release,
         host: host_samples,
     })))
-}
-
-/// What one good guest run says besides its samples.
-#[derive(Debug, PartialEq)]
-pub struct RunCheck {
-    pub kernel_release: Option<String>,
-    /// Requested controllers whose disk never appeared, with the guest's reason.
-    pub skipped: Vec<Skipped>,
-}
-
-/// Checks one guest run before its samples count: not skipped as a whole,
-/// every write read back intact, for every requested controller either
-/// results or the guest's reason for skipping it. Says why not.
-pub fn check_run(
-    parsed: &Parsed,
-    code: i32,
-    wanted: &[&Controller],
-) -> std::result::Result<RunCheck, String> {
-    if code == contract::exit::KSFT_SKIP {
-        return Err(
-            "the selftest skipped every test in the guest (no io_uring in the guest kernel?)"
-                .into(),
-        );
-    }
-    if let Some(bad) = parsed
-        .records
-        .iter()
-        .find(|r| r.mode == "integrity" && !r.ok)
-    {
-        return Err(format!(
-            "data integrity check failed on {}: {}",
-            bad.device,
-            bad.reason.clone().unwrap_or_default()
-        ));
-    }
-    let mut skipped = Vec::new();
-    for c in wanted {
-        if parsed.records.iter().any(|r| r.controller == c.name) {
-            continue;
-        }
-        let prefix = format!("{}_", c.name);
-        match parsed
-            .results
-            .iter()
-            .find(|r| r.skip && r.name.starts_with(&prefix))
-        {
-            Some(r) => skipped.push(Skipped {
-                controller: c.name.to_string(),
-                reason: r.note.clone(),
-                guest: None,
-            }),
-            None => return Err(format!("the guest found no {} disk ({})", c.name, c.title)),
-        }
-    }
-    Ok(RunCheck {
-        kernel_release: parsed.kernel_release.clone(),
-        skipped,
-    })
 }
 
 /// The skipped controllers of the campaign so far.
@@ -630,68 +583,11 @@ mod tests {
     use super::*;
     use contract::GuestSet;
 
-    fn parsed(records: Vec<Record>) -> Parsed {
-        Parsed {
-            kernel_release: Some("6.1.176".into()),
-            uapi: None,
-            plan: records.len(),
-            results: vec![],
-            records,
-        }
-    }
-
-    fn rec(controller: &str, mode: &str, ok: bool) -> Record {
-        let device = format!("{controller}_sda");
-        Record::new(&device, &device, controller, "/dev/sda", mode)
-            .failed((!ok).then(|| "data mismatch at offset 4096".into()))
-    }
-
     fn rows(names: &[&str]) -> Vec<&'static Controller> {
         names
             .iter()
             .map(|n| controllers::by_name(n).unwrap())
             .collect()
-    }
-
-    #[test]
-    fn a_run_counts_only_when_complete_and_intact() {
-        let want = rows(&["ahci", "nvme"]);
-        let good = parsed(vec![rec("ahci", "poll", true), rec("nvme", "poll", true)]);
-        let ok = check_run(&good, 0, &want).unwrap();
-        assert_eq!(ok.kernel_release.as_deref(), Some("6.1.176"));
-        assert!(ok.skipped.is_empty());
-        assert_eq!(
-            check_run(&good, 4, &want).unwrap_err(),
-            "the selftest skipped every test in the guest (no io_uring in the guest kernel?)"
-        );
-        let mut missing = parsed(vec![rec("ahci", "poll", true)]);
-        let e = check_run(&missing, 0, &want).unwrap_err();
-        assert!(e.starts_with("the guest found no nvme disk ("), "{e}");
-        // A controller the guest skipped, with its reason, is not an error.
-        missing.results.push(crate::ktap::TestResult {
-            ok: true,
-            number: 2,
-            name: "nvme_poll".into(),
-            skip: true,
-            note: "no disk appeared within 10000 ms".into(),
-        });
-        let s = check_run(&missing, 0, &want).unwrap();
-        assert_eq!(
-            s.skipped,
-            [Skipped {
-                controller: "nvme".into(),
-                reason: "no disk appeared within 10000 ms".into(),
-                guest: None,
-            }]
-        );
-        let bad = parsed(vec![
-            rec("ahci", "integrity", false),
-            rec("nvme", "poll", true),
-        ]);
-        assert_eq!(
-            check_run(&bad, 1, &want).unwrap_err(),
-            "data integrity check failed on ahci_sda: data mismatch at offset 4096"
-        );
     }
 
     #[test]

@@ -16,14 +16,13 @@ mod config;
 mod prebuilt;
 mod source;
 
+pub use crate::source::{parse_kernel_src, KernelSrc};
 pub(crate) use build::recorded;
 pub use build::{prepare, Compile, KernelPlan};
 pub(crate) use config::{configure, fragment_for};
 pub use config::{fragment_path, missing_options, needs_for, trim_path};
 pub use prebuilt::{guest_modules, module_order};
-pub use source::{
-    cached_tree_with, check_tree, parse_kernel_src, KernelInput, KernelSource, KernelSrc,
-};
+pub use source::{cached_tree_with, check_tree, KernelInput, KernelSource};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Kernel {

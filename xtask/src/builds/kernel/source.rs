@@ -12,6 +12,7 @@ use super::build::{prepare, KernelPlan};
 use super::prebuilt::{debian_image, prebuilt};
 use super::Kernel;
 use crate::fetch::{Apt, DEFAULT_KERNEL_PACKAGE};
+use crate::source::{parse_kernel_src, KernelSrc};
 use crate::{cache, ui};
 
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -30,35 +31,6 @@ pub struct KernelSource {
     /// With --kernel: its modules directory (/lib/modules/RELEASE); the drivers the guest needs are packed into the initramfs.
     #[arg(long, value_name = "DIR", requires = "kernel")]
     pub modules: Option<PathBuf>,
-}
-
-/// A Debian kernel source: the `linux-source-SERIES` package, at a version
-/// or at the lists' candidate.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KernelSrc {
-    pub package: String,
-    pub version: Option<String>,
-}
-
-/// `debian=6.12` or `debian=6.12.117-1`.
-pub fn parse_kernel_src(s: &str) -> std::result::Result<KernelSrc, String> {
-    let bad = || {
-        format!("--kernel-src takes debian=SERIES or debian=VERSION (e.g. debian=6.12 or debian=6.12.117-1), not {s:?}")
-    };
-    let v = s.strip_prefix("debian=").ok_or_else(bad)?.trim();
-    let parts: Vec<&str> = v.split(['.', '-']).collect();
-    if parts.len() < 2
-        || !parts[..2]
-            .iter()
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
-    {
-        return Err(bad());
-    }
-    let series = format!("{}.{}", parts[0], parts[1]);
-    Ok(KernelSrc {
-        package: format!("linux-source-{series}"),
-        version: (v != series).then(|| v.to_string()),
-    })
 }
 
 pub fn check_tree(path: &Path) -> Result<PathBuf> {
@@ -198,32 +170,6 @@ fn debian_tree(package: &str, version: Option<&str>) -> Result<(PathBuf, String)
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn kernel_src_names_a_series_or_a_version() {
-        assert_eq!(
-            super::parse_kernel_src("debian=6.12"),
-            Ok(super::KernelSrc {
-                package: "linux-source-6.12".into(),
-                version: None
-            })
-        );
-        assert_eq!(
-            super::parse_kernel_src("debian=6.12.117-1"),
-            Ok(super::KernelSrc {
-                package: "linux-source-6.12".into(),
-                version: Some("6.12.117-1".into())
-            })
-        );
-        for bad in ["6.12", "debian=", "debian=six", "fedora=6.12", "debian=6"] {
-            assert!(
-                super::parse_kernel_src(bad)
-                    .unwrap_err()
-                    .contains("debian=SERIES"),
-                "{bad}"
-            );
-        }
-    }
 
     #[test]
     fn tree_checks_name_the_other_tree_type() {
