@@ -26,33 +26,6 @@ use crate::variants::{self, Artifacts, Variant};
 use crate::verdict::Verdict;
 use crate::{cache, deps, ui};
 
-/// `--controllers`: comma-separated table names, or `all`.
-pub fn parse_controllers(s: &str) -> std::result::Result<Vec<&'static Controller>, String> {
-    if s.trim() == "all" {
-        return Ok(controllers::CONTROLLERS.iter().collect());
-    }
-    let names: Vec<&str> = s
-        .split(',')
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .collect();
-    if names.is_empty() {
-        return Err(format!(
-            "the controller list is empty; valid names: {}, or all",
-            controllers::names().join(", ")
-        ));
-    }
-    let mut v = Vec::new();
-    for n in names {
-        let c = controllers::by_name(n).map_err(|e| e.to_string())?;
-        if !v.contains(&c) {
-            v.push(c);
-        }
-    }
-    v.sort_by_key(|c| controllers::rank(c.name));
-    Ok(v)
-}
-
 /// clap's parser for the contract's named enums (Think, ModeSet, Workload).
 fn parse_named<T: std::str::FromStr<Err = contract::Error>>(
     s: &str,
@@ -89,7 +62,7 @@ pub struct PatchAndTest {
     /// without the fix, and two controls that never do (virtio-blk via
     /// ioeventfd, NVMe via a bottom half), so one boot shows stall, cure and
     /// yardstick in seconds.
-    #[arg(long, value_name = "LIST", default_value = "ahci,virtio_blk,nvme", value_parser = parse_controllers)]
+    #[arg(long, value_name = "LIST", default_value = contract::controllers::DEFAULT.join(","), value_parser = controllers::parse_list)]
     pub controllers: ::std::vec::Vec<&'static Controller>,
     /// Which guests measure: linux (a guest kernel with the selftest as
     /// /init: the stall through a real guest's io_uring; under TCG its tick
@@ -721,22 +694,5 @@ mod tests {
         // With both and no row for the probe, only the Linux guest runs.
         let p = options(&["--controllers", "lsi"]);
         assert_eq!(p.guest_plans().unwrap().len(), 1);
-    }
-
-    #[test]
-    fn controller_lists() {
-        let names = |s| {
-            parse_controllers(s)
-                .unwrap()
-                .iter()
-                .map(|c| c.name)
-                .collect::<Vec<_>>()
-        };
-        // Table order, duplicates dropped.
-        assert_eq!(names("nvme, ahci,nvme"), ["ahci", "nvme"]);
-        assert_eq!(names("all").len(), controllers::CONTROLLERS.len());
-        let e = parse_controllers("ahci,floppy9").unwrap_err();
-        assert!(e.contains("floppy9") && e.contains("valid names"), "{e}");
-        assert!(parse_controllers(" , ").unwrap_err().contains("empty"));
     }
 }
