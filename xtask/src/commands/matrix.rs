@@ -190,7 +190,7 @@ fn report_row(r: &CellResult, doc: &Report, ctrls: &[String]) -> Vec<String> {
     // A QEMU without aio_add_sqe() cannot have the stall.
     let unaffected = doc.verdict == Kind::Skipped;
     let verdict = if unaffected {
-        "UNAFFECTED (no aio_add_sqe)".into()
+        format!("{} (no aio_add_sqe)", Kind::Unaffected.head())
     } else {
         doc.verdict.head().to_string()
     };
