@@ -103,6 +103,98 @@ pub fn machine_mirror(sources_d: &[(PathBuf, String)]) -> Option<(String, String
     None
 }
 
+/// Names a Debian mirror (its URI, as apt takes it) where the machine's
+/// own apt sources are not Debian's, e.g. on an Ubuntu host: Debian's
+/// suite names and source packages exist only in Debian's archive.
+pub const MIRROR_VAR: &str = "URING_IDLE_DEBIAN_MIRROR";
+
+/// The suite binary candidates come from on a machine that is not Debian:
+/// the tool's defaults (`linux-source-6.1`, `--kernel debian`) are
+/// oldstable's (Debian 12's).
+pub const FALLBACK_SUITE: &str = "oldstable";
+
+/// Debian's suite and codename words, for a machine whose lists hold no
+/// Release file yet (apt was never updated): a suite is Debian's when its
+/// first word is one of these.
+const DEBIAN_SUITES: &[&str] = &[
+    "oldoldstable",
+    "oldstable",
+    "stable",
+    "testing",
+    "unstable",
+    "sid",
+    "experimental",
+    "buster",
+    "bullseye",
+    "bookworm",
+    "trixie",
+    "forky",
+    "duke",
+];
+
+/// The files apt keeps a Release of `uri`'s `suite` in under
+/// /var/lib/apt/lists (`InRelease`, or `Release` for an unsigned one).
+pub fn release_files(uri: &str, suite: &str) -> [String; 2] {
+    let host_path = uri
+        .split_once("://")
+        .map_or(uri, |(_, rest)| rest)
+        .trim_end_matches('/')
+        .replace('/', "_");
+    ["InRelease", "Release"].map(|f| format!("{host_path}_dists_{suite}_{f}"))
+}
+
+/// The `Origin:` of a Release file.
+pub fn release_origin(text: &str) -> Option<&str> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("Origin:"))
+        .map(str::trim)
+}
+
+/// Whether the machine's archive `uri` `suite` is Debian's: its Release
+/// file says so, or, with none on the machine, its suite is a Debian name.
+fn is_debian(uri: &str, suite: &str, release: &dyn Fn(&str) -> Option<String>) -> bool {
+    match release_files(uri, suite).iter().find_map(|f| release(f)) {
+        Some(text) => release_origin(&text) == Some("Debian"),
+        None => {
+            let word = suite.split('-').next().unwrap_or_default();
+            DEBIAN_SUITES.contains(&word)
+        }
+    }
+}
+
+/// The Debian mirror and the suite binary candidates come from: the
+/// machine's own when its apt sources are Debian's; a mirror the user
+/// names (`MIRROR_VAR`) otherwise, or always when named. Never a host
+/// written into the project.
+pub fn debian_mirror(
+    sources: &[(PathBuf, String)],
+    release: &dyn Fn(&str) -> Option<String>,
+    named: Option<&str>,
+) -> Result<(String, String)> {
+    let machine = machine_mirror(sources);
+    let debian = machine
+        .as_ref()
+        .filter(|(uri, suite)| is_debian(uri, suite, release));
+    if let Some(uri) = named.map(str::trim).filter(|u| !u.is_empty()) {
+        let suite = debian.map_or(FALLBACK_SUITE.to_string(), |(_, s)| s.clone());
+        return Ok((uri.to_string(), suite));
+    }
+    match (debian, &machine) {
+        (Some(m), _) => Ok(m.clone()),
+        (None, Some((uri, suite))) => bail!(
+            "this machine's apt sources are not Debian's ({uri} {suite}{}), and Debian's suites and source packages are only in Debian's archive: name a Debian mirror with {MIRROR_VAR}=URI (the URI apt would take, ending in /debian), or pass --qemu-tree DIR and --kernel-tree DIR instead of fetching",
+            release_files(uri, suite)
+                .iter()
+                .find_map(|f| release(f))
+                .and_then(|t| release_origin(&t).map(|o| format!(", Origin: {o}")))
+                .unwrap_or_default()
+        ),
+        (None, None) => bail!(
+            "no apt sources found in /etc/apt/sources.list or /etc/apt/sources.list.d: name a Debian mirror with {MIRROR_VAR}=URI, or pass --qemu-tree DIR and --kernel-tree DIR instead of fetching"
+        ),
+    }
+}
+
 fn read_machine_sources() -> Vec<(PathBuf, String)> {
     let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
     if let Ok(rd) = std::fs::read_dir("/etc/apt/sources.list.d") {
@@ -131,9 +223,11 @@ impl Apt {
             }
         }
         let dir = cache::dir("apt")?;
-        let (mirror, suite) = machine_mirror(&read_machine_sources()).context(
-            "no Debian mirror found in /etc/apt/sources.list or /etc/apt/sources.list.d; \
-             pass --qemu-tree DIR and --kernel-tree DIR instead of fetching",
+        let lists = Path::new("/var/lib/apt/lists");
+        let (mirror, suite) = debian_mirror(
+            &read_machine_sources(),
+            &|f| std::fs::read_to_string(lists.join(f)).ok(),
+            std::env::var(MIRROR_VAR).ok().as_deref(),
         )?;
         for d in ["lists/partial", "cache/archives/partial", "sources.list.d"] {
             std::fs::create_dir_all(dir.join(d))?;
@@ -471,6 +565,98 @@ mod tests {
             "the archive index lists qemu=1:11.1.3+ds-1 but its files are not on the mirror (HTTP 404); versions that download: 1:10.2.2+ds-1"
         );
         assert!(not_on_mirror("qemu", "x", &[("y".into(), None)]).ends_with("none found"));
+    }
+
+    /// Release files by name, as /var/lib/apt/lists would hold them.
+    fn lists<'a>(files: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            files
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, t)| t.to_string())
+        }
+    }
+
+    #[test]
+    fn the_mirror_is_debians_or_one_the_user_names() {
+        let debian = vec![(
+            PathBuf::from("/etc/apt/sources.list.d/debian.sources"),
+            "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n".to_string(),
+        )];
+        let debian_release = [(
+            "mirror.example_debian_dists_bookworm_InRelease",
+            "Origin: Debian\nLabel: Debian\nSuite: oldstable\nCodename: bookworm\n",
+        )];
+        let ubuntu = vec![(
+            PathBuf::from("/etc/apt/sources.list.d/ubuntu.sources"),
+            "Types: deb\nURIs: http://archive.example/ubuntu/\nSuites: noble noble-updates\nComponents: main universe\n".to_string(),
+        )];
+        let ubuntu_release = [(
+            "archive.example_ubuntu_dists_noble_InRelease",
+            "Origin: Ubuntu\nLabel: Ubuntu\nSuite: noble\n",
+        )];
+        // A Debian machine: its own mirror and suite.
+        assert_eq!(
+            debian_mirror(&debian, &lists(&debian_release), None).unwrap(),
+            ("http://mirror.example/debian".into(), "bookworm".into())
+        );
+        // Without a Release file yet, the suite's name tells.
+        assert_eq!(
+            debian_mirror(&debian, &lists(&[]), None).unwrap().1,
+            "bookworm"
+        );
+        // An Ubuntu machine: Debian's suites are not there; the error says
+        // what was found and names the variable.
+        let e = debian_mirror(&ubuntu, &lists(&ubuntu_release), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not Debian's (http://archive.example/ubuntu/ noble, Origin: Ubuntu)")
+                && e.contains(MIRROR_VAR),
+            "{e}"
+        );
+        assert!(debian_mirror(&ubuntu, &lists(&[]), None).is_err());
+        // A named mirror: taken, with the machine's suite only where the
+        // machine is Debian, else the tool's defaults' suite.
+        assert_eq!(
+            debian_mirror(
+                &ubuntu,
+                &lists(&ubuntu_release),
+                Some("http://named.example/debian")
+            )
+            .unwrap(),
+            ("http://named.example/debian".into(), FALLBACK_SUITE.into())
+        );
+        assert_eq!(
+            debian_mirror(
+                &debian,
+                &lists(&debian_release),
+                Some("http://named.example/debian")
+            )
+            .unwrap(),
+            ("http://named.example/debian".into(), "bookworm".into())
+        );
+        // A Release file naming another origin wins over a Debian-like name.
+        let impostor = [(
+            "mirror.example_debian_dists_bookworm_InRelease",
+            "Origin: Someone\n",
+        )];
+        assert!(debian_mirror(&debian, &lists(&impostor), None).is_err());
+        assert!(debian_mirror(&[], &lists(&[]), None)
+            .unwrap_err()
+            .to_string()
+            .contains(MIRROR_VAR));
+    }
+
+    #[test]
+    fn release_files_are_named_as_apt_keeps_them() {
+        assert_eq!(
+            release_files("http://deb.example/debian/", "bookworm"),
+            [
+                "deb.example_debian_dists_bookworm_InRelease",
+                "deb.example_debian_dists_bookworm_Release"
+            ]
+        );
     }
 
     #[test]
