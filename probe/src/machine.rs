@@ -9,16 +9,17 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use contract::exit::{encode, DEBUG_EXIT_PORT, KSFT_FAIL};
+use contract::exit::KSFT_FAIL;
 use contract::params::Fault;
 use contract::{controllers, BootPhases, Guest, Params, ProbeDriver};
 
 use crate::disk::Disk;
 use crate::fwcfg::{FwCfg, PARAMS_FILE};
-use crate::hw::{rdtsc, Clock, Mmio, PortIo, Ports, Tsc};
+use crate::hw::exit;
+use crate::hw::{rdtsc, Clock, Mmio, PortIo, Tsc};
 use crate::pci::{self, BarWindow, IoWindow, PortCam};
 use crate::run::{self, Env, Target};
-use crate::serial::Serial;
+use crate::serial::{console, Serial};
 use crate::timers::{self, PitWake};
 use crate::traps;
 
@@ -35,20 +36,6 @@ pub fn ram_size() -> u64 {
         fw.ram_size()
     } else {
         0
-    }
-}
-
-pub fn console() -> Serial {
-    Serial { ports: PortIo }
-}
-
-/// Writes the verdict to isa-debug-exit and halts (if QEMU has no such
-/// device, for good).
-pub fn exit(code: i32) -> ! {
-    PortIo.outb(DEBUG_EXIT_PORT, encode(code));
-    loop {
-        x86_64::instructions::interrupts::disable();
-        x86_64::instructions::hlt();
     }
 }
 

@@ -273,12 +273,12 @@ extern "C" fn probe_entry(entry_tsc: u64) -> ! {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    let mut out = probe::machine::console();
+    let mut out = probe::serial::console();
     let _ = writeln!(out, "\nBail out! {}", info.message());
     if let Some(l) = info.location() {
         let _ = writeln!(out, "# panicked at {}:{}", l.file(), l.line());
     }
-    probe::machine::exit(contract::exit::KSFT_FAIL)
+    probe::hw::exit(contract::exit::KSFT_FAIL)
 }
 
 // The mem* functions core calls, as string instructions: LLVM turns a plain
@@ -344,7 +344,7 @@ unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 // ever does, but its objects name these.
 #[unsafe(no_mangle)]
 extern "C" fn _Unwind_Resume() -> ! {
-    probe::machine::exit(contract::exit::KSFT_FAIL)
+    probe::hw::exit(contract::exit::KSFT_FAIL)
 }
 
 #[unsafe(no_mangle)]

@@ -11,6 +11,11 @@ pub const LSR: u16 = 5;
 pub const LSR_THRE: u8 = 1 << 5;
 pub const LCR_8N1: u8 = 0x03;
 
+/// The console: COM1 through port I/O.
+pub fn console() -> Serial {
+    Serial { ports: PortIo }
+}
+
 pub struct Serial<P: Ports = PortIo> {
     pub ports: P,
 }

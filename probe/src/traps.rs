@@ -227,9 +227,9 @@ static REPORTING: AtomicBool = AtomicBool::new(false);
 pub fn fatal(frame: &TrapFrame) -> ! {
     if !REPORTING.swap(true, Ordering::SeqCst) {
         let cr2 = x86_64::registers::control::Cr2::read_raw();
-        report(&mut crate::machine::console(), frame, cr2);
+        report(&mut crate::serial::console(), frame, cr2);
     }
-    crate::machine::exit(contract::exit::KSFT_FAIL)
+    crate::hw::exit(contract::exit::KSFT_FAIL)
 }
 
 /// Loads a GDT (64-bit code, data, a TSS with the double fault's stack)
