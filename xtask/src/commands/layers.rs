@@ -25,14 +25,21 @@ pub const XTASK_SRC: &str = "xtask/src";
 /// The crate whose modules must not import each other in a cycle.
 pub const KSELFTEST_SRC: &str = "kselftest/src";
 
+/// Every crate held to no cycles among its modules: the guests' (the
+/// xtask is held to its stages instead).
+pub const CYCLE_FREE: &[&str] = &[KSELFTEST_SRC, "probe/src"];
+
 /// Both checks on the workspace at `root`: every finding in one error.
 pub fn check(root: &Path) -> Result<()> {
     let mut findings = upward_imports(root)?;
-    findings.extend(import_cycles(root)?);
+    for src in CYCLE_FREE {
+        findings.extend(cycles_in(root, src)?);
+    }
     if !findings.is_empty() {
         bail!(
-            "the layering is broken (a module imports only its own stage or an earlier one: {}; no cycle among {KSELFTEST_SRC}'s modules):\n  {}",
+            "the layering is broken (a module imports only its own stage or an earlier one: {}; no cycle among the modules of {}):\n  {}",
             STAGES.join(" < "),
+            CYCLE_FREE.join(" or "),
             findings.join("\n  ")
         );
     }
@@ -94,7 +101,16 @@ pub fn upward_imports(root: &Path) -> Result<Vec<String>> {
 /// One line per import cycle among the modules of `kselftest/src`, as
 /// `a -> b -> a`, with the lines that make each step.
 pub fn import_cycles(root: &Path) -> Result<Vec<String>> {
-    let src = root.join(KSELFTEST_SRC);
+    cycles_in(root, KSELFTEST_SRC)
+}
+
+/// The import cycles among the modules of the crate at `root/crate_src`
+/// (none for a tree without that crate).
+pub fn cycles_in(root: &Path, crate_src: &str) -> Result<Vec<String>> {
+    let src = root.join(crate_src);
+    if !src.is_dir() {
+        return Ok(Vec::new());
+    }
     let mut edges: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
     let files = sources(&src)?;
     let modules: BTreeSet<String> = files
@@ -120,10 +136,10 @@ pub fn import_cycles(root: &Path) -> Result<Vec<String>> {
         .map(|c| {
             let steps: Vec<String> = c
                 .windows(2)
-                .map(|w| format!("{KSELFTEST_SRC}/{}.rs:{}", w[0], edges[&w[0]][&w[1]]))
+                .map(|w| format!("{crate_src}/{}.rs:{}", w[0], edges[&w[0]][&w[1]]))
                 .collect();
             format!(
-                "{KSELFTEST_SRC}: import cycle {} ({})",
+                "{crate_src}: import cycle {} ({})",
                 c.join(" -> "),
                 steps.join(", ")
             )
@@ -608,6 +624,29 @@ mod tests {
             ]
         );
         assert!(format!("{:#}", check(t.path()).unwrap_err()).contains("init -> run -> init"));
+    }
+
+    #[test]
+    fn the_probe_is_held_to_no_cycles_too() {
+        let t = tree(&[
+            ("xtask/src/lib.rs", LIB),
+            ("probe/src/lib.rs", "pub mod machine;\npub mod traps;\n"),
+            (
+                "probe/src/machine.rs",
+                "fn f() { crate::traps::raise(); }\n",
+            ),
+            (
+                "probe/src/traps.rs",
+                "fn g() { crate::machine::exit(1); }\n",
+            ),
+        ]);
+        assert_eq!(
+            cycles_in(t.path(), "probe/src").unwrap(),
+            ["probe/src: import cycle machine -> traps -> machine (probe/src/machine.rs:1, probe/src/traps.rs:1)"]
+        );
+        assert!(
+            format!("{:#}", check(t.path()).unwrap_err()).contains("machine -> traps -> machine")
+        );
     }
 
     #[test]
