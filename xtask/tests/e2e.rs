@@ -682,6 +682,7 @@ fn patch_and_test_verifies_the_fix_and_qemu_7_2_is_unaffected() {
     assert!(row(&db, "ahci", "poll").baseline.p50_us >= 5000.0, "{tb}");
 
     probe_guest_shows_the_full_stall(dir.path(), &fix, &null, &built.0);
+    a_probe_exception_is_a_failed_boot(&built.0);
     a_matrix_cell_is_exactly_its_patch_and_test(dir.path());
 }
 
@@ -884,6 +885,38 @@ fn probe_guest_shows_the_full_stall(dir: &Path, fix: &str, null: &str, baseline:
     assert!(
         tb >= 10.0 * tp && tb >= 1_600.0,
         "AHCI totals {tb} -> {tp} ms\n{text}"
+    );
+}
+
+/// A CPU exception in the probe, raised on purpose (`--probe-fault pf`:
+/// a write to an unmapped address): the boot fails with the probe's
+/// `Bail out!` line quoted and its console log named, and the run ends as
+/// a failed baseline does (exit 2). One probe boot: seconds.
+fn a_probe_exception_is_a_failed_boot(baseline: &Path) {
+    let o = Command::new(common::XTASK)
+        .args([
+            "patch-and-test",
+            "--guest",
+            "probe",
+            "--controllers",
+            "ahci",
+            "--qemu-binary",
+            baseline.to_str().unwrap(),
+            "--probe-fault",
+            "pf",
+        ])
+        .output()
+        .unwrap();
+    let text = common::out(&o);
+    assert_eq!(o.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("the guest bailed out: cpu exception 14 (#PF)"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("cpu exception 14 (#PF)") && l.contains("console log /")),
+        "{text}"
     );
 }
 

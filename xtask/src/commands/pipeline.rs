@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use contract::params::Fault;
 use contract::{controllers, Controller, Guest, GuestSet, ModeSet, Params, Think, Workload};
 
 use crate::at_once::{QemuInput, Request};
@@ -174,6 +175,11 @@ pub struct PatchAndTest {
     /// Never install missing Debian packages; only name them.
     #[arg(long)]
     pub no_install: bool,
+    /// Probe guest, for tests: a CPU exception to raise on purpose before
+    /// the first disk (ud, pf, de or df), which the run reports as a failed
+    /// boot quoting the probe's `Bail out!` line.
+    #[arg(long, hide = true, default_value = "none", value_parser = parse_named::<Fault>)]
+    pub probe_fault: Fault,
 }
 
 impl Variant {
@@ -343,6 +349,7 @@ impl PatchAndTest {
                 total_mb: self.total_mb,
                 budget_ms: self.budget_s * 1000,
                 deadline_ms: self.deadline_ms,
+                fault: self.probe_fault,
                 ..Params::default()
             },
         })
@@ -729,6 +736,20 @@ mod tests {
                 ),
             "{e}"
         );
+        // The whole table with --guest probe: every row the probe drives,
+        // the others left to the Linux guest (said, not refused).
+        let p = options(&["--guest", "probe", "--controllers", "all"]);
+        let plans = p.guest_plans().unwrap();
+        assert_eq!(plans.len(), 1);
+        assert_eq!(
+            plans[0]
+                .controllers
+                .iter()
+                .map(|c| c.name)
+                .collect::<Vec<_>>(),
+            controllers::driven_by(Guest::Probe)
+        );
+        assert!(plans[0].cannot.iter().any(|c| c.name == "lsi"));
         // With both and no row for the probe, only the Linux guest runs.
         let p = options(&["--controllers", "lsi"]);
         assert_eq!(p.guest_plans().unwrap().len(), 1);

@@ -183,9 +183,12 @@ pub struct Asked<'a> {
 
 /// Each guest's share: the rows it can drive, its network and sample plan.
 /// `--guest probe` with a row the probe cannot drive is a usage error
-/// naming the rows it can; with both guests such a row is the Linux
-/// guest's alone, and the output says so.
+/// naming the rows it can, unless the whole table was asked (`--controllers
+/// all`): then the guest runs every row it drives and says which it leaves
+/// out. With both guests such a row is the Linux guest's alone, and the
+/// output says so.
 pub fn plans(asked: &Asked) -> Result<Vec<GuestPlan>> {
+    let whole_table = asked.controllers.len() == controllers::CONTROLLERS.len();
     let mut plans = Vec::new();
     for &g in asked.guests.guests() {
         let (drives, cannot): (Vec<&'static Controller>, Vec<&'static Controller>) =
@@ -198,9 +201,15 @@ pub fn plans(asked: &Asked) -> Result<Vec<GuestPlan>> {
                 controllers::driven_by(g).join(", ")
             );
             if asked.guests.guests().len() == 1 {
-                bail!("--guest {g}: {why}; use --guest linux or both for the others");
+                if !whole_table {
+                    bail!("--guest {g}: {why}; use --guest linux or both for the others");
+                }
+                ui::info(&format!(
+                    "--controllers all: {why}; --guest linux or both measures the others"
+                ));
+            } else {
+                ui::info(&format!("{why}: only the other guest measures them"));
             }
-            ui::info(&format!("{why}: only the other guest measures them"));
         }
         if drives.is_empty() {
             continue;
