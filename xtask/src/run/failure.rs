@@ -137,11 +137,8 @@ impl BootFailure {
             Failure::Unfinished { deadline } => {
                 format!("the guest did not finish within {deadline:?}")
             }
-            Failure::BailedOut { reason } => format!(
-                "{} (console log {})",
-                bailed_out(reason),
-                self.evidence.console.display()
-            ),
+            // The console log follows in the evidence.
+            Failure::BailedOut { reason } => bailed_out(reason),
             Failure::BadExit { why } | Failure::Invalid { why } => why.clone(),
         }
     }
@@ -222,7 +219,8 @@ mod tests {
             ),
             "the guest did not finish within 90s"
         );
-        // A guest that bailed out: its line quoted, its console named.
+        // A guest that bailed out: its line quoted (its console log
+        // follows in the evidence).
         assert_eq!(
             what(
                 Failure::BailedOut {
@@ -231,8 +229,7 @@ mod tests {
                 },
                 true
             ),
-            "the guest bailed out: cpu exception 14 (#PF) error 0x2 at rip 0x102a3c cr2 0x4000000000 \
-             (console log /runs/console-patched-r1.log)"
+            "the guest bailed out: cpu exception 14 (#PF) error 0x2 at rip 0x102a3c cr2 0x4000000000"
         );
         // The whole text: the words, the boot, and what to read.
         let e = failure(
