@@ -116,10 +116,12 @@ pub fn run(
     for target in targets.iter_mut() {
         let stem = match p.workload {
             Workload::Latency => target.name.clone(),
-            Workload::Batch => format!("{}_batch", target.name),
+            w => format!("{}_{w}", target.name),
         };
-        let record =
-            |mode: &str| Record::new(&stem, &target.name, &target.controller, &target.path, mode);
+        let record = |mode: &str| Record {
+            workload: p.workload,
+            ..Record::new(&stem, &target.name, &target.controller, &target.path, mode)
+        };
         let disk = match &mut target.disk {
             Ok(d) => d,
             Err(why) => {
@@ -158,6 +160,16 @@ pub fn run(
                     stopped = s.stopped_early;
                     (s.latencies_ns, s.wall_ns, None, s.woken)
                 }),
+                Workload::Flush => flushes(disk, env, p, seed_for(&target.name)).map(|s| {
+                    if let Some(why) = &s.stopped_early {
+                        diag(out, &format!("{}: {why}", target.name));
+                    }
+                    stopped = s.stopped_early;
+                    (s.latencies_ns, s.wall_ns, None, s.woken)
+                }),
+                Workload::Neighbour => {
+                    Err("the neighbour workload is not implemented in the probe yet".into())
+                }
                 Workload::Batch => batch(disk, env, p).map(|b| {
                     let secs = b.wall_ns as f64 / 1e9;
                     let figures = BatchFigures {
@@ -310,6 +322,77 @@ pub fn measure(
     })
 }
 
+/// The flush workload: `warmup` discarded, then `iterations` timed
+/// flushes, each after one `IO_SIZE` (8-sector) write at the latency
+/// plan's offsets and `think_us` of spinning. QEMU skips a flush with
+/// nothing written since the last, so each has a write of its own; only
+/// the flush is timed, with the same deadline wake as a read.
+pub fn flushes(
+    disk: &mut dyn Disk,
+    env: &mut Env,
+    p: &Params,
+    seed: u64,
+) -> Result<Samples, String> {
+    let blocks = disk.size() / IO_SIZE as u64;
+    if blocks == 0 {
+        return Err(format!(
+            "{} bytes is smaller than one {IO_SIZE}-byte I/O",
+            disk.size()
+        ));
+    }
+    let buf = DmaBuf::new(IO_SIZE);
+    let mut write_then_flush = |env: &mut Env, i: u64| -> Result<(u64, bool), String> {
+        let off = offset(seed, i, blocks);
+        one_io(disk, env, p, &Request::write(off, buf.phys(), IO_SIZE))
+            .map_err(|e| format!("write at offset {off}: {e}"))?;
+        // The main loop goes back to sleep after the write's completion,
+        // as it does before a read.
+        env.clock.spin_ns(p.think_us * 1000);
+        flush_once(disk, env, p)
+    };
+    for i in 0..u64::from(p.warmup) {
+        write_then_flush(env, i).map_err(|e| format!("warm-up: {e}"))?;
+    }
+    let mut latencies_ns = Vec::with_capacity(p.iterations as usize);
+    let mut woken = 0;
+    let start = env.clock.now_ns();
+    for i in 0..u64::from(p.iterations) {
+        let (t, woke) = write_then_flush(env, u64::from(p.warmup) + i)?;
+        latencies_ns.push(t);
+        woken += u32::from(woke);
+        let spent = env.clock.now_ns() - start;
+        if let Some(why) = p.budget_spent(latencies_ns.len(), spent) {
+            return Ok(Samples {
+                latencies_ns,
+                wall_ns: spent,
+                stopped_early: Some(why),
+                woken,
+            });
+        }
+    }
+    Ok(Samples {
+        latencies_ns,
+        wall_ns: env.clock.now_ns() - start,
+        stopped_early: None,
+        woken,
+    })
+}
+
+/// One flush, timed alone. A flush that blocks inside the driver has no
+/// deadline of its own: a one-shot armed now fires after its request is
+/// queued.
+fn flush_once(disk: &mut dyn Disk, env: &mut Env, p: &Params) -> Result<(u64, bool), String> {
+    let blocking = disk.blocking_flush();
+    if blocking {
+        env.wake.arm();
+    }
+    let r = one_io(disk, env, p, &Request::flush());
+    if blocking {
+        env.wake.settle();
+    }
+    r.map_err(|e| format!("flush: {e}"))
+}
+
 /// One run of the batch workload.
 #[derive(Debug)]
 pub struct BatchRun {
@@ -432,17 +515,7 @@ pub fn write_pattern(
         reqs.push(Request::write(off, buf.phys(), IO_SIZE));
     }
     all_at_once(disk, env, p, &reqs, 0).map_err(|e| format!("writing the pattern: {e}"))?;
-    // A flush that blocks inside the driver has no deadline of its own: a
-    // one-shot armed now fires after its request is queued.
-    let blocking = disk.blocking_flush();
-    if blocking {
-        env.wake.arm();
-    }
-    let r = one_io(disk, env, p, &Request::flush());
-    if blocking {
-        env.wake.settle();
-    }
-    r.map_err(|e| format!("flush: {e}"))?;
+    flush_once(disk, env, p)?;
     Ok(())
 }
 
@@ -809,6 +882,48 @@ mod tests {
             (4, 4),
             "each wake settles before the next request"
         );
+    }
+
+    #[test]
+    fn the_flush_workload_times_each_flush_after_a_write_of_its_own() {
+        let log: Log = Rc::default();
+        let wakes = Rc::new(Cell::new(0));
+        let clock = StepClock::new(1000);
+        let mut wake = SharedWake {
+            inner: CountingWake::default(),
+            wakes: wakes.clone(),
+        };
+        let mut disk = MemDisk::new(1 << 20, 1, &log, &wakes);
+        disk.stall = true;
+        let p = Params {
+            workload: Workload::Flush,
+            iterations: 3,
+            warmup: 1,
+            deadline_ms: 5,
+            ..params()
+        };
+        let mut env = Env {
+            clock: &clock,
+            wake: &mut wake,
+            nonce: 1,
+        };
+        let s = flushes(&mut disk, &mut env, &p, 7).unwrap();
+        // Writes stall too, but only the flushes are timed and counted.
+        assert_eq!(s.woken, 3);
+        assert!(
+            s.latencies_ns
+                .iter()
+                .all(|&t| t > 5_000_000 && t < 5_100_000),
+            "{:?}",
+            s.latencies_ns
+        );
+        let log = log.borrow();
+        let ops: Vec<Op> = log.iter().map(|e| e.0).collect();
+        assert_eq!(ops, [Op::Write, Op::Flush].repeat(4));
+        // The writes go where the latency workload reads, 8 sectors each.
+        let offs: Vec<u64> = log.iter().step_by(2).map(|e| e.1).collect();
+        assert_eq!(offs, (0..4).map(|i| offset(7, i, 256)).collect::<Vec<_>>());
+        assert!(log.iter().step_by(2).all(|e| e.2 == IO_SIZE));
     }
 
     #[test]

@@ -100,9 +100,11 @@ pub struct PatchAndTest {
     #[arg(long, default_value = "both", value_parser = parse_named::<GuestSet>)]
     pub guest: GuestSet,
     /// What the guest does on each disk: latency (one 4 KiB read in flight,
-    /// --iterations of them) or batch (the report's reproducer: --total-mb
+    /// --iterations of them), batch (the report's reproducer: --total-mb
     /// in 128 KiB reads, 16 per batch, 1 ms before each submit and after
-    /// each completion; its total time decides).
+    /// each completion; its total time decides), flush (probe: a write,
+    /// then a timed cache flush) or neighbour (probe: latency reads alone,
+    /// then beside a control disk kept busy with reads).
     #[arg(long, default_value = "latency", value_parser = parse_named::<Workload>)]
     pub workload: Workload,
     /// Batch workload: MiB read per disk and mode (the report read 128).
@@ -750,6 +752,20 @@ mod tests {
             controllers::driven_by(Guest::Probe)
         );
         assert!(plans[0].cannot.iter().any(|c| c.name == "lsi"));
+        // A workload the Linux selftest cannot run: the probe's alone with
+        // both guests, a usage error with --guest linux.
+        let p = options(&["--workload", "flush"]);
+        let plans = p.guest_plans().unwrap();
+        assert_eq!(
+            plans.iter().map(|x| x.guest).collect::<Vec<_>>(),
+            [Guest::Probe]
+        );
+        let e = options(&["--guest", "linux", "--workload", "neighbour"])
+            .guest_plans()
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("cannot run the neighbour workload"), "{e}");
         // With both and no row for the probe, only the Linux guest runs.
         let p = options(&["--controllers", "lsi"]);
         assert_eq!(p.guest_plans().unwrap().len(), 1);

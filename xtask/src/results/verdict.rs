@@ -596,7 +596,12 @@ pub fn decide(
         }
         let v = match paired {
             None => verdict_single(&mine, accel),
-            Some(contract::Workload::Latency) => verdict_pair(&mine, accel),
+            // A flush, or a read beside the neighbour, is judged as a read.
+            Some(
+                contract::Workload::Latency
+                | contract::Workload::Flush
+                | contract::Workload::Neighbour,
+            ) => verdict_pair(&mine, accel),
             Some(contract::Workload::Batch) => verdict_batch(&mine, accel),
         };
         if paired.is_some() {

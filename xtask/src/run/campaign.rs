@@ -115,11 +115,13 @@ pub struct Measured {
     pub host: Vec<HostSamples>,
 }
 
-/// One disk's measured reads in one mode, as QEMU's trace timed them.
+/// One disk's measured requests (reads, or flushes) in one mode and
+/// workload, as QEMU's trace timed them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostSamples {
     pub controller: String,
     pub mode: Mode,
+    pub workload: contract::Workload,
     pub queued_us: Vec<u32>,
 }
 
@@ -607,11 +609,16 @@ fn host_samples(
     let mut samples = Vec::new();
     let mut out = Vec::new();
     for (controller, ph) in &disks {
-        samples.extend(ph.measured.iter().map(|(mode, queued)| HostSamples {
-            controller: controller.clone(),
-            mode: *mode,
-            queued_us: queued.clone(),
-        }));
+        samples.extend(
+            ph.measured
+                .iter()
+                .map(|(&(mode, workload), queued)| HostSamples {
+                    controller: controller.clone(),
+                    mode,
+                    workload,
+                    queued_us: queued.clone(),
+                }),
+        );
         out.push(HostDisk {
             controller: controller.clone(),
             boot_requests: ph.boot.len(),
