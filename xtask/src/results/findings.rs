@@ -245,6 +245,11 @@ impl Judgement {
         self.reason.finding()
     }
 
+    /// Its controller, and its workload where that is not the default.
+    pub fn label(&self) -> String {
+        crate::samples::labelled(&self.controller, self.workload)
+    }
+
     /// The finding as the report's JSON and tables carry it, in words.
     pub fn record(&self) -> ControllerFinding {
         ControllerFinding {

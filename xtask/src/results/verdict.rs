@@ -229,7 +229,7 @@ impl Verdict {
             Grounds::Regressed(v) => reasons(v, "; "),
             Grounds::Unclear(v) => v
                 .iter()
-                .map(|c| format!("{}: {}", c.controller, c.reason))
+                .map(|c| format!("{}: {}", c.label(), c.reason))
                 .collect::<Vec<_>>()
                 .join("; "),
             Grounds::NothingCured(v) => format!(
@@ -361,7 +361,7 @@ fn cured_body(cured: &[Judgement], unchanged: &[String]) -> String {
             .map(|c| {
                 format!(
                     "{} {} -> {} ({})",
-                    c.controller,
+                    c.label(),
                     ms(c.shown.baseline_p50_us),
                     ms(c.shown.patched_p50_us),
                     ratio_text(c.shown.ratio)
@@ -432,7 +432,7 @@ pub fn verdict_pair(rows: &[Row], accel: Accel) -> Verdict {
     }
     let unchanged = named(Finding::NotAffected)
         .into_iter()
-        .map(|c| c.controller)
+        .map(|c| c.label())
         .collect();
     Verdict::new(Kind::Verified, accel, Grounds::Cured { cured, unchanged })
 }
