@@ -613,19 +613,10 @@ pub fn flushes(
     })
 }
 
-/// One flush, timed alone. A flush that blocks inside the driver has no
-/// deadline of its own: a one-shot armed now fires after its request is
-/// queued.
+/// One flush, timed alone: a request on the queue like a read, with the
+/// same deadline wake.
 fn flush_once(disk: &mut dyn Disk, env: &mut Env, p: &Params) -> Result<(u64, bool), String> {
-    let blocking = disk.blocking_flush();
-    if blocking {
-        env.wake.arm();
-    }
-    let r = one_io(disk, env, p, &Request::flush());
-    if blocking {
-        env.wake.settle();
-    }
-    r.map_err(|e| format!("flush: {e}"))
+    one_io(disk, env, p, &Request::flush()).map_err(|e| format!("flush: {e}"))
 }
 
 /// One run of the batch workload.
