@@ -156,6 +156,10 @@ pub struct Neighbour {
     pub reads: u64,
     /// Its completion rate, reads per second.
     pub reads_per_s: f64,
+    /// Every read it was given during the test, warm-up and the last one
+    /// drained included: what the host trace sees on its disk.
+    #[serde(default)]
+    pub issued: u64,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -359,6 +363,7 @@ mod tests {
                 controller: "virtio_blk".into(),
                 reads: 12_000,
                 reads_per_s: 4000.0,
+                issued: 12_010,
             }),
             ..r
         };

@@ -197,7 +197,7 @@ pub fn run(
                 Workload::Neighbour => match neighbour.as_mut().map(|n| (n.controller.clone(), &mut n.disk)) {
                     Some((row, Ok(nd))) => {
                         let nd: &mut dyn Disk = nd.as_mut();
-                        measure_beside(disk, nd, env, p, seed_for(&target.name)).map(|(s, reads)| {
+                        measure_beside(disk, nd, env, p, seed_for(&target.name)).map(|(s, reads, issued)| {
                             if let Some(why) = &s.stopped_early {
                                 diag(out, &format!("{}: {why}", target.name));
                             }
@@ -205,6 +205,7 @@ pub fn run(
                                 controller: row,
                                 reads,
                                 reads_per_s: round_to(reads as f64 / (s.wall_ns.max(1) as f64 / 1e9), 10.0),
+                                issued,
                             });
                             stopped = s.stopped_early;
                             (s.latencies_ns, s.wall_ns, None, s.woken)
@@ -302,6 +303,8 @@ pub struct Busy<'d> {
     seed: u64,
     /// Reads completed.
     pub reads: u64,
+    /// Reads submitted.
+    pub issued: u64,
     in_flight: bool,
 }
 
@@ -314,6 +317,7 @@ impl<'d> Busy<'d> {
             blocks,
             seed,
             reads: 0,
+            issued: 0,
             in_flight: false,
         }
     }
@@ -324,6 +328,7 @@ impl<'d> Busy<'d> {
             .submit(0, &Request::read(off, self.buf.phys(), IO_SIZE))?;
         self.disk.kick()?;
         self.in_flight = true;
+        self.issued += 1;
         Ok(())
     }
 
@@ -366,15 +371,16 @@ fn spin_beside(env: &Env, ns: u64, busy: &mut Busy) -> Result<(), String> {
 }
 
 /// The neighbour workload's second test: `measure`'s reads on `disk` while
-/// `neighbour` keeps one read in flight; returns the samples and how many
-/// reads the neighbour completed during the measured loop.
+/// `neighbour` keeps one read in flight; returns the samples, how many
+/// reads the neighbour completed during the measured loop and how many it
+/// was given in all.
 pub fn measure_beside(
     disk: &mut dyn Disk,
     neighbour: &mut dyn Disk,
     env: &mut Env,
     p: &Params,
     seed: u64,
-) -> Result<(Samples, u64), String> {
+) -> Result<(Samples, u64, u64), String> {
     let blocks = disk.size() / IO_SIZE as u64;
     if blocks == 0 {
         return Err(format!(
@@ -425,6 +431,7 @@ pub fn measure_beside(
             woken,
         },
         reads,
+        busy.issued,
     ))
 }
 
@@ -1212,6 +1219,9 @@ mod tests {
         let nlog = nlog.borrow();
         let mine = 2 + 3;
         assert!(nlog.len() > mine, "{}", nlog.len());
+        // Every read it was given is counted, for the host trace's pairing.
+        assert_eq!(n.issued as usize, nlog.len() - mine);
+        assert!(n.issued > n.reads);
         assert!(nlog.iter().all(|e| e.0 == Op::Read));
         assert_eq!(log.borrow().len(), 2 * (2 + 3));
     }

@@ -226,6 +226,12 @@ impl DiskPlan {
                 None => (mode, r.workload, warmup, r.samples_us.len() as u32),
             };
             out.entry(r.controller.clone()).or_default().0.push(step);
+            // The neighbour's reads meanwhile sit on its own disk, in this
+            // order among its tests: counted, none measured.
+            if let Some(n) = &r.neighbour {
+                let reads = (mode, Workload::Neighbour, n.issued as u32, 0);
+                out.entry(n.controller.clone()).or_default().0.push(reads);
+            }
         }
         out
     }
@@ -292,7 +298,9 @@ fn split(queued: &[u32], mut at: usize, plan: &DiskPlan) -> BTreeMap<(Mode, Work
     let mut measured = BTreeMap::new();
     for &(m, w, warmup, n) in &plan.0 {
         let start = at + warmup as usize;
-        measured.insert((m, w), queued[start..start + n as usize].to_vec());
+        if n > 0 {
+            measured.insert((m, w), queued[start..start + n as usize].to_vec());
+        }
         at = start + n as usize;
     }
     measured
@@ -481,6 +489,47 @@ mod tests {
         let p = phases(&refs[..refs.len() - 6], &stopped);
         assert!(p.matched, "{p:?}");
         assert_eq!(p.measured[&poll], [6900, 6901, 6902]);
+    }
+
+    #[test]
+    fn a_neighbours_reads_are_counted_on_its_own_disk_none_measured() {
+        // virtio_blk's own test (1 warm-up, 3 measured), then the reads it
+        // served as nvme's neighbour, 7 in all; no write check after.
+        let nb = |issued| contract::Neighbour {
+            controller: "virtio_blk".into(),
+            reads: 5,
+            reads_per_s: 1000.0,
+            issued,
+        };
+        let rec = |c: &str, w, neighbour| contract::Record {
+            samples_us: vec![1; 3],
+            workload: w,
+            neighbour,
+            ..contract::Record::new(c, c, c, "/dev/x", "poll")
+        };
+        let records = [
+            rec("virtio_blk", Workload::Latency, None),
+            rec("nvme", Workload::Latency, None),
+            rec("nvme", Workload::Neighbour, Some(nb(7))),
+        ];
+        let plans = DiskPlan::from_records(&records, 1, 4096);
+        assert_eq!(
+            plans["virtio_blk"].0,
+            [
+                (Mode::Poll, Workload::Latency, 1, 3),
+                (Mode::Poll, Workload::Neighbour, 7, 0)
+            ]
+        );
+        let mut ops = vec![(OP_READ, 1); 2];
+        ops.extend([(OP_READ, 50), (OP_READ, 60), (OP_READ, 61), (OP_READ, 62)]);
+        ops.extend([(OP_READ, 9); 7]);
+        let r = reqs(&ops);
+        let refs: Vec<&Request> = r.iter().collect();
+        let p = phases(&refs, &plans["virtio_blk"]);
+        assert!(p.matched, "{p:?}");
+        assert_eq!(p.boot, [1, 1]);
+        assert_eq!(p.measured.len(), 1, "{p:?}");
+        assert_eq!(p.measured[&(Mode::Poll, Workload::Latency)], [60, 61, 62]);
     }
 
     #[test]
