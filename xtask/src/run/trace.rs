@@ -217,8 +217,12 @@ impl DiskPlan {
         chunk_bytes: u64,
     ) -> BTreeMap<String, DiskPlan> {
         let mut out: BTreeMap<String, DiskPlan> = BTreeMap::new();
+        // Disks whose write phase has begun: reads after it are not
+        // counted back from the first write.
+        let mut written = std::collections::BTreeSet::new();
         for r in records {
             let Ok(mode) = r.mode.parse::<Mode>() else {
+                written.insert(r.controller.clone());
                 continue;
             };
             let step = match &r.batch {
@@ -228,9 +232,12 @@ impl DiskPlan {
             out.entry(r.controller.clone()).or_default().0.push(step);
             // The neighbour's reads meanwhile sit on its own disk, in this
             // order among its tests: counted, none measured.
-            if let Some(n) = &r.neighbour {
-                let reads = (mode, Workload::Neighbour, n.issued as u32, 0);
-                out.entry(n.controller.clone()).or_default().0.push(reads);
+            match &r.neighbour {
+                Some(n) if !written.contains(&n.controller) => {
+                    let reads = (mode, Workload::Neighbour, n.issued as u32, 0);
+                    out.entry(n.controller.clone()).or_default().0.push(reads);
+                }
+                _ => {}
             }
         }
         out
@@ -529,6 +536,39 @@ mod tests {
         assert!(p.matched, "{p:?}");
         assert_eq!(p.boot, [1, 1]);
         assert_eq!(p.measured.len(), 1, "{p:?}");
+        assert_eq!(p.measured[&(Mode::Poll, Workload::Latency)], [60, 61, 62]);
+        // With its write check between (2 writes, a flush, 2 reads back),
+        // the neighbour's later reads follow the write phase: not counted
+        // back from the first write.
+        let mut records = records.to_vec();
+        records.insert(
+            1,
+            contract::Record::new(
+                "virtio_blk",
+                "virtio_blk",
+                "virtio_blk",
+                "/dev/x",
+                "integrity",
+            ),
+        );
+        let plans = DiskPlan::from_records(&records, 1, 4096);
+        assert_eq!(
+            plans["virtio_blk"].0,
+            [(Mode::Poll, Workload::Latency, 1, 3)]
+        );
+        let mut ops = ops[..6].to_vec();
+        ops.extend([
+            (OP_WRITE, 5),
+            (OP_WRITE, 5),
+            (OP_FSYNC, 5),
+            (OP_READ, 5),
+            (OP_READ, 5),
+        ]);
+        ops.extend([(OP_READ, 9); 7]);
+        let r = reqs(&ops);
+        let refs: Vec<&Request> = r.iter().collect();
+        let p = phases(&refs, &plans["virtio_blk"]);
+        assert!(p.matched, "{p:?}");
         assert_eq!(p.measured[&(Mode::Poll, Workload::Latency)], [60, 61, 62]);
     }
 
