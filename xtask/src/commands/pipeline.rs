@@ -96,7 +96,8 @@ pub struct PatchAndTest {
     /// /init: the stall through a real guest's io_uring; under TCG its tick
     /// bounds it to ~8 ms), probe (a bare-metal guest that arms no timer:
     /// the full-size stall, 499 ms with its default --netdev hostfwd, under
-    /// TCG as under KVM; drives ahci, nvme and the virtio_blk rows), or both.
+    /// TCG as under KVM; drives ahci, ide, nvme and the virtio_blk and
+    /// virtio_scsi rows), or both.
     #[arg(long, default_value = "both", value_parser = parse_named::<GuestSet>)]
     pub guest: GuestSet,
     /// What the guest does on each disk: latency (one 4 KiB read in flight,
