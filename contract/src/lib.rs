@@ -38,7 +38,7 @@ pub mod record;
 pub use boot::{BootPhases, BOOT_PREFIX};
 pub use controllers::{Controller, ProbeDriver, Role, CONTROLLERS};
 pub use params::{Guest, GuestSet, Mode, ModeSet, Params, Think, Workload, BUDGET_MIN_SAMPLES};
-pub use record::{BatchFigures, Record, Stats, JSON_PREFIX};
+pub use record::{BatchFigures, Neighbour, Record, Stats, JSON_PREFIX};
 
 /// Where `/init` finds the list of modules to load, one absolute path a
 /// line, in load order. The xtask writes it into the initramfs.

@@ -89,8 +89,52 @@ named_enum!(
         /// The report's reproducer: 128 KiB reads in batches of 16, a 1 ms
         /// sleep before each batch submit and after each completion.
         Batch = "batch",
+        /// Probe guest: one 8-sector write, a think time, then a flush
+        /// (the controller's cache flush command), the flush alone timed.
+        /// QEMU skips a flush with nothing written since the last, so each
+        /// flush follows a write.
+        Flush = "flush",
+        /// Probe guest: reads as in `latency` while a neighbour disk (the
+        /// first control row among the run's disks) keeps one read in
+        /// flight back to back, polled between the candidate's polls: the
+        /// stall a machine that is not idle shows. Each candidate is
+        /// measured alone first, then beside the neighbour, in one boot.
+        Neighbour = "neighbour",
     }
 );
+
+// The macro's derive list is every named enum's; only this one has a default.
+#[allow(clippy::derivable_impls)]
+impl Default for Workload {
+    fn default() -> Workload {
+        Workload::Latency
+    }
+}
+
+impl Workload {
+    pub fn is_latency(&self) -> bool {
+        *self == Workload::Latency
+    }
+
+    /// Whether `guest` can run it: the Linux selftest runs `latency` and
+    /// `batch`; the flush and neighbour workloads are the probe's.
+    pub fn runs_on(self, guest: Guest) -> bool {
+        match self {
+            Workload::Latency | Workload::Batch => true,
+            Workload::Flush | Workload::Neighbour => guest == Guest::Probe,
+        }
+    }
+
+    /// The words a row, table or finding adds to name it: none for
+    /// `latency` (the default) and `batch` (whose rows have tables of
+    /// their own).
+    pub fn tag(self) -> Option<&'static str> {
+        match self {
+            Workload::Latency | Workload::Batch => None,
+            w => Some(w.name()),
+        }
+    }
+}
 
 named_enum!(
     /// Which guest runs the measurement: the same contract, two programs.

@@ -5,6 +5,8 @@
 use crate::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::Workload;
+
 /// Prefix of the machine-readable diagnostic line.
 pub const JSON_PREFIX: &str = "# uring-idle-json: ";
 
@@ -136,6 +138,28 @@ pub struct Record {
     /// woke QEMU's main loop itself. Their samples hold the full wait.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub woken: u32,
+    /// The workload that produced it; records written before workloads
+    /// were named are `latency`'s.
+    #[serde(default, skip_serializing_if = "Workload::is_latency")]
+    pub workload: Workload,
+    /// Neighbour workload: the neighbour disk's reads while this test ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub neighbour: Option<Neighbour>,
+}
+
+/// What the neighbour disk did while a candidate was measured beside it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Neighbour {
+    /// Its controller-table row.
+    pub controller: String,
+    /// Reads it completed during the candidate's measured loop.
+    pub reads: u64,
+    /// Its completion rate, reads per second.
+    pub reads_per_s: f64,
+    /// Every read it was given during the test, warm-up and the last one
+    /// drained included: what the host trace sees on its disk.
+    #[serde(default)]
+    pub issued: u64,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -159,6 +183,8 @@ impl Record {
             batch: None,
             stopped_early: None,
             woken: 0,
+            workload: Workload::Latency,
+            neighbour: None,
         }
     }
 
@@ -320,11 +346,29 @@ mod tests {
             batch: None,
             stopped_early: None,
             woken: 0,
+            workload: Workload::Latency,
+            neighbour: None,
         };
         let line = r.line();
         assert!(line.starts_with(JSON_PREFIX) && !line.contains('\n'));
+        // The default workload is left out, so old lines read the same.
+        assert!(!line.contains("workload") && !line.contains("neighbour"));
         let noisy = format!("[    1.2] ata1: x{line}");
         assert_eq!(Record::find_in(&noisy).unwrap().unwrap(), r);
         assert!(Record::find_in("# kernel: 6.1").is_none());
+        // Another workload is named, and its neighbour's figures kept.
+        let n = Record {
+            workload: Workload::Neighbour,
+            neighbour: Some(Neighbour {
+                controller: "virtio_blk".into(),
+                reads: 12_000,
+                reads_per_s: 4000.0,
+                issued: 12_010,
+            }),
+            ..r
+        };
+        let line = n.line();
+        assert!(line.contains(r#""workload":"neighbour""#), "{line}");
+        assert_eq!(Record::find_in(&line).unwrap().unwrap(), n);
     }
 }

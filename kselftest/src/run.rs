@@ -189,10 +189,11 @@ pub fn run(
         // Batch tests are named apart: their figures are per batch.
         let stem = match p.workload {
             Workload::Latency => target.name.clone(),
-            Workload::Batch => format!("{}_batch", target.name),
+            w => format!("{}_{w}", target.name),
         };
-        let record = |mode: &str| {
-            Record::new(
+        let record = |mode: &str| Record {
+            workload: p.workload,
+            ..Record::new(
                 &stem,
                 &target.name,
                 &target.controller,
@@ -242,6 +243,10 @@ pub fn run(
                     };
                     (b.batch_ns, b.wall, Some(figures))
                 }),
+                // The xtask gives these to the probe guest alone.
+                w @ (Workload::Flush | Workload::Neighbour) => Err(anyhow::anyhow!(
+                    "the selftest does not run the {w} workload: the probe guest does"
+                )),
             };
             match measured {
                 Ok((ns, wall, batch)) => {

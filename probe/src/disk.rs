@@ -80,11 +80,6 @@ pub trait Disk {
     fn max_transfer(&self) -> usize;
     /// Prepares request `tag`; the device may not see it before `kick`.
     fn submit(&mut self, tag: usize, req: &Request) -> Result<(), String>;
-    /// Whether a flush completes inside `submit`, spinning with no deadline
-    /// (the caller then arms its wake-up around it).
-    fn blocking_flush(&self) -> bool {
-        false
-    }
     /// Hands every prepared request to the device.
     fn kick(&mut self) -> Result<(), String>;
     /// One completed request, if any has completed since the last call.

@@ -104,7 +104,7 @@ fn bring_up<'c>(
                         clock,
                     )?)
                 }
-                ProbeDriver::VirtioBlk => Box::new(crate::virtio::VirtioBlk::new(bdf)?),
+                ProbeDriver::VirtioBlk => Box::new(crate::virtio::VirtioBlk::open(bdf)?),
                 ProbeDriver::VirtioScsi => Box::new(crate::virtio_scsi::open(bdf, clock)?),
                 ProbeDriver::Ide => unreachable!("brought up above"),
             })

@@ -71,7 +71,24 @@ pub fn run(
     out: &mut dyn Write,
 ) -> i32 {
     let modes: Vec<&str> = p.modes.modes().iter().map(|m| m.name()).collect();
-    let per_target = modes.len() + usize::from(p.write_check);
+    let nb = neighbour_of(targets, p.workload);
+    // The tests of target `i`: its stem and workload, per mode.
+    let tests_of = |i: usize, name: &str| -> Vec<(String, Workload)> {
+        match p.workload {
+            Workload::Latency => vec![(name.into(), Workload::Latency)],
+            // Alone first, then beside the neighbour (which has no
+            // neighbour test of its own).
+            Workload::Neighbour if nb == Some(i) => vec![(name.into(), Workload::Latency)],
+            Workload::Neighbour => vec![
+                (name.into(), Workload::Latency),
+                (format!("{name}_neighbour"), Workload::Neighbour),
+            ],
+            w => vec![(format!("{name}_{w}"), w)],
+        }
+    };
+    let planned: usize = (0..targets.len())
+        .map(|i| modes.len() * tests_of(i, &targets[i].name).len() + usize::from(p.write_check))
+        .sum();
     let _ = writeln!(out, "{}", ktap::header());
     if let Some(mut b) = boot {
         b.header_ms = round_to(ms(env.clock.now_ns()), 100.0);
@@ -97,11 +114,7 @@ pub fn run(
     for d in diags {
         diag(out, d);
     }
-    let _ = writeln!(
-        out,
-        "{}",
-        ktap::plan(targets.len() * per_target + missing.len() * modes.len())
-    );
+    let _ = writeln!(out, "{}", ktap::plan(planned + missing.len() * modes.len()));
     let mut t = Tally::default();
     if p.workload == Workload::Batch {
         diag(
@@ -113,17 +126,30 @@ pub fn run(
         );
     }
 
-    for target in targets.iter_mut() {
-        let stem = match p.workload {
-            Workload::Latency => target.name.clone(),
-            Workload::Batch => format!("{}_batch", target.name),
+    if let (Workload::Neighbour, Some(i)) = (p.workload, nb) {
+        diag(
+            out,
+            &format!(
+                "neighbour: {} keeps one read in flight while each other disk is measured beside it",
+                targets[i].name
+            ),
+        );
+    }
+
+    for i in 0..targets.len() {
+        let tests = tests_of(i, &targets[i].name);
+        let (target, mut neighbour) = split(targets, i, nb);
+        let record = |stem: &str, w: Workload, mode: &str| Record {
+            workload: w,
+            ..Record::new(stem, &target.name, &target.controller, &target.path, mode)
         };
-        let record =
-            |mode: &str| Record::new(&stem, &target.name, &target.controller, &target.path, mode);
         let disk = match &mut target.disk {
             Ok(d) => d,
             Err(why) => {
-                t.fail_device(out, &record, &modes, p.write_check, why);
+                for (k, (stem, w)) in tests.iter().enumerate() {
+                    let check = p.write_check && k == 0;
+                    t.fail_device(out, &|m| record(stem, *w, m), &modes, check, why);
+                }
                 continue;
             }
         };
@@ -138,19 +164,22 @@ pub fn run(
                 disk.size()
             ),
         );
-        for &mode in p.modes.modes() {
-            if mode == Mode::Sleep {
-                t.emit(
-                    out,
-                    Outcome::Skip,
-                    &format!("{stem}_{}", mode.name()),
-                    NO_SLEEP,
-                    None,
-                );
-                continue;
-            }
-            let mut stopped = None;
-            let measured = match p.workload {
+        for (stem, workload) in &tests {
+            let (stem, workload) = (stem.as_str(), *workload);
+            for &mode in p.modes.modes() {
+                if mode == Mode::Sleep {
+                    t.emit(
+                        out,
+                        Outcome::Skip,
+                        &format!("{stem}_{}", mode.name()),
+                        NO_SLEEP,
+                        None,
+                    );
+                    continue;
+                }
+                let mut stopped = None;
+                let mut beside = None;
+                let measured = match workload {
                 Workload::Latency => measure(disk, env, p, seed_for(&target.name)).map(|s| {
                     if let Some(why) = &s.stopped_early {
                         diag(out, &format!("{}: {why}", target.name));
@@ -158,6 +187,33 @@ pub fn run(
                     stopped = s.stopped_early;
                     (s.latencies_ns, s.wall_ns, None, s.woken)
                 }),
+                Workload::Flush => flushes(disk, env, p, seed_for(&target.name)).map(|s| {
+                    if let Some(why) = &s.stopped_early {
+                        diag(out, &format!("{}: {why}", target.name));
+                    }
+                    stopped = s.stopped_early;
+                    (s.latencies_ns, s.wall_ns, None, s.woken)
+                }),
+                Workload::Neighbour => match neighbour.as_mut().map(|n| (n.controller.clone(), &mut n.disk)) {
+                    Some((row, Ok(nd))) => {
+                        let nd: &mut dyn Disk = nd.as_mut();
+                        measure_beside(disk, nd, env, p, seed_for(&target.name)).map(|(s, reads, issued)| {
+                            if let Some(why) = &s.stopped_early {
+                                diag(out, &format!("{}: {why}", target.name));
+                            }
+                            beside = Some(contract::Neighbour {
+                                controller: row,
+                                reads,
+                                reads_per_s: round_to(reads as f64 / (s.wall_ns.max(1) as f64 / 1e9), 10.0),
+                                issued,
+                            });
+                            stopped = s.stopped_early;
+                            (s.latencies_ns, s.wall_ns, None, s.woken)
+                        })
+                    }
+                    Some((row, Err(why))) => Err(format!("the neighbour {row} has no driver: {why}")),
+                    None => Err("no control row among the run's disks to be the neighbour (add virtio_blk or nvme)".into()),
+                },
                 Workload::Batch => batch(disk, env, p).map(|b| {
                     let secs = b.wall_ns as f64 / 1e9;
                     let figures = BatchFigures {
@@ -171,15 +227,22 @@ pub fn run(
                     (b.batch_ns, b.wall_ns, Some(figures), b.woken)
                 }),
             };
-            match measured {
-                Ok((ns, wall, batch, woken)) => {
-                    let base = record(mode.name());
-                    let (mut r, figures) = Record::measured(base, &ns, wall, batch, p.max_p99_ms);
-                    r.stopped_early = stopped.take();
-                    r.woken = woken;
-                    t.report(out, &r, &figures);
+                match measured {
+                    Ok((ns, wall, batch, woken)) => {
+                        let base = record(stem, workload, mode.name());
+                        let (mut r, figures) =
+                            Record::measured(base, &ns, wall, batch, p.max_p99_ms);
+                        r.stopped_early = stopped.take();
+                        r.woken = woken;
+                        r.neighbour = beside.take();
+                        t.report(out, &r, &figures);
+                    }
+                    Err(e) => t.report(
+                        out,
+                        &record(stem, workload, mode.name()).failed(Some(e)),
+                        "",
+                    ),
                 }
-                Err(e) => t.report(out, &record(mode.name()).failed(Some(e)), ""),
             }
         }
         if p.write_check {
@@ -190,23 +253,203 @@ pub fn run(
                 .and_then(|_| verify_pattern(disk, env, p, seed, &offsets));
             let note = format!("{} blocks written and read back intact", offsets.len());
             let why = res.err();
-            t.report(out, &record("integrity").failed(why), &note);
+            let (stem, w) = &tests[0];
+            t.report(out, &record(stem, *w, "integrity").failed(why), &note);
         }
     }
     t.skip_missing(out, missing, &modes);
     t.finish(out)
 }
 
-/// The next completion, polled: once `deadline` passes, wake QEMU's main
-/// loop (and count it in `woke`) and keep polling.
+/// The neighbour workload's neighbour: the first control row among the
+/// run's disks that came up.
+fn neighbour_of(targets: &[Target], w: Workload) -> Option<usize> {
+    if w != Workload::Neighbour {
+        return None;
+    }
+    targets.iter().position(|t| {
+        t.disk.is_ok()
+            && contract::controllers::by_name(&t.controller)
+                .is_ok_and(|c| c.role == contract::Role::Control)
+    })
+}
+
+/// Target `i`, and the neighbour `nb` beside it when that is another.
+fn split<'t, 'a>(
+    targets: &'t mut [Target<'a>],
+    i: usize,
+    nb: Option<usize>,
+) -> (&'t mut Target<'a>, Option<&'t mut Target<'a>>) {
+    match nb {
+        Some(n) if n < i => {
+            let (lo, hi) = targets.split_at_mut(i);
+            (&mut hi[0], Some(&mut lo[n]))
+        }
+        Some(n) if n > i => {
+            let (lo, hi) = targets.split_at_mut(n);
+            (&mut lo[i], Some(&mut hi[0]))
+        }
+        _ => (&mut targets[i], None),
+    }
+}
+
+/// A disk kept at one read in flight, back to back: polled between the
+/// measured disk's polls (the probe has no interrupts or threads), each
+/// completion followed at once by the next read.
+pub struct Busy<'d> {
+    disk: &'d mut dyn Disk,
+    buf: DmaBuf,
+    blocks: u64,
+    seed: u64,
+    /// Reads completed.
+    pub reads: u64,
+    /// Reads submitted.
+    pub issued: u64,
+    in_flight: bool,
+}
+
+impl<'d> Busy<'d> {
+    pub fn new(disk: &'d mut dyn Disk, seed: u64) -> Busy<'d> {
+        let blocks = (disk.size() / IO_SIZE as u64).max(1);
+        Busy {
+            disk,
+            buf: DmaBuf::new(IO_SIZE),
+            blocks,
+            seed,
+            reads: 0,
+            issued: 0,
+            in_flight: false,
+        }
+    }
+
+    fn submit(&mut self) -> Result<(), String> {
+        let off = offset(self.seed, self.reads, self.blocks);
+        self.disk
+            .submit(0, &Request::read(off, self.buf.phys(), IO_SIZE))?;
+        self.disk.kick()?;
+        self.in_flight = true;
+        self.issued += 1;
+        Ok(())
+    }
+
+    /// Reaps a completed read and starts the next.
+    pub fn tend(&mut self) -> Result<(), String> {
+        if !self.in_flight {
+            return self.submit();
+        }
+        if let Some((_, r)) = self.disk.poll() {
+            r.map_err(|e| format!("the neighbour's read: {e}"))?;
+            self.reads += 1;
+            self.submit()?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the read in flight, so the disk is idle again.
+    pub fn stop(&mut self, env: &mut Env, p: &Params) -> Result<(), String> {
+        if !self.in_flight {
+            return Ok(());
+        }
+        let mut deadline = Deadline::new(env.clock.now_ns(), p.deadline_ms);
+        let (_, r) = wait_one(self.disk, env, &mut deadline, None)?;
+        if deadline.woken {
+            env.wake.settle();
+        }
+        self.in_flight = false;
+        r.map_err(|e| format!("the neighbour's last read: {e}"))
+    }
+}
+
+/// Spins `ns`, tending the neighbour meanwhile.
+fn spin_beside(env: &Env, ns: u64, busy: &mut Busy) -> Result<(), String> {
+    let until = env.clock.now_ns().saturating_add(ns);
+    while env.clock.now_ns() < until {
+        busy.tend()?;
+        env.clock.spin_ns(POLL_GAP_NS);
+    }
+    Ok(())
+}
+
+/// The neighbour workload's second test: `measure`'s reads on `disk` while
+/// `neighbour` keeps one read in flight; returns the samples, how many
+/// reads the neighbour completed during the measured loop and how many it
+/// was given in all.
+pub fn measure_beside(
+    disk: &mut dyn Disk,
+    neighbour: &mut dyn Disk,
+    env: &mut Env,
+    p: &Params,
+    seed: u64,
+) -> Result<(Samples, u64, u64), String> {
+    let blocks = disk.size() / IO_SIZE as u64;
+    if blocks == 0 {
+        return Err(format!(
+            "{} bytes is smaller than one {IO_SIZE}-byte I/O",
+            disk.size()
+        ));
+    }
+    let mut busy = Busy::new(neighbour, mix(seed));
+    busy.tend()?;
+    let buf = DmaBuf::new(IO_SIZE);
+    let mut read = |env: &mut Env, busy: &mut Busy, i: u64| -> Result<(u64, bool), String> {
+        let off = offset(seed, i, blocks);
+        one_io_beside(
+            disk,
+            env,
+            p,
+            &Request::read(off, buf.phys(), IO_SIZE),
+            Some(busy),
+        )
+        .map_err(|e| format!("read at offset {off}: {e}"))
+    };
+    for i in 0..u64::from(p.warmup) {
+        read(env, &mut busy, i).map_err(|e| format!("warm-up read: {e}"))?;
+    }
+    let mut latencies_ns = Vec::with_capacity(p.iterations as usize);
+    let mut woken = 0;
+    let before = busy.reads;
+    let start = env.clock.now_ns();
+    let mut stopped_early = None;
+    for i in 0..u64::from(p.iterations) {
+        spin_beside(env, p.think_us * 1000, &mut busy)?;
+        let (t, woke) = read(env, &mut busy, u64::from(p.warmup) + i)?;
+        latencies_ns.push(t);
+        woken += u32::from(woke);
+        if let Some(why) = p.budget_spent(latencies_ns.len(), env.clock.now_ns() - start) {
+            stopped_early = Some(why);
+            break;
+        }
+    }
+    let wall_ns = env.clock.now_ns() - start;
+    let reads = busy.reads - before;
+    busy.stop(env, p)?;
+    Ok((
+        Samples {
+            latencies_ns,
+            wall_ns,
+            stopped_early,
+            woken,
+        },
+        reads,
+        busy.issued,
+    ))
+}
+
+/// The next completion, polled, tending `beside` between polls: once
+/// `deadline` passes, wake QEMU's main loop (and count it in `woke`) and
+/// keep polling.
 fn wait_one(
     disk: &mut dyn Disk,
     env: &mut Env,
     deadline: &mut Deadline,
+    mut beside: Option<&mut Busy>,
 ) -> Result<(usize, Result<(), String>), String> {
     loop {
         if let Some(c) = disk.poll() {
             return Ok(c);
+        }
+        if let Some(b) = beside.as_deref_mut() {
+            b.tend()?;
         }
         let now = env.clock.now_ns();
         if deadline.due(now) {
@@ -231,11 +474,22 @@ fn one_io(
     p: &Params,
     req: &Request,
 ) -> Result<(u64, bool), String> {
+    one_io_beside(disk, env, p, req, None)
+}
+
+/// `one_io`, tending a neighbour while it waits.
+fn one_io_beside(
+    disk: &mut dyn Disk,
+    env: &mut Env,
+    p: &Params,
+    req: &Request,
+    beside: Option<&mut Busy>,
+) -> Result<(u64, bool), String> {
     let start = env.clock.now_ns();
     let mut deadline = Deadline::new(start, p.deadline_ms);
     disk.submit(0, req)?;
     disk.kick()?;
-    let (_, r) = wait_one(disk, env, &mut deadline)?;
+    let (_, r) = wait_one(disk, env, &mut deadline, beside)?;
     let t = env.clock.now_ns() - start;
     if deadline.woken {
         env.wake.settle();
@@ -308,6 +562,68 @@ pub fn measure(
         stopped_early: None,
         woken,
     })
+}
+
+/// The flush workload: `warmup` discarded, then `iterations` timed
+/// flushes, each after one `IO_SIZE` (8-sector) write at the latency
+/// plan's offsets and `think_us` of spinning. QEMU skips a flush with
+/// nothing written since the last, so each has a write of its own; only
+/// the flush is timed, with the same deadline wake as a read.
+pub fn flushes(
+    disk: &mut dyn Disk,
+    env: &mut Env,
+    p: &Params,
+    seed: u64,
+) -> Result<Samples, String> {
+    let blocks = disk.size() / IO_SIZE as u64;
+    if blocks == 0 {
+        return Err(format!(
+            "{} bytes is smaller than one {IO_SIZE}-byte I/O",
+            disk.size()
+        ));
+    }
+    let buf = DmaBuf::new(IO_SIZE);
+    let mut write_then_flush = |env: &mut Env, i: u64| -> Result<(u64, bool), String> {
+        let off = offset(seed, i, blocks);
+        one_io(disk, env, p, &Request::write(off, buf.phys(), IO_SIZE))
+            .map_err(|e| format!("write at offset {off}: {e}"))?;
+        // The main loop goes back to sleep after the write's completion,
+        // as it does before a read.
+        env.clock.spin_ns(p.think_us * 1000);
+        flush_once(disk, env, p)
+    };
+    for i in 0..u64::from(p.warmup) {
+        write_then_flush(env, i).map_err(|e| format!("warm-up: {e}"))?;
+    }
+    let mut latencies_ns = Vec::with_capacity(p.iterations as usize);
+    let mut woken = 0;
+    let start = env.clock.now_ns();
+    for i in 0..u64::from(p.iterations) {
+        let (t, woke) = write_then_flush(env, u64::from(p.warmup) + i)?;
+        latencies_ns.push(t);
+        woken += u32::from(woke);
+        let spent = env.clock.now_ns() - start;
+        if let Some(why) = p.budget_spent(latencies_ns.len(), spent) {
+            return Ok(Samples {
+                latencies_ns,
+                wall_ns: spent,
+                stopped_early: Some(why),
+                woken,
+            });
+        }
+    }
+    Ok(Samples {
+        latencies_ns,
+        wall_ns: env.clock.now_ns() - start,
+        stopped_early: None,
+        woken,
+    })
+}
+
+/// One flush, timed alone: a request on the queue like a read, with the
+/// same deadline wake.
+fn flush_once(disk: &mut dyn Disk, env: &mut Env, p: &Params) -> Result<(u64, bool), String> {
+    one_io(disk, env, p, &Request::flush()).map_err(|e| format!("flush: {e}"))
 }
 
 /// One run of the batch workload.
@@ -395,7 +711,7 @@ fn all_at_once(
     let mut woken = 0;
     for _ in 0..reqs.len() {
         let mut deadline = Deadline::new(env.clock.now_ns(), p.deadline_ms);
-        let (tag, r) = wait_one(disk, env, &mut deadline)?;
+        let (tag, r) = wait_one(disk, env, &mut deadline, None)?;
         if deadline.woken {
             woken += 1;
             env.wake.settle();
@@ -432,17 +748,7 @@ pub fn write_pattern(
         reqs.push(Request::write(off, buf.phys(), IO_SIZE));
     }
     all_at_once(disk, env, p, &reqs, 0).map_err(|e| format!("writing the pattern: {e}"))?;
-    // A flush that blocks inside the driver has no deadline of its own: a
-    // one-shot armed now fires after its request is queued.
-    let blocking = disk.blocking_flush();
-    if blocking {
-        env.wake.arm();
-    }
-    let r = one_io(disk, env, p, &Request::flush());
-    if blocking {
-        env.wake.settle();
-    }
-    r.map_err(|e| format!("flush: {e}"))?;
+    flush_once(disk, env, p)?;
     Ok(())
 }
 
@@ -809,6 +1115,115 @@ mod tests {
             (4, 4),
             "each wake settles before the next request"
         );
+    }
+
+    #[test]
+    fn the_flush_workload_times_each_flush_after_a_write_of_its_own() {
+        let log: Log = Rc::default();
+        let wakes = Rc::new(Cell::new(0));
+        let clock = StepClock::new(1000);
+        let mut wake = SharedWake {
+            inner: CountingWake::default(),
+            wakes: wakes.clone(),
+        };
+        let mut disk = MemDisk::new(1 << 20, 1, &log, &wakes);
+        disk.stall = true;
+        let p = Params {
+            workload: Workload::Flush,
+            iterations: 3,
+            warmup: 1,
+            deadline_ms: 5,
+            ..params()
+        };
+        let mut env = Env {
+            clock: &clock,
+            wake: &mut wake,
+            nonce: 1,
+        };
+        let s = flushes(&mut disk, &mut env, &p, 7).unwrap();
+        // Writes stall too, but only the flushes are timed and counted.
+        assert_eq!(s.woken, 3);
+        assert!(
+            s.latencies_ns
+                .iter()
+                .all(|&t| t > 5_000_000 && t < 5_100_000),
+            "{:?}",
+            s.latencies_ns
+        );
+        let log = log.borrow();
+        let ops: Vec<Op> = log.iter().map(|e| e.0).collect();
+        assert_eq!(ops, [Op::Write, Op::Flush].repeat(4));
+        // The writes go where the latency workload reads, 8 sectors each.
+        let offs: Vec<u64> = log.iter().step_by(2).map(|e| e.1).collect();
+        assert_eq!(offs, (0..4).map(|i| offset(7, i, 256)).collect::<Vec<_>>());
+        assert!(log.iter().step_by(2).all(|e| e.2 == IO_SIZE));
+    }
+
+    #[test]
+    fn the_neighbour_workload_measures_each_candidate_alone_then_beside_the_first_control() {
+        let (log, nlog): (Log, Log) = (Rc::default(), Rc::default());
+        let wakes = Rc::new(Cell::new(0));
+        let clock = StepClock::new(1000);
+        let mut wake = SharedWake {
+            inner: CountingWake::default(),
+            wakes: wakes.clone(),
+        };
+        let mut env = Env {
+            clock: &clock,
+            wake: &mut wake,
+            nonce: 1,
+        };
+        let mut targets = vec![
+            target("ahci", Ok(Box::new(MemDisk::new(1 << 20, 1, &log, &wakes)))),
+            target(
+                "virtio_blk",
+                Ok(Box::new(MemDisk::new(1 << 20, 1, &nlog, &wakes))),
+            ),
+        ];
+        let p = Params {
+            workload: Workload::Neighbour,
+            modes: contract::ModeSet::Poll,
+            write_check: false,
+            ..params()
+        };
+        let mut out = String::new();
+        assert_eq!(
+            run(&mut targets, &[], &p, None, &[], &mut env, &mut out),
+            contract::exit::KSFT_PASS
+        );
+        let results: Vec<&str> = out.lines().filter(|l| l.starts_with("ok ")).collect();
+        assert!(out.contains("\n1..3\n"), "{out}");
+        assert!(results[0].starts_with("ok 1 ahci_probe_poll "), "{out}");
+        assert!(
+            results[1].starts_with("ok 2 ahci_probe_neighbour_poll "),
+            "{out}"
+        );
+        assert!(
+            results[2].starts_with("ok 3 virtio_blk_probe_poll "),
+            "{out}"
+        );
+        let records: Vec<Record> = out
+            .lines()
+            .filter_map(Record::find_in)
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(
+            records.iter().map(|r| r.workload).collect::<Vec<_>>(),
+            [Workload::Latency, Workload::Neighbour, Workload::Latency]
+        );
+        let n = records[1].neighbour.as_ref().unwrap();
+        assert_eq!(n.controller, "virtio_blk");
+        assert!(n.reads > 0 && n.reads_per_s > 0.0, "{n:?}");
+        // The neighbour read back to back while the candidate was measured
+        // beside it, and was idle again before its own test.
+        let nlog = nlog.borrow();
+        let mine = 2 + 3;
+        assert!(nlog.len() > mine, "{}", nlog.len());
+        // Every read it was given is counted, for the host trace's pairing.
+        assert_eq!(n.issued as usize, nlog.len() - mine);
+        assert!(n.issued > n.reads);
+        assert!(nlog.iter().all(|e| e.0 == Op::Read));
+        assert_eq!(log.borrow().len(), 2 * (2 + 3));
     }
 
     #[test]

@@ -87,6 +87,16 @@ fn missing_plan_malformed_json_bail_out_and_missing_records() {
         e.contains("bailed out: expected 3 disks, found 2") && e.contains(LOG),
         "{e}"
     );
+    // Typed, so the campaign makes it a failed boot that quotes the line.
+    let e = ktap::parse(&bail, Path::new(LOG)).unwrap_err();
+    let b = e.downcast_ref::<ktap::BailedOut>().unwrap();
+    assert_eq!(
+        (b.reason.as_str(), b.log.as_str()),
+        (
+            "expected 3 disks, found 2 # n=100 p50_us=170.8 p90_us=236.9 p99_us=357.6 max_us=361.2 total_ms=217.26",
+            "console log /var/log/console-x.log"
+        )
+    );
     let no_record: String = PASS
         .lines()
         .filter(|l| !l.contains("\"test\":\"ahci_sda_poll\""))

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use contract::{Guest, Mode};
+use contract::{Guest, Mode, Workload};
 use xtask::{ktap, plot, samples, trace};
 
 const CONSOLE: &str = include_str!("fixtures/console-pass.log");
@@ -33,9 +33,8 @@ fn a_recorded_run_plots_one_panel_per_device_and_mode() {
     samples::collect_host(
         &mut samples,
         Guest::Linux,
-        "ahci",
-        Mode::Poll,
-        &disks["ahci"].measured[&Mode::Poll],
+        ("ahci", Mode::Poll, Workload::Latency),
+        &disks["ahci"].measured[&(Mode::Poll, Workload::Latency)],
         "baseline",
     );
 

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use contract::Mode;
+use contract::{Mode, Workload};
 use xtask::trace::{by_disk, pair, parse_line, DiskPhases, DiskPlan, Event, Paired};
 
 const BASELINE: &str = include_str!("fixtures/trace-baseline.log");
@@ -50,7 +50,11 @@ fn baseline_vcpu_thread_requests_wait_in_qemu_for_the_tick() {
         // 32 writes + a flush + 32 reads back: matched exactly.
         assert!(p.matched, "{name}");
         assert_eq!(
-            (p.boot.len(), p.measured[&Mode::Poll].len(), p.write_phase),
+            (
+                p.boot.len(),
+                p.measured[&(Mode::Poll, Workload::Latency)].len(),
+                p.write_phase
+            ),
             (1, 10, 65),
             "{name}"
         );
@@ -58,11 +62,11 @@ fn baseline_vcpu_thread_requests_wait_in_qemu_for_the_tick() {
     // The stall, seen from the host: the SQE waits ~7 ms for the main loop
     // (guest p50 8 ms = tick 10 ms - think 2 ms; the rest is guest-side).
     for stalled in ["ahci", "lsi", "usb_storage"] {
-        let m = median(&d[stalled].measured[&Mode::Poll]);
+        let m = median(&d[stalled].measured[&(Mode::Poll, Workload::Latency)]);
         assert!((5_000..10_000).contains(&m), "{stalled}: {m} us");
     }
     for control in ["virtio_blk", "nvme"] {
-        let m = median(&d[control].measured[&Mode::Poll]);
+        let m = median(&d[control].measured[&(Mode::Poll, Workload::Latency)]);
         assert!(m < 500, "{control}: {m} us");
     }
 }
@@ -72,7 +76,7 @@ fn patched_requests_are_submitted_at_once() {
     let d = disks(PATCHED);
     for (name, p) in &d {
         assert!(p.matched, "{name}");
-        let m = median(&p.measured[&Mode::Poll]);
+        let m = median(&p.measured[&(Mode::Poll, Workload::Latency)]);
         assert!(m < 500, "{name}: {m} us queued");
     }
     assert_eq!(parse(PATCHED).unfinished, 0);

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use contract::params::Fault;
 use contract::{controllers, Controller, Guest, GuestSet, ModeSet, Params, Think, Workload};
 
 use crate::at_once::{QemuInput, Request};
@@ -68,13 +69,16 @@ pub struct PatchAndTest {
     /// /init: the stall through a real guest's io_uring; under TCG its tick
     /// bounds it to ~8 ms), probe (a bare-metal guest that arms no timer:
     /// the full-size stall, 499 ms with its default --netdev hostfwd, under
-    /// TCG as under KVM; drives ahci, nvme and the virtio_blk rows), or both.
+    /// TCG as under KVM; drives ahci, ide, nvme and the virtio_blk and
+    /// virtio_scsi rows), or both.
     #[arg(long, default_value = "both", value_parser = parse_named::<GuestSet>)]
     pub guest: GuestSet,
     /// What the guest does on each disk: latency (one 4 KiB read in flight,
-    /// --iterations of them) or batch (the report's reproducer: --total-mb
+    /// --iterations of them), batch (the report's reproducer: --total-mb
     /// in 128 KiB reads, 16 per batch, 1 ms before each submit and after
-    /// each completion; its total time decides).
+    /// each completion; its total time decides), flush (probe: a write,
+    /// then a timed cache flush) or neighbour (probe: latency reads alone,
+    /// then beside a control disk kept busy with reads).
     #[arg(long, default_value = "latency", value_parser = parse_named::<Workload>)]
     pub workload: Workload,
     /// Batch workload: MiB read per disk and mode (the report read 128).
@@ -147,6 +151,11 @@ pub struct PatchAndTest {
     /// Never install missing Debian packages; only name them.
     #[arg(long)]
     pub no_install: bool,
+    /// Probe guest, for tests: a CPU exception to raise on purpose before
+    /// the first disk (ud, pf, de or df), which the run reports as a failed
+    /// boot quoting the probe's `Bail out!` line.
+    #[arg(long, hide = true, default_value = "none", value_parser = parse_named::<Fault>)]
+    pub probe_fault: Fault,
 }
 
 impl Variant {
@@ -316,6 +325,7 @@ impl PatchAndTest {
                 total_mb: self.total_mb,
                 budget_ms: self.budget_s * 1000,
                 deadline_ms: self.deadline_ms,
+                fault: self.probe_fault,
                 ..Params::default()
             },
         })
@@ -691,6 +701,34 @@ mod tests {
                 ),
             "{e}"
         );
+        // The whole table with --guest probe: every row the probe drives,
+        // the others left to the Linux guest (said, not refused).
+        let p = options(&["--guest", "probe", "--controllers", "all"]);
+        let plans = p.guest_plans().unwrap();
+        assert_eq!(plans.len(), 1);
+        assert_eq!(
+            plans[0]
+                .controllers
+                .iter()
+                .map(|c| c.name)
+                .collect::<Vec<_>>(),
+            controllers::driven_by(Guest::Probe)
+        );
+        assert!(plans[0].cannot.iter().any(|c| c.name == "lsi"));
+        // A workload the Linux selftest cannot run: the probe's alone with
+        // both guests, a usage error with --guest linux.
+        let p = options(&["--workload", "flush"]);
+        let plans = p.guest_plans().unwrap();
+        assert_eq!(
+            plans.iter().map(|x| x.guest).collect::<Vec<_>>(),
+            [Guest::Probe]
+        );
+        let e = options(&["--guest", "linux", "--workload", "neighbour"])
+            .guest_plans()
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("cannot run the neighbour workload"), "{e}");
         // With both and no row for the probe, only the Linux guest runs.
         let p = options(&["--controllers", "lsi"]);
         assert_eq!(p.guest_plans().unwrap().len(), 1);

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use contract::{controllers, Guest, Role};
+use contract::{controllers, Guest, Role, Workload};
 use serde::{Deserialize, Serialize};
 
 use crate::report::ControllerFinding;
@@ -58,7 +58,7 @@ pub struct ModeFigures {
 impl ModeFigures {
     fn of(r: &Row) -> ModeFigures {
         ModeFigures {
-            controller: r.controller.clone(),
+            controller: r.label(),
             mode: r.mode.clone(),
             baseline_p50_us: r.baseline.p50_us,
             patched_p50_us: r.patched.as_ref().map(|p| p.p50_us).unwrap_or(0.0),
@@ -201,7 +201,7 @@ impl Cause {
     fn of(r: &Row) -> Option<Cause> {
         let (hb, hp) = (r.host_baseline.as_ref()?, r.host_patched.as_ref()?);
         Some(Cause {
-            controller: r.controller.clone(),
+            controller: r.label(),
             guest_p50_us: r.baseline.p50_us,
             queued_p50_us: hb.p50_us,
             patched_queued_p50_us: hp.p50_us,
@@ -228,6 +228,8 @@ pub struct Judgement {
     /// The guest whose rows decided it.
     pub guest: Guest,
     pub controller: String,
+    /// The workload of its rows: a controller has a finding per workload.
+    pub workload: Workload,
     pub role: Option<Role>,
     pub reason: Reason,
     /// The mode shown (the slowest in the baseline) and its figures.
@@ -243,11 +245,17 @@ impl Judgement {
         self.reason.finding()
     }
 
+    /// Its controller, and its workload where that is not the default.
+    pub fn label(&self) -> String {
+        crate::samples::labelled(&self.controller, self.workload)
+    }
+
     /// The finding as the report's JSON and tables carry it, in words.
     pub fn record(&self) -> ControllerFinding {
         ControllerFinding {
             guest: self.guest,
             controller: self.controller.clone(),
+            workload: self.workload,
             role: self.role,
             finding: self.finding(),
             reason: self.reason.to_string(),
@@ -416,14 +424,21 @@ fn judge(all: &[Row], mine: &[&Row]) -> Reason {
     }
 }
 
-/// A finding per controller, in table order.
+/// A finding per controller and workload, in table order (the neighbour
+/// workload's candidate has one alone and one beside the neighbour).
 pub fn findings(rows: &[Row]) -> Vec<Judgement> {
-    let mut names: Vec<&str> = rows.iter().map(|r| r.controller.as_str()).collect();
-    names.dedup();
-    names
-        .into_iter()
-        .map(|name| {
-            let mine: Vec<&Row> = rows.iter().filter(|r| r.controller == name).collect();
+    let mut keys: Vec<(&str, Workload)> = Vec::new();
+    for r in rows {
+        if !keys.contains(&(r.controller.as_str(), r.workload)) {
+            keys.push((r.controller.as_str(), r.workload));
+        }
+    }
+    keys.into_iter()
+        .map(|(name, workload)| {
+            let mine: Vec<&Row> = rows
+                .iter()
+                .filter(|r| r.controller == name && r.workload == workload)
+                .collect();
             let reason = judge(rows, &mine);
             let shown = mine
                 .iter()
@@ -434,6 +449,7 @@ pub fn findings(rows: &[Row]) -> Vec<Judgement> {
             Judgement {
                 guest: shown.guest,
                 controller: name.to_string(),
+                workload,
                 role: c.map(|c| c.role),
                 reason,
                 shown: ModeFigures::of(shown),

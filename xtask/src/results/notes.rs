@@ -34,8 +34,15 @@ pub fn of_boot(
         if r.woken > 0 {
             said.push(woken_phrase(r, params, netdev));
         }
+        if let Some(n) = &r.neighbour {
+            said.push(format!(
+                "beside it the neighbour {} kept one read in flight: {} reads, {:.0} reads/s",
+                n.controller, n.reads, n.reads_per_s
+            ));
+        }
+        let device = crate::samples::labelled(&r.device, r.workload);
         for why in said {
-            out.push(format!("{label} {} {}: {why}", r.device, r.mode));
+            out.push(format!("{label} {device} {}: {why}", r.mode));
         }
     }
     out
@@ -59,8 +66,13 @@ pub fn woken_phrase(r: &Record, p: &contract::Params, netdev: crate::guest::Netd
             r.woken
         ),
         _ => format!(
-            "{} of {n} requests waited the full {secs} s and completed only after the probe woke QEMU's main loop itself",
-            r.woken
+            "{} of {n} {} waited the full {secs} s and completed only after the probe woke QEMU's main loop itself",
+            r.woken,
+            if r.workload == contract::Workload::Flush {
+                "flushes"
+            } else {
+                "requests"
+            }
         ),
     }
 }

@@ -79,6 +79,7 @@ fn panel_order(samples: &Samples) -> Vec<&SeriesKey> {
             guest_rank(k.guest),
             contract::controllers::rank(&k.controller),
             k.mode.name(),
+            k.workload,
         )
     });
     keys

@@ -37,6 +37,9 @@ pub struct ControllerFinding {
     #[serde(default = "linux")]
     pub guest: Guest,
     pub controller: String,
+    /// The workload whose rows decided it, when not `latency`.
+    #[serde(default, skip_serializing_if = "contract::Workload::is_latency")]
+    pub workload: contract::Workload,
     pub role: Option<Role>,
     pub finding: Finding,
     /// Why, in a sentence.

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use contract::{controllers, Guest, Mode, Record, Role, Stats};
+use contract::{controllers, Guest, Mode, Record, Role, Stats, Workload};
 use serde::{Deserialize, Serialize};
 
 /// Which series a sample belongs to: each controller has its own disk, so
@@ -17,6 +17,8 @@ pub struct SeriesKey {
     /// The controller-table row (or a disk no row describes).
     pub controller: String,
     pub mode: Mode,
+    /// What the guest did on it: `latency`, unless a record says otherwise.
+    pub workload: Workload,
 }
 
 /// Samples of one controller's disk in one mode, per variant, per round.
@@ -29,6 +31,10 @@ pub struct Collected {
     pub host: BTreeMap<String, Vec<Vec<u32>>>,
     /// Batch workload: each round's total time, ms, by variant.
     pub totals: BTreeMap<String, Vec<f64>>,
+    /// Neighbour workload: the neighbour's row, and its reads per second
+    /// in each round, by variant.
+    pub neighbour: Option<String>,
+    pub neighbour_rates: BTreeMap<String, Vec<f64>>,
 }
 
 /// Every series of a campaign.
@@ -46,9 +52,17 @@ pub fn collect(into: &mut Samples, records: &[Record], variant: &str, guest: Gue
                 guest,
                 controller: r.controller.clone(),
                 mode,
+                workload: r.workload,
             })
             .or_default();
         c.device = r.device.clone();
+        if let Some(n) = &r.neighbour {
+            c.neighbour_rates
+                .entry(variant.to_string())
+                .or_default()
+                .push(n.reads_per_s);
+            c.neighbour = Some(n.controller.clone());
+        }
         c.runs
             .entry(variant.to_string())
             .or_default()
@@ -62,13 +76,13 @@ pub fn collect(into: &mut Samples, records: &[Record], variant: &str, guest: Gue
     }
 }
 
-/// Adds one run's host-side queue times of `controller`'s measured reads
-/// in `mode` (from `trace::by_disk`).
+/// Adds one run's host-side queue times of `controller`'s measured
+/// requests (reads, or the flush workload's flushes) in `mode` (from
+/// `trace::by_disk`).
 pub fn collect_host(
     into: &mut Samples,
     guest: Guest,
-    controller: &str,
-    mode: Mode,
+    (controller, mode, workload): (&str, Mode, Workload),
     queued_us: &[u32],
     variant: &str,
 ) {
@@ -76,6 +90,7 @@ pub fn collect_host(
         guest,
         controller: controller.to_string(),
         mode,
+        workload,
     })
     .or_default()
     .host
@@ -96,6 +111,9 @@ pub struct Row {
     /// What the table predicts (absent for disks no row describes).
     pub role: Option<Role>,
     pub mode: String,
+    /// The workload that measured it, when not `latency`.
+    #[serde(default, skip_serializing_if = "Workload::is_latency")]
+    pub workload: Workload,
     pub baseline: Stats,
     pub patched: Option<Stats>,
     /// Baseline p50 over patched p50.
@@ -120,6 +138,35 @@ pub struct Row {
     pub baseline_round_total_ms: Vec<f64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub patched_round_total_ms: Vec<f64>,
+    /// Neighbour workload: the neighbour's row and its reads per second,
+    /// pooled over the rounds, per side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub neighbour: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub neighbour_baseline_reads_per_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub neighbour_patched_reads_per_s: Option<f64>,
+}
+
+impl Row {
+    /// The row's name in tables, findings and notes: its controller, and
+    /// its workload where that is not the default.
+    pub fn label(&self) -> String {
+        labelled(&self.controller, self.workload)
+    }
+
+    /// The device as the tables name it: with its workload, likewise.
+    pub fn device_label(&self) -> String {
+        labelled(&self.device, self.workload)
+    }
+}
+
+/// `name`, and `workload` after it where that is not the default.
+pub fn labelled(name: &str, workload: Workload) -> String {
+    match workload.tag() {
+        Some(w) => format!("{name} ({w})"),
+        None => name.to_string(),
+    }
 }
 
 /// Reports written before the probe guest existed are the Linux guest's.
@@ -140,6 +187,12 @@ pub fn guest_rank(g: Guest) -> usize {
         .iter()
         .position(|x| *x == g)
         .unwrap_or(usize::MAX)
+}
+
+/// The mean of rounds' figures, when there are any.
+fn mean(v: Option<&Vec<f64>>) -> Option<f64> {
+    v.filter(|v| !v.is_empty())
+        .map(|v| v.iter().sum::<f64>() / v.len() as f64)
 }
 
 /// Rows of `base` against `other` (a variant), or of `base` alone.
@@ -173,6 +226,7 @@ pub fn rows(collected: &Samples, base: &str, other: Option<&str>) -> Vec<Row> {
                 device: c.device.clone(),
                 role: controllers::by_name(&key.controller).ok().map(|c| c.role),
                 mode: key.mode.name().to_string(),
+                workload: key.workload,
                 baseline,
                 patched,
                 p50_ratio,
@@ -186,6 +240,9 @@ pub fn rows(collected: &Samples, base: &str, other: Option<&str>) -> Vec<Row> {
                 patched_round_total_ms: other
                     .and_then(|o| c.totals.get(o).cloned())
                     .unwrap_or_default(),
+                neighbour: c.neighbour.clone(),
+                neighbour_baseline_reads_per_s: mean(c.neighbour_rates.get(base)),
+                neighbour_patched_reads_per_s: mean(other.and_then(|o| c.neighbour_rates.get(o))),
             }
         })
         .collect();
@@ -194,11 +251,13 @@ pub fn rows(collected: &Samples, base: &str, other: Option<&str>) -> Vec<Row> {
             guest_rank(a.guest),
             controllers::rank(&a.controller),
             &a.mode,
+            a.workload,
         )
             .cmp(&(
                 guest_rank(b.guest),
                 controllers::rank(&b.controller),
                 &b.mode,
+                b.workload,
             ))
     });
     rows
@@ -263,8 +322,7 @@ pub mod testing {
                     collect_host(
                         &mut c,
                         Guest::Linux,
-                        t.0,
-                        Mode::Poll,
+                        (t.0, Mode::Poll, Workload::Latency),
                         &[pick(t, host); 50],
                         variant,
                     );

@@ -46,8 +46,7 @@ pub fn gather(boots: &[BootRecord]) -> Gathered {
             collect_host(
                 &mut g.samples,
                 b.guest,
-                &h.controller,
-                h.mode,
+                (&h.controller, h.mode, h.workload),
                 &h.queued_us,
                 &b.variant,
             );

@@ -43,7 +43,7 @@ pub fn table(rows: &[Row]) -> String {
         let mut cells = match &r.patched {
             Some(p) => vec![
                 r.guest.to_string(),
-                r.device.clone(),
+                r.device_label(),
                 r.mode.clone(),
                 format!("{}+{}", b.n, p.n),
                 ms(b.p50_us),
@@ -56,7 +56,7 @@ pub fn table(rows: &[Row]) -> String {
             ],
             None => vec![
                 r.guest.to_string(),
-                r.device.clone(),
+                r.device_label(),
                 r.mode.clone(),
                 b.n.to_string(),
                 ms(b.p50_us),
@@ -98,7 +98,7 @@ pub fn findings_table(f: &[ControllerFinding]) -> String {
         };
         t.add_row([
             c.guest.to_string(),
-            c.controller.clone(),
+            crate::samples::labelled(&c.controller, c.workload),
             c.finding.name().to_string(),
             ms(c.baseline_p50_us),
             ms(c.patched_p50_us),

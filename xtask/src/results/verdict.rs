@@ -187,7 +187,7 @@ impl Verdict {
             Grounds::Regressed(v) => reasons(v, "; "),
             Grounds::Unclear(v) => v
                 .iter()
-                .map(|c| format!("{}: {}", c.controller, c.reason))
+                .map(|c| format!("{}: {}", c.label(), c.reason))
                 .collect::<Vec<_>>()
                 .join("; "),
             Grounds::NothingCured(v) => format!(
@@ -343,7 +343,7 @@ fn cured_body(cured: &[Judgement], unchanged: &[String]) -> String {
             .map(|c| {
                 format!(
                     "{} {} -> {} ({})",
-                    c.controller,
+                    c.label(),
                     ms(c.shown.baseline_p50_us),
                     ms(c.shown.patched_p50_us),
                     ratio_text(c.shown.ratio)
@@ -395,7 +395,7 @@ pub fn verdict_pair(rows: &[Row], accel: Accel) -> Verdict {
     }
     let unchanged = named(Finding::NotAffected)
         .into_iter()
-        .map(|c| c.controller)
+        .map(|c| c.label())
         .collect();
     Verdict::new(Kind::Verified, accel, Grounds::Cured { cured, unchanged })
 }
@@ -520,7 +520,12 @@ pub fn decide(
         }
         let v = match paired {
             None => verdict_single(&mine, accel),
-            Some(contract::Workload::Latency) => verdict_pair(&mine, accel),
+            // A flush, or a read beside the neighbour, is judged as a read.
+            Some(
+                contract::Workload::Latency
+                | contract::Workload::Flush
+                | contract::Workload::Neighbour,
+            ) => verdict_pair(&mine, accel),
             Some(contract::Workload::Batch) => verdict_batch(&mine, accel),
         };
         if paired.is_some() {

@@ -114,11 +114,13 @@ pub struct Measured {
     pub host: Vec<HostSamples>,
 }
 
-/// One disk's measured reads in one mode, as QEMU's trace timed them.
+/// One disk's measured requests (reads, or flushes) in one mode and
+/// workload, as QEMU's trace timed them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostSamples {
     pub controller: String,
     pub mode: Mode,
+    pub workload: contract::Workload,
     pub queued_us: Vec<u32>,
 }
 
@@ -297,7 +299,7 @@ impl Booter<'_> {
         gp: &GuestPlan,
         on_boot: &mut dyn FnMut(&BootRecord),
     ) -> Result<bool> {
-        self.book.no_driver(gp);
+        self.book.no_driver(gp, plan.guests.len() > 1);
         // The rows every variant's QEMU offers.
         let mut active: Vec<&'static Controller> = gp
             .controllers
@@ -425,6 +427,17 @@ fn measure(
         // One line, as a verdict quotes it: the console's last lines,
         // which the parser's message ends with, are in the evidence.
         Err(e) => {
+            if let Some(b) = e.downcast_ref::<ktap::BailedOut>() {
+                return Ok(BootOutcome::Failed(BootFailure {
+                    label: s.label.clone(),
+                    accel,
+                    kind: Failure::BailedOut {
+                        reason: b.reason.clone(),
+                    },
+                    printed: true,
+                    evidence: Evidence::read(&run.console, &run.stderr),
+                }));
+            }
             let why = format!("{e:#}");
             let first = why.lines().next().unwrap_or_default();
             return Ok(invalid(first.trim_end_matches("; last lines:").to_string()));
@@ -483,13 +496,19 @@ struct Book {
 }
 
 impl Book {
-    /// The rows `gp`'s guest has no driver for.
-    fn no_driver(&mut self, gp: &GuestPlan) {
+    /// The rows `gp`'s guest has no driver for; `others`: whether another
+    /// guest of the run measured them.
+    fn no_driver(&mut self, gp: &GuestPlan, others: bool) {
         let g = gp.guest;
+        let then = if others {
+            "the other guest measured it"
+        } else {
+            "--guest linux or both measures it"
+        };
         self.skipped.extend(gp.cannot.iter().map(|c| Skipped {
             controller: c.name.to_string(),
             reason: format!(
-                "the {g} guest has no driver for it (it drives {}); the other guest measured it",
+                "the {g} guest has no driver for it (it drives {}); {then}",
                 controllers::driven_by(g).join(", ")
             ),
             guest: Some(g),
@@ -543,11 +562,16 @@ fn host_samples(
     let mut samples = Vec::new();
     let mut out = Vec::new();
     for (controller, ph) in &disks {
-        samples.extend(ph.measured.iter().map(|(mode, queued)| HostSamples {
-            controller: controller.clone(),
-            mode: *mode,
-            queued_us: queued.clone(),
-        }));
+        samples.extend(
+            ph.measured
+                .iter()
+                .map(|(&(mode, workload), queued)| HostSamples {
+                    controller: controller.clone(),
+                    mode,
+                    workload,
+                    queued_us: queued.clone(),
+                }),
+        );
         out.push(HostDisk {
             controller: controller.clone(),
             boot_requests: ph.boot.len(),
@@ -630,7 +654,7 @@ mod tests {
         let plans = plan_of("both", &["ahci", "lsi"]);
         let probe = plans.iter().find(|p| p.guest == Guest::Probe).unwrap();
         let mut book = Book::default();
-        book.no_driver(probe);
+        book.no_driver(probe, true);
         assert_eq!(
             book.skipped,
             [Skipped {

@@ -24,6 +24,9 @@ pub enum Failure {
     Unfinished { deadline: Duration },
     /// QEMU exited without a valid isa-debug-exit mark (`contract::exit`).
     BadExit { why: String },
+    /// The guest's KTAP has a `Bail out!` line (`reason`, what follows it):
+    /// the probe's CPU exception, a selftest that could not go on.
+    BailedOut { reason: String },
     /// The guest reported, but its results do not count: unreadable KTAP,
     /// every test skipped, data read back wrong, a disk not found.
     Invalid { why: String },
@@ -70,6 +73,11 @@ impl Evidence {
             stderr_tail: crate::ui::tail(stderr, STDERR_TAIL),
         }
     }
+}
+
+/// The words of a guest's `Bail out!` line, wherever it is reported.
+pub fn bailed_out(reason: &str) -> String {
+    format!("the guest bailed out: {reason}")
 }
 
 fn last(lines: &[&str], n: usize) -> String {
@@ -129,6 +137,8 @@ impl BootFailure {
             Failure::Unfinished { deadline } => {
                 format!("the guest did not finish within {deadline:?}")
             }
+            // The console log follows in the evidence.
+            Failure::BailedOut { reason } => bailed_out(reason),
             Failure::BadExit { why } | Failure::Invalid { why } => why.clone(),
         }
     }
@@ -208,6 +218,18 @@ mod tests {
                 true
             ),
             "the guest did not finish within 90s"
+        );
+        // A guest that bailed out: its line quoted (its console log
+        // follows in the evidence).
+        assert_eq!(
+            what(
+                Failure::BailedOut {
+                    reason: "cpu exception 14 (#PF) error 0x2 at rip 0x102a3c cr2 0x4000000000"
+                        .into()
+                },
+                true
+            ),
+            "the guest bailed out: cpu exception 14 (#PF) error 0x2 at rip 0x102a3c cr2 0x4000000000"
         );
         // The whole text: the words, the boot, and what to read.
         let e = failure(

@@ -183,11 +183,23 @@ pub struct Asked<'a> {
 
 /// Each guest's share: the rows it can drive, its network and sample plan.
 /// `--guest probe` with a row the probe cannot drive is a usage error
-/// naming the rows it can; with both guests such a row is the Linux
-/// guest's alone, and the output says so.
+/// naming the rows it can, unless the whole table was asked (`--controllers
+/// all`): then the guest runs every row it drives and says which it leaves
+/// out. With both guests such a row is the Linux guest's alone, and the
+/// output says so.
 pub fn plans(asked: &Asked) -> Result<Vec<GuestPlan>> {
+    let whole_table = asked.controllers.len() == controllers::CONTROLLERS.len();
     let mut plans = Vec::new();
     for &g in asked.guests.guests() {
+        let w = asked.params.workload;
+        if !w.runs_on(g) {
+            let why = format!("the {g} guest cannot run the {w} workload (the probe runs it)");
+            if asked.guests.guests().len() == 1 {
+                bail!("--guest {g}: {why}; use --guest probe or both");
+            }
+            ui::info(&format!("{why}: only the probe guest measures it"));
+            continue;
+        }
         let (drives, cannot): (Vec<&'static Controller>, Vec<&'static Controller>) =
             asked.controllers.iter().partition(|c| c.drives(g));
         if !cannot.is_empty() {
@@ -198,9 +210,15 @@ pub fn plans(asked: &Asked) -> Result<Vec<GuestPlan>> {
                 controllers::driven_by(g).join(", ")
             );
             if asked.guests.guests().len() == 1 {
-                bail!("--guest {g}: {why}; use --guest linux or both for the others");
+                if !whole_table {
+                    bail!("--guest {g}: {why}; use --guest linux or both for the others");
+                }
+                ui::info(&format!(
+                    "--controllers all: {why}; --guest linux or both measures the others"
+                ));
+            } else {
+                ui::info(&format!("{why}: only the other guest measures them"));
             }
-            ui::info(&format!("{why}: only the other guest measures them"));
         }
         if drives.is_empty() {
             continue;
@@ -249,8 +267,13 @@ impl GuestPlan {
         let min_kept = per_io * contract::BUDGET_MIN_SAMPLES as u64;
         let measured =
             (per_io * u64::from(p.iterations)).min((p.budget_ms * 1000 + per_io).max(min_kept));
+        let reads = per_io * u64::from(p.warmup) + measured;
         let per_test = match p.workload {
-            Workload::Latency => per_io * u64::from(p.warmup) + measured,
+            Workload::Latency => reads,
+            // Each flush follows a write, which can stall as long.
+            Workload::Flush => 2 * reads,
+            // Alone, then beside the neighbour.
+            Workload::Neighbour => 2 * reads,
             // Every batch at a stall, and its sleeps: 1 before the submit,
             // 1 after each completion.
             Workload::Batch => {

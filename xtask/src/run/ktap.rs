@@ -32,6 +32,31 @@ pub struct Parsed {
     pub records: Vec<Record>,
 }
 
+/// A console whose KTAP has a `Bail out!` line: the guest gave up (the
+/// probe's CPU exception, a selftest that cannot go on). Typed, so the
+/// campaign makes it a failed boot that quotes the line
+/// (`failure::Failure::BailedOut`, whose words these are).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BailedOut {
+    /// The line after `Bail out!`.
+    pub reason: String,
+    /// `console log PATH`.
+    pub log: String,
+}
+
+impl std::fmt::Display for BailedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({})",
+            crate::failure::bailed_out(&self.reason),
+            self.log
+        )
+    }
+}
+
+impl std::error::Error for BailedOut {}
+
 fn result_line(l: &str) -> Option<TestResult> {
     let (ok, rest) = if let Some(r) = l.strip_prefix("ok ") {
         (true, r)
@@ -91,11 +116,11 @@ fn read<'a>(lines: impl Iterator<Item = &'a str>, where_: &dyn Fn() -> String) -
     let mut plan = None;
     for l in lines {
         if let Some(at) = l.find("Bail out!") {
-            bail!(
-                "the selftest bailed out: {} ({})",
-                l[at + "Bail out!".len()..].trim(),
-                where_()
-            );
+            return Err(BailedOut {
+                reason: l[at + "Bail out!".len()..].trim().to_string(),
+                log: where_(),
+            }
+            .into());
         }
         if let Some(rec) = Record::find_in(l) {
             let rec = rec.with_context(|| {

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use contract::Mode;
+use contract::{Mode, Workload};
 
 /// The events every traced run enables.
 pub const EVENTS: &[&str] = &[
@@ -175,8 +175,9 @@ pub fn read_log(path: &Path) -> Result<Paired> {
 pub struct DiskPhases {
     /// Reads before the selftest's first warm-up read (partition scans).
     pub boot: Vec<u32>,
-    /// Time queued in QEMU of each measured read, per mode, in order.
-    pub measured: BTreeMap<Mode, Vec<u32>>,
+    /// Time queued in QEMU of each measured request (reads; the flush
+    /// workload's flushes), per mode and workload, in order.
+    pub measured: BTreeMap<(Mode, Workload), Vec<u32>>,
     /// Writes, flushes and the read-back of the integrity check.
     pub write_phase: usize,
     /// Whether the counts matched the guest's plan; if not, `measured` is
@@ -184,46 +185,77 @@ pub struct DiskPhases {
     pub matched: bool,
 }
 
-/// What a guest did on one disk, in order: per mode, the reads it
-/// discarded (warm-up), then the reads it measured.
+/// One test of a disk: its mode, workload, discarded and measured
+/// requests.
+pub type Step = (Mode, Workload, u32, u32);
+
+/// What a guest did on one disk, in order: per test, the requests it
+/// discarded (warm-up), then those it measured: reads, or for the flush
+/// workload flushes (each after a write of its own).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct DiskPlan(pub Vec<(Mode, u32, u32)>);
+pub struct DiskPlan(pub Vec<Step>);
 
 impl DiskPlan {
-    /// The same warm-up and count in every mode.
+    /// The same warm-up and count of latency reads in every mode.
     pub fn uniform(modes: &[Mode], warmup: u32, measured: u32) -> DiskPlan {
-        DiskPlan(modes.iter().map(|&m| (m, warmup, measured)).collect())
+        DiskPlan(
+            modes
+                .iter()
+                .map(|&m| (m, Workload::Latency, warmup, measured))
+                .collect(),
+        )
     }
 
-    /// Each disk's plan as its records say it ran: a latency test measured
-    /// as many reads as it has samples (fewer than asked when its budget
-    /// stopped it), after `warmup`; a batch test has no warm-up and read
-    /// its bytes in `chunk_bytes` requests. Integrity records are the write
-    /// phase, which the first write starts.
+    /// Each disk's plan as its records say it ran: a latency (or flush, or
+    /// neighbour) test measured as many requests as it has samples (fewer
+    /// than asked when its budget stopped it), after `warmup`; a batch test
+    /// has no warm-up and read its bytes in `chunk_bytes` requests.
+    /// Integrity records are the write phase, which the first write starts.
     pub fn from_records(
         records: &[contract::Record],
         warmup: u32,
         chunk_bytes: u64,
     ) -> BTreeMap<String, DiskPlan> {
         let mut out: BTreeMap<String, DiskPlan> = BTreeMap::new();
+        // Disks whose write phase has begun: reads after it are not
+        // counted back from the first write.
+        let mut written = std::collections::BTreeSet::new();
         for r in records {
             let Ok(mode) = r.mode.parse::<Mode>() else {
+                written.insert(r.controller.clone());
                 continue;
             };
             let step = match &r.batch {
-                Some(b) => (mode, 0, (b.bytes / chunk_bytes.max(1)) as u32),
-                None => (mode, warmup, r.samples_us.len() as u32),
+                Some(b) => (mode, r.workload, 0, (b.bytes / chunk_bytes.max(1)) as u32),
+                None => (mode, r.workload, warmup, r.samples_us.len() as u32),
             };
             out.entry(r.controller.clone()).or_default().0.push(step);
+            // The neighbour's reads meanwhile sit on its own disk, in this
+            // order among its tests: counted, none measured.
+            match &r.neighbour {
+                Some(n) if !written.contains(&n.controller) => {
+                    let reads = (mode, Workload::Neighbour, n.issued as u32, 0);
+                    out.entry(n.controller.clone()).or_default().0.push(reads);
+                }
+                _ => {}
+            }
         }
         out
+    }
+
+    /// Whether its tests time flushes (the flush workload) rather than
+    /// reads.
+    fn flushes(&self) -> bool {
+        self.0.iter().any(|s| s.1 == Workload::Flush)
     }
 }
 
 /// Splits one disk's requests (in queue order) by what the guest did:
-/// boot reads, then per mode its discarded and its measured reads, then
-/// the write phase (writes, a flush, reads back). Counting runs back from
-/// the first write, so boot I/O of any length is kept apart.
+/// boot reads, then per test its discarded and its measured requests, then
+/// the write phase (writes, a flush, reads back). Reads are counted back
+/// from the first write, so boot I/O of any length is kept apart; the flush
+/// workload's flushes are the first fsyncs (boot I/O writes nothing), each
+/// after its own write, and the write phase follows the last of them.
 pub fn phases(reqs: &[&Request], plan: &DiskPlan) -> DiskPhases {
     let first_write = reqs
         .iter()
@@ -234,30 +266,51 @@ pub fn phases(reqs: &[&Request], plan: &DiskPlan) -> DiskPhases {
         .filter(|r| is_read(r.opcode))
         .map(|r| r.queued_for_us)
         .collect();
-    let write_phase = reqs.len() - first_write;
-    let planned: usize = plan.0.iter().map(|&(_, w, n)| (w + n) as usize).sum();
-    if reads.len() < planned {
+    let planned: usize = plan.0.iter().map(|&(_, _, w, n)| (w + n) as usize).sum();
+    let unmatched = |boot: Vec<u32>| DiskPhases {
+        boot,
+        measured: BTreeMap::new(),
+        write_phase: reqs.len() - first_write,
+        matched: false,
+    };
+    if plan.flushes() {
+        let fsyncs: Vec<usize> = (0..reqs.len())
+            .filter(|&i| reqs[i].opcode == OP_FSYNC)
+            .collect();
+        if fsyncs.len() < planned || planned == 0 {
+            return unmatched(reads);
+        }
+        let queued: Vec<u32> = fsyncs.iter().map(|&i| reqs[i].queued_for_us).collect();
         return DiskPhases {
             boot: reads,
-            measured: BTreeMap::new(),
-            write_phase,
-            matched: false,
+            measured: split(&queued, 0, plan),
+            write_phase: reqs.len() - fsyncs[planned - 1] - 1,
+            matched: true,
         };
     }
-    let boot_n = reads.len() - planned;
-    let mut measured = BTreeMap::new();
-    let mut at = boot_n;
-    for &(m, warmup, n) in &plan.0 {
-        let start = at + warmup as usize;
-        measured.insert(m, reads[start..start + n as usize].to_vec());
-        at = start + n as usize;
+    if reads.len() < planned {
+        return unmatched(reads);
     }
+    let boot_n = reads.len() - planned;
     DiskPhases {
         boot: reads[..boot_n].to_vec(),
-        measured,
-        write_phase,
+        measured: split(&reads, boot_n, plan),
+        write_phase: reqs.len() - first_write,
         matched: true,
     }
+}
+
+/// The measured requests of each test of `plan`, laid out from `at`.
+fn split(queued: &[u32], mut at: usize, plan: &DiskPlan) -> BTreeMap<(Mode, Workload), Vec<u32>> {
+    let mut measured = BTreeMap::new();
+    for &(m, w, warmup, n) in &plan.0 {
+        let start = at + warmup as usize;
+        if n > 0 {
+            measured.insert((m, w), queued[start..start + n as usize].to_vec());
+        }
+        at = start + n as usize;
+    }
+    measured
 }
 
 /// Every disk's phases, by the name `fds` gives each file descriptor and
@@ -423,8 +476,12 @@ mod tests {
         let p = phases(&refs, &plan);
         assert!(p.matched);
         assert_eq!(p.boot, [1, 1, 1]);
-        assert_eq!(p.measured[&Mode::Sleep], [7000, 7001, 7002, 7003]);
-        assert_eq!(p.measured[&Mode::Poll], [6900, 6901, 6902, 6903]);
+        let (sleep, poll) = (
+            (Mode::Sleep, Workload::Latency),
+            (Mode::Poll, Workload::Latency),
+        );
+        assert_eq!(p.measured[&sleep], [7000, 7001, 7002, 7003]);
+        assert_eq!(p.measured[&poll], [6900, 6901, 6902, 6903]);
         assert_eq!(p.write_phase, 5);
         // Fewer reads than the plan: nothing is called measured.
         let short: Vec<&Request> = refs[..8].to_vec();
@@ -432,10 +489,122 @@ mod tests {
         assert!(!p.matched && p.measured.is_empty() && p.boot.len() == 8);
         // A test its budget stopped measured fewer: the plan from the
         // records says so, and the split still lines up.
-        let stopped = DiskPlan(vec![(Mode::Sleep, 2, 4), (Mode::Poll, 2, 3)]);
+        let stopped = DiskPlan(vec![
+            (Mode::Sleep, Workload::Latency, 2, 4),
+            (Mode::Poll, Workload::Latency, 2, 3),
+        ]);
         let p = phases(&refs[..refs.len() - 6], &stopped);
         assert!(p.matched, "{p:?}");
-        assert_eq!(p.measured[&Mode::Poll], [6900, 6901, 6902]);
+        assert_eq!(p.measured[&poll], [6900, 6901, 6902]);
+    }
+
+    #[test]
+    fn a_neighbours_reads_are_counted_on_its_own_disk_none_measured() {
+        // virtio_blk's own test (1 warm-up, 3 measured), then the reads it
+        // served as nvme's neighbour, 7 in all; no write check after.
+        let nb = |issued| contract::Neighbour {
+            controller: "virtio_blk".into(),
+            reads: 5,
+            reads_per_s: 1000.0,
+            issued,
+        };
+        let rec = |c: &str, w, neighbour| contract::Record {
+            samples_us: vec![1; 3],
+            workload: w,
+            neighbour,
+            ..contract::Record::new(c, c, c, "/dev/x", "poll")
+        };
+        let records = [
+            rec("virtio_blk", Workload::Latency, None),
+            rec("nvme", Workload::Latency, None),
+            rec("nvme", Workload::Neighbour, Some(nb(7))),
+        ];
+        let plans = DiskPlan::from_records(&records, 1, 4096);
+        assert_eq!(
+            plans["virtio_blk"].0,
+            [
+                (Mode::Poll, Workload::Latency, 1, 3),
+                (Mode::Poll, Workload::Neighbour, 7, 0)
+            ]
+        );
+        let mut ops = vec![(OP_READ, 1); 2];
+        ops.extend([(OP_READ, 50), (OP_READ, 60), (OP_READ, 61), (OP_READ, 62)]);
+        ops.extend([(OP_READ, 9); 7]);
+        let r = reqs(&ops);
+        let refs: Vec<&Request> = r.iter().collect();
+        let p = phases(&refs, &plans["virtio_blk"]);
+        assert!(p.matched, "{p:?}");
+        assert_eq!(p.boot, [1, 1]);
+        assert_eq!(p.measured.len(), 1, "{p:?}");
+        assert_eq!(p.measured[&(Mode::Poll, Workload::Latency)], [60, 61, 62]);
+        // With its write check between (2 writes, a flush, 2 reads back),
+        // the neighbour's later reads follow the write phase: not counted
+        // back from the first write.
+        let mut records = records.to_vec();
+        records.insert(
+            1,
+            contract::Record::new(
+                "virtio_blk",
+                "virtio_blk",
+                "virtio_blk",
+                "/dev/x",
+                "integrity",
+            ),
+        );
+        let plans = DiskPlan::from_records(&records, 1, 4096);
+        assert_eq!(
+            plans["virtio_blk"].0,
+            [(Mode::Poll, Workload::Latency, 1, 3)]
+        );
+        let mut ops = ops[..6].to_vec();
+        ops.extend([
+            (OP_WRITE, 5),
+            (OP_WRITE, 5),
+            (OP_FSYNC, 5),
+            (OP_READ, 5),
+            (OP_READ, 5),
+        ]);
+        ops.extend([(OP_READ, 9); 7]);
+        let r = reqs(&ops);
+        let refs: Vec<&Request> = r.iter().collect();
+        let p = phases(&refs, &plans["virtio_blk"]);
+        assert!(p.matched, "{p:?}");
+        assert_eq!(p.measured[&(Mode::Poll, Workload::Latency)], [60, 61, 62]);
+    }
+
+    #[test]
+    fn the_flush_workload_is_paired_by_its_flushes_not_its_reads() {
+        // 2 boot reads; 1 warm-up and 3 measured write-then-flush pairs;
+        // the write phase: 2 writes, a flush, 2 read-backs.
+        let mut ops = vec![(OP_READ, 1); 2];
+        ops.extend([(OP_WRITE, 9), (OP_FSYNC, 40)]);
+        for t in [499_000, 499_001, 499_002] {
+            ops.extend([(OP_WRITE, 9), (OP_FSYNC, t)]);
+        }
+        ops.extend([
+            (OP_WRITE, 5),
+            (OP_WRITE, 5),
+            (OP_FSYNC, 7),
+            (OP_READ, 5),
+            (OP_READ, 5),
+        ]);
+        let r = reqs(&ops);
+        let refs: Vec<&Request> = r.iter().collect();
+        let plan = DiskPlan(vec![(Mode::Poll, Workload::Flush, 1, 3)]);
+        let p = phases(&refs, &plan);
+        assert!(p.matched, "{p:?}");
+        assert_eq!(p.boot, [1, 1]);
+        assert_eq!(
+            p.measured[&(Mode::Poll, Workload::Flush)],
+            [499_000, 499_001, 499_002]
+        );
+        assert_eq!(p.write_phase, 5);
+        // Read-counting would have called the boot reads the flushes.
+        let reads = DiskPlan(vec![(Mode::Poll, Workload::Latency, 0, 2)]);
+        assert!(phases(&refs, &reads).measured[&(Mode::Poll, Workload::Latency)] == [1, 1]);
+        // Fewer flushes than planned: nothing is measured.
+        let p = phases(&refs[..6], &plan);
+        assert!(!p.matched && p.measured.is_empty());
     }
 
     #[test]
