@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use contract::{controllers, Controller, Guest, GuestSet, ModeSet, Params, Think, Workload};
+use contract::config::{Aio, Cache, Iothread};
+use contract::{
+    controllers, Config, Controller, Guest, GuestSet, ModeSet, Params, Think, Workload,
+};
 
 use crate::at_once::{QemuInput, Request};
 use crate::campaign::{self, Campaign, CampaignPlan, VariantBoot};
@@ -98,6 +101,17 @@ pub struct PatchAndTest {
     /// TCG as under KVM; drives ahci, nvme and the virtio_blk rows), or both.
     #[arg(long, default_value = "both", value_parser = parse_named::<GuestSet>)]
     pub guest: GuestSet,
+    /// The disks' AIO backend, as QEMU's `-drive aio=` spells it: io_uring
+    /// (the bug's path), native (linux-aio; needs --cache none) or threads.
+    #[arg(long, default_value = "io_uring", value_parser = parse_named::<Aio>)]
+    pub aio: Aio,
+    /// The disks' host cache mode (`-drive cache=`): none (O_DIRECT) or writeback.
+    #[arg(long, default_value = "none", value_parser = parse_named::<Cache>)]
+    pub cache: Cache,
+    /// Run the disks of rows that take one (virtio_blk, virtio_scsi) in an
+    /// iothread: off or on.
+    #[arg(long, default_value = "off", value_parser = parse_named::<Iothread>)]
+    pub iothread: Iothread,
     /// What the guest does on each disk: latency (one 4 KiB read in flight,
     /// --iterations of them) or batch (the report's reproducer: --total-mb
     /// in 128 KiB reads, 16 per batch, 1 ms before each submit and after
@@ -174,6 +188,17 @@ pub struct PatchAndTest {
     /// Never install missing Debian packages; only name them.
     #[arg(long)]
     pub no_install: bool,
+}
+
+impl PatchAndTest {
+    /// The configuration every disk runs in (`--aio`, `--cache`, `--iothread`).
+    pub fn config(&self) -> Config {
+        Config {
+            aio: self.aio,
+            cache: self.cache,
+            iothread: self.iothread,
+        }
+    }
 }
 
 impl Variant {
@@ -258,6 +283,7 @@ impl PatchAndTest {
         let mut t = Timings::default();
         self.check_json_dir()?;
         let plans = self.guest_plans()?;
+        self.check_config()?;
         let kernel_sets = self.kernel_patches.sets()?;
         if !kernel_sets.is_empty() && !plans.iter().any(|p| p.guest == Guest::Linux) {
             bail!("kernel patches concern the Linux guest (the probe has no kernel): use --guest linux or both");
@@ -380,6 +406,11 @@ impl PatchAndTest {
             broken: &camp.broken,
             no_host_evidence: camp.no_host_evidence.as_deref(),
         });
+        // Named where it is not the default: the default's report reads as
+        // it always did.
+        if !self.config().is_default() {
+            println!("configuration of every disk: {}", self.config().name());
+        }
         print!("{}", s.text);
         let mut p = self.provenance(qemu_info(input), plans, t);
         p.baseline_binary = Some(art.variants[0].binary.clone());
@@ -423,6 +454,34 @@ impl PatchAndTest {
             camp.run_dir.display()
         );
         Ok(s.verdict.kind.exit_code())
+    }
+
+    /// The axes name a configuration the asked rows can run in.
+    fn check_config(&self) -> Result<()> {
+        let config = self.config();
+        // The drive's options alone (an iothread is checked below: rows
+        // that take none run without one).
+        let drive = Config {
+            iothread: Iothread::Off,
+            ..config
+        };
+        if let Some(why) = self
+            .controllers
+            .iter()
+            .find_map(|c| drive.not_applicable(c))
+        {
+            bail!(
+                "--aio {} --cache {}: {why}",
+                config.aio.name(),
+                config.cache.name()
+            );
+        }
+        if config.iothread == Iothread::On && !self.controllers.iter().any(|c| c.iothread) {
+            bail!(
+                "--iothread on: none of the asked controllers takes an iothread (virtio_blk and virtio_scsi do)"
+            );
+        }
+        Ok(())
     }
 
     fn check_json_dir(&self) -> Result<()> {
@@ -473,6 +532,7 @@ impl PatchAndTest {
                 images,
                 kernel_variant: v.kernel.is_some(),
                 required: i == 0,
+                config: self.config(),
             });
         }
         let plan = CampaignPlan {
@@ -550,6 +610,7 @@ impl PatchAndTest {
                     .iter()
                     .map(|c| c.name.to_string())
                     .collect(),
+                config: self.config(),
             }),
             timings_s: t.finish(),
             ..Default::default()
@@ -724,7 +785,7 @@ mod tests {
         assert!(
             e.contains("cannot drive lsi")
                 && e.contains(
-                    "ahci, ide, virtio_blk, virtio_blk_noioeventfd, virtio_blk_iothread, \
+                    "ahci, ide, virtio_blk, virtio_blk_noioeventfd, \
                      virtio_scsi, virtio_scsi_noioeventfd, nvme"
                 ),
             "{e}"

@@ -37,6 +37,9 @@ pub struct VariantBoot {
     pub kernel_variant: bool,
     /// A failed boot of it ends the campaign.
     pub required: bool,
+    /// The configuration its disks run in: one per variant, so a scan can
+    /// boot one binary in several (a variant per configuration).
+    pub config: contract::Config,
 }
 
 impl VariantBoot {
@@ -357,6 +360,7 @@ impl Booter<'_> {
             deadline,
             trace: self.traced,
             netdev: s.gp.netdev,
+            config: s.v.config,
         };
         let display = &mut self.display;
         let Booted {
@@ -725,6 +729,7 @@ mod tests {
             )],
             kernel_variant,
             required: false,
+            config: contract::Config::default(),
         }
     }
 
@@ -740,7 +745,7 @@ mod tests {
             [Skipped {
                 controller: "lsi".into(),
                 reason: "the probe guest has no driver for it (it drives ahci, ide, virtio_blk, \
-                         virtio_blk_noioeventfd, virtio_blk_iothread, virtio_scsi, \
+                         virtio_blk_noioeventfd, virtio_scsi, \
                          virtio_scsi_noioeventfd, nvme); the other guest measured it"
                     .into(),
                 guest: Some(Guest::Probe),
