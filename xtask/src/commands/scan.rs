@@ -112,6 +112,9 @@ pub struct Scan {
     /// Never install missing Debian packages; only name them.
     #[arg(long)]
     pub no_install: bool,
+    /// Seconds the measured boots took, for the closing line.
+    #[arg(skip)]
+    boot_s: std::cell::Cell<f64>,
 }
 
 /// The scanned binary, its QEMU version, and the probe's image.
@@ -219,7 +222,13 @@ impl Scan {
             cells.len()
         ));
         let mut run_dirs = Vec::new();
-        let mut first = self.measure(&target, &todo, self.deadline_ms, &mut run_dirs)?;
+        let mut first = self.measure(
+            &target,
+            &todo,
+            self.deadline_ms,
+            self.requests,
+            &mut run_dirs,
+        )?;
         // A boot that crashed or hung took its other cells with it: each
         // alone again, so every cell gets its own finding.
         let shared: Vec<(Config, &'static Controller)> = todo
@@ -242,7 +251,13 @@ impl Scan {
             })
             .collect();
         for one in &shared {
-            let again = self.measure(&target, &[*one], self.deadline_ms, &mut run_dirs)?;
+            let again = self.measure(
+                &target,
+                &[*one],
+                self.deadline_ms,
+                self.requests,
+                &mut run_dirs,
+            )?;
             first.extend(again);
         }
         // Cells that needed the wake: again at the doubled deadline.
@@ -263,7 +278,8 @@ impl Scan {
                 suspects.len(),
                 2 * self.deadline_ms
             ));
-            self.measure(&target, &suspects, 2 * self.deadline_ms, &mut run_dirs)?
+            let n = self.requests.min(sf::RETRY_REQUESTS);
+            self.measure(&target, &suspects, 2 * self.deadline_ms, n, &mut run_dirs)?
         };
         for (k, c) in &todo {
             let Some((t, files)) = first.get(&(*k, c.name)) else {
@@ -346,6 +362,7 @@ impl Scan {
         target: &Target,
         cells: &[(Config, &'static Controller)],
         deadline_ms: u64,
+        requests: u32,
         run_dirs: &mut Vec<PathBuf>,
     ) -> Result<Tries> {
         // Configurations grouped by the rows they boot.
@@ -372,7 +389,7 @@ impl Scan {
                 controllers: rows.clone(),
                 cannot: vec![],
                 netdev: Netdev::None,
-                params: self.params(deadline_ms),
+                params: params(deadline_ms, requests),
                 rounds: 1,
             }];
             let variants = ks
@@ -405,6 +422,9 @@ impl Scan {
             )?;
             run_dirs.push(camp.run_dir.clone());
             for b in camp.boots {
+                if let campaign::BootOutcome::Measured(m) = &b.outcome {
+                    self.boot_s.set(self.boot_s.get() + m.run.wall_s);
+                }
                 let Some(k) = ks.iter().find(|k| k.slug() == b.variant) else {
                     continue;
                 };
@@ -418,25 +438,27 @@ impl Scan {
         }
         Ok(out)
     }
+}
 
-    /// What the probe is asked: a warm-up read and `requests` measured
-    /// ones per disk, polled, with the short deadline; a one-block write
-    /// phase (write, flush, read back) rather than 32 blocks, each of which
-    /// a lost wakeup would hold for the whole deadline.
-    fn params(&self, deadline_ms: u64) -> Params {
-        Params {
-            iterations: self.requests,
-            warmup: 1,
-            modes: ModeSet::Poll,
-            workload: Workload::Latency,
-            deadline_ms,
-            write_blocks: 1,
-            // The scan judges by the wake, not by a latency bound.
-            max_p99_ms: 1e9,
-            ..Params::default()
-        }
+/// What the probe is asked: a warm-up read and `requests` measured ones
+/// per disk, polled, with the short deadline; a one-block write phase
+/// (write, flush, read back) rather than 32 blocks, each of which a lost
+/// wakeup would hold for the whole deadline.
+fn params(deadline_ms: u64, requests: u32) -> Params {
+    Params {
+        iterations: requests,
+        warmup: 1,
+        modes: ModeSet::Poll,
+        workload: Workload::Latency,
+        deadline_ms,
+        write_blocks: 1,
+        // The scan judges by the wake, not by a latency bound.
+        max_p99_ms: 1e9,
+        ..Params::default()
     }
+}
 
+impl Scan {
     fn report(
         &self,
         target: &Target,
@@ -472,10 +494,11 @@ impl Scan {
             _ => "NOTHING MEASURED",
         };
         println!(
-            "{head} (QEMU {}, {} cells, {:.1} s)",
+            "{head} (QEMU {}, {} cells, {:.1} s, {:.1} s of it in boots)",
             target.version,
             cells.len(),
-            started.elapsed().as_secs_f64()
+            started.elapsed().as_secs_f64(),
+            self.boot_s.get()
         );
         let doc = sf::ScanReport {
             qemu: target.binary.display().to_string(),
