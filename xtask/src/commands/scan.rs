@@ -115,13 +115,17 @@ pub struct Scan {
     /// Seconds the measured boots took, for the closing line.
     #[arg(skip)]
     boot_s: std::cell::Cell<f64>,
+    /// The bound on a boot's first console byte; `accel::FIRST_OUTPUT`
+    /// unless a test sets it.
+    #[arg(skip)]
+    pub first_output: Option<std::time::Duration>,
 }
 
 /// The scanned binary, its QEMU version, and the probe's image.
-struct Target {
-    binary: PathBuf,
-    version: String,
-    bios: PathBuf,
+pub struct Target {
+    pub binary: PathBuf,
+    pub version: String,
+    pub bios: PathBuf,
 }
 
 /// What the boots of one try gave, by (configuration, row), with the
@@ -190,6 +194,13 @@ impl Scan {
         deps::ensure(deps::PIPELINE, !self.no_install)?;
         guest::firmware_present()?;
         let target = self.target()?;
+        let (cells, run_dirs) = self.cells(&target)?;
+        self.report(&target, &configs, &cells, run_dirs, started)
+    }
+
+    /// Every cell's finding, and the run folders of the boots.
+    pub fn cells(&self, target: &Target) -> Result<(Vec<Cell>, Vec<PathBuf>)> {
+        let configs = self.configs();
         let (offered, lacking) = campaign::offered(&self.controllers, &[target.binary.as_path()])?;
 
         // Every cell, the ones the table or the binary rules out decided now.
@@ -223,7 +234,7 @@ impl Scan {
         ));
         let mut run_dirs = Vec::new();
         let mut first = self.measure(
-            &target,
+            target,
             &todo,
             self.deadline_ms,
             self.requests,
@@ -252,7 +263,7 @@ impl Scan {
             .collect();
         for one in &shared {
             let again = self.measure(
-                &target,
+                target,
                 &[*one],
                 self.deadline_ms,
                 self.requests,
@@ -279,7 +290,7 @@ impl Scan {
                 2 * self.deadline_ms
             ));
             let n = self.requests.min(sf::RETRY_REQUESTS);
-            self.measure(&target, &suspects, 2 * self.deadline_ms, n, &mut run_dirs)?
+            self.measure(target, &suspects, 2 * self.deadline_ms, n, &mut run_dirs)?
         };
         for (k, c) in &todo {
             let Some((t, files)) = first.get(&(*k, c.name)) else {
@@ -304,7 +315,7 @@ impl Scan {
                 configs.iter().position(|k| *k == c.config),
             )
         });
-        self.report(&target, &configs, &cells, run_dirs, started)
+        Ok((cells, run_dirs))
     }
 
     /// Every combination the axes' filters leave, the default first.
@@ -416,7 +427,7 @@ impl Scan {
                     accel: self.accel,
                     no_trace: false,
                     keep_runs: self.keep_runs,
-                    first_output: crate::accel::FIRST_OUTPUT,
+                    first_output: self.first_output.unwrap_or(crate::accel::FIRST_OUTPUT),
                 },
                 &mut |_| {},
             )?;

@@ -335,6 +335,12 @@ pub fn of_failure(f: &Failure) -> Finding {
                 deadline.as_secs_f64()
             ),
         },
+        // A write or flush of the write phase the probe gave up on fails
+        // the integrity check, so the whole boot.
+        Failure::Invalid { why } if why.contains("no completion") => Finding::Hung {
+            at_start: false,
+            why: why.clone(),
+        },
         Failure::BadExit { why } | Failure::Invalid { why } => {
             Finding::Unmeasured { why: why.clone() }
         }
