@@ -120,7 +120,10 @@ fn every_cell_gets_its_finding_in_seconds() {
             iothread,
         };
         let c = cells.iter().find(|c| c.config == k).unwrap();
-        (c.finding.clone(), c.console.is_some() && c.command.is_some())
+        (
+            c.finding.clone(),
+            c.console.is_some() && c.command.is_some(),
+        )
     };
     use Iothread::{Off, On};
     let (clean, _) = find(Aio::IoUring, Cache::None, Off);
@@ -150,6 +153,9 @@ fn every_cell_gets_its_finding_in_seconds() {
     assert_eq!(exit_code(&cells), 1);
     let pids = std::fs::read_to_string(t.path().join("pids")).unwrap();
     for pid in pids.split_whitespace() {
-        assert!(ended(pid), "process {pid} of the fake QEMU is still running");
+        assert!(
+            ended(pid),
+            "process {pid} of the fake QEMU is still running"
+        );
     }
 }
