@@ -106,6 +106,9 @@ pub struct Scan {
     /// Write JUnit XML here (a testcase per cell).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Write a KCIDB (v5.3) document here (a test per cell).
+    #[arg(long, value_name = "FILE")]
+    pub kcidb: Option<PathBuf>,
     /// Run folders kept in the cache, this scan's included.
     #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(4..=100_000))]
     pub keep_runs: u32,
@@ -526,6 +529,9 @@ impl Scan {
         }
         if let Some(j) = &self.junit {
             outputs::write(j, sf::junit(&doc)?)?;
+        }
+        if let Some(k) = &self.kcidb {
+            outputs::write(k, sf::kcidb(&doc)?)?;
         }
         Ok(code)
     }

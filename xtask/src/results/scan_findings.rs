@@ -556,6 +556,70 @@ pub fn junit(doc: &ScanReport) -> anyhow::Result<String> {
     Ok(String::from_utf8(w.into_inner())? + "\n")
 }
 
+/// The KCIDB document of a scan (schema v5.3, as `kcidb` writes for
+/// `patch-and-test`): a checkout and a build for the scanned binary, a test
+/// per cell (`io_uring_idle.scan.CONFIG.CONTROLLER.WORKLOAD`): clean PASS;
+/// lost, hung or crashed FAIL; refused or unmeasured ERROR; not applicable
+/// SKIP; a lost wakeup's wait as its number.
+pub fn kcidb(doc: &ScanReport) -> anyhow::Result<String> {
+    use crate::kcidb::{file_url, resource, ORIGIN};
+    use serde_json::json;
+    let id = crate::cache::key([doc.qemu.as_bytes(), doc.qemu_version.as_bytes()]);
+    let checkout = format!("{ORIGIN}:{id}:qemu");
+    let build = format!("{ORIGIN}:{id}:build:scanned");
+    let tests: Vec<serde_json::Value> = doc
+        .cells
+        .iter()
+        .map(|c| {
+            let status = match &c.finding {
+                Finding::Clean { .. } => "PASS",
+                f if f.is_bad() => "FAIL",
+                Finding::NotApplicable { .. } => "SKIP",
+                _ => "ERROR",
+            };
+            let path = format!(
+                "io_uring_idle.scan.{}.{}.{}",
+                c.config.slug(),
+                c.controller,
+                c.workload
+            );
+            let mut t = json!({
+                "id": format!("{ORIGIN}:{id}:{path}"), "build_id": build, "origin": ORIGIN,
+                "path": path, "status": status, "comment": c.line,
+                "misc": { "finding": c.finding.name(), "config": c.config, "command": c.command },
+            });
+            if let Finding::LostWakeup { waited_ms, .. } = &c.finding {
+                t["number"] = json!({ "value": waited_ms, "unit": "ms" });
+            }
+            if let Some(log) = &c.console {
+                t["log_url"] = json!(file_url(log));
+                let files: Vec<serde_json::Value> = [&c.console, &c.stderr]
+                    .into_iter()
+                    .flatten()
+                    .map(|p| resource(p))
+                    .collect();
+                t["output_files"] = json!(files);
+            }
+            t
+        })
+        .collect();
+    let v = json!({
+        "version": { "major": 5, "minor": 3 },
+        "checkouts": [{
+            "id": checkout, "origin": ORIGIN, "tree_name": "qemu",
+            "git_commit_name": format!("QEMU {}", doc.qemu_version), "patchset_hash": "", "valid": true,
+            "comment": doc.qemu,
+        }],
+        "builds": [{
+            "id": build, "checkout_id": checkout, "origin": ORIGIN, "architecture": "x86_64",
+            "status": "PASS", "comment": "the scanned QEMU",
+            "output_files": [resource(std::path::Path::new(&doc.qemu))],
+        }],
+        "tests": tests,
+    });
+    Ok(serde_json::to_string_pretty(&v)? + "\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -702,5 +766,38 @@ mod tests {
              | nvme       | clean                   | clean                  |\n"
         );
         let _ = Cache::Writeback;
+        // The CI formats: a case per cell, with the same statuses.
+        let doc = ScanReport {
+            qemu: "/usr/bin/qemu-system-x86_64".into(),
+            qemu_version: "10.2.1".into(),
+            deadline_ms: DEADLINE_MS,
+            requests: REQUESTS,
+            cells: &cells,
+            what_to_change: vec![],
+            exit_code: 1,
+            run_dirs: vec![],
+        };
+        let x = junit(&doc).unwrap();
+        assert!(
+            x.contains(r#"tests="5" failures="1" errors="0" skipped="1""#)
+                && x.contains(
+                    r#"<testcase classname="io_uring_idle.scan.io_uring-none" name="ahci.latency">"#
+                )
+                && x.contains(r#"type="lost wakeup""#),
+            "{x}"
+        );
+        let k: serde_json::Value = serde_json::from_str(&kcidb(&doc).unwrap()).unwrap();
+        let statuses: Vec<&str> = k["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(statuses, ["FAIL", "PASS", "PASS", "PASS", "SKIP"]);
+        assert_eq!(
+            k["tests"][0]["path"],
+            "io_uring_idle.scan.io_uring-none.ahci.latency"
+        );
+        assert_eq!(k["tests"][0]["number"]["value"], 200.0);
     }
 }
