@@ -446,7 +446,7 @@ impl PatchAndTest {
             (None, None) => camp.run_dir.join("latency.svg"),
         };
         let names: Vec<&str> = art.variants.iter().map(|v| v.name.as_str()).collect();
-        let panels = crate::plot::render(&plot, &gathered.samples, &names)?;
+        let panels = crate::plot::render(&plot, &gathered.samples, &names, &self.config())?;
         println!("plot ({panels} panels): {}", plot.display());
         outputs::write_json(&camp.run_dir.join("report.json"), &doc)?;
         println!(
