@@ -39,7 +39,14 @@ echo '# Totals: pass:2 fail:0 xfail:0 xpass:0 skip:0 error:0'
 exit 65
 "##;
 
-fn fake_qemu(dir: &std::path::Path) -> std::path::PathBuf {
+/// How the fake answers each boot in the first test.
+const BY_CONFIG: &str = r#"*aio=native*) echo 'qemu-system-x86_64: aio=native was specified, but is not supported in this build' >&2; exit 1 ;;
+*iothread,id=*) kill -SEGV $$ ;;
+*cache=writeback*) sleep 1000 & echo $! >> "$(dirname "$0")/pids"; wait ;;
+*aio=threads*) WOKEN=3 ;;
+*) WOKEN=0 ;;"#;
+
+fn fake_qemu(dir: &std::path::Path, cases: &str) -> std::path::PathBuf {
     let path = dir.join("qemu-system-x86_64");
     let pids = dir.join("pids");
     let script = format!(
@@ -48,17 +55,13 @@ ulimit -c 0
 case "$*" in
 --version) echo 'QEMU emulator version 10.2.1'; exit 0 ;;
 "-machine help") printf 'q35   Standard PC\n'; exit 0 ;;
-"-machine none -device help") printf 'name "virtio-blk-pci", bus PCI\nname "isa-debug-exit", bus ISA\n'; exit 0 ;;
+"-machine none -device help") printf 'name "virtio-blk-pci", bus PCI\nname "nvme", bus PCI\nname "isa-debug-exit", bus ISA\n'; exit 0 ;;
 "-machine none -trace help") exit 0 ;;
 "-machine none -netdev help") exit 0 ;;
 esac
 echo $$ >> {pids}
 case "$*" in
-*aio=native*) echo 'qemu-system-x86_64: aio=native was specified, but is not supported in this build' >&2; exit 1 ;;
-*iothread,id=*) kill -SEGV $$ ;;
-*cache=writeback*) sleep 1000 & echo $! >> {pids}; wait ;;
-*aio=threads*) WOKEN=3 ;;
-*) WOKEN=0 ;;
+{cases}
 esac
 {report}
 "#,
@@ -69,6 +72,10 @@ esac
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path
 }
+
+/// The tests point the cache and the lock at their own folder through the
+/// process's environment: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn ended(pid: &str) -> bool {
     (0..20).any(|_| {
@@ -84,10 +91,11 @@ fn ended(pid: &str) -> bool {
 
 #[test]
 fn every_cell_gets_its_finding_in_seconds() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let t = tempfile::tempdir().unwrap();
     std::env::set_var("XDG_CACHE_HOME", t.path().join("cache"));
     std::env::set_var("TMPDIR", t.path());
-    let qemu = fake_qemu(t.path());
+    let qemu = fake_qemu(t.path(), BY_CONFIG);
     let mut scan = Cli::parse_from([
         "scan",
         "--controllers",
@@ -158,4 +166,41 @@ fn every_cell_gets_its_finding_in_seconds() {
             "process {pid} of the fake QEMU is still running"
         );
     }
+}
+
+/// A boot carrying two cells that crashes: each cell is booted alone
+/// again, so the healthy one is still measured and the crash is the other's.
+#[test]
+fn a_crash_in_a_shared_boot_is_pinned_on_its_own_cell() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let t = tempfile::tempdir().unwrap();
+    std::env::set_var("XDG_CACHE_HOME", t.path().join("cache"));
+    std::env::set_var("TMPDIR", t.path());
+    let qemu = fake_qemu(t.path(), "*nvme,serial*) kill -SEGV $$ ;;\n*) WOKEN=0 ;;");
+    let mut scan = Cli::parse_from([
+        "scan",
+        "--controllers",
+        "virtio_blk,nvme",
+        "--accel",
+        "tcg",
+        "--aio",
+        "threads",
+        "--cache",
+        "none",
+        "--iothread",
+        "off",
+    ])
+    .scan;
+    scan.first_output = Some(Duration::from_millis(500));
+    let target = Target {
+        binary: qemu,
+        version: "10.2.1".into(),
+        bios: t.path().join("probe.bin"),
+    };
+    let (cells, _) = scan.cells(&target).unwrap();
+    let f: Vec<(&str, &str)> = cells
+        .iter()
+        .map(|c| (c.controller.as_str(), c.finding.name()))
+        .collect();
+    assert_eq!(f, [("virtio_blk", "clean"), ("nvme", "crashed")]);
 }
