@@ -77,6 +77,13 @@ esac
 /// process's environment: one at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// A fresh folder under the temporary folder the process started with
+/// (each test then points TMPDIR into its own).
+fn tempdir() -> tempfile::TempDir {
+    static BASE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    tempfile::tempdir_in(BASE.get_or_init(std::env::temp_dir)).unwrap()
+}
+
 fn ended(pid: &str) -> bool {
     (0..20).any(|_| {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -92,7 +99,7 @@ fn ended(pid: &str) -> bool {
 #[test]
 fn every_cell_gets_its_finding_in_seconds() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let t = tempfile::tempdir().unwrap();
+    let t = tempdir();
     std::env::set_var("XDG_CACHE_HOME", t.path().join("cache"));
     std::env::set_var("TMPDIR", t.path());
     let qemu = fake_qemu(t.path(), BY_CONFIG);
@@ -173,7 +180,7 @@ fn every_cell_gets_its_finding_in_seconds() {
 #[test]
 fn a_crash_in_a_shared_boot_is_pinned_on_its_own_cell() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let t = tempfile::tempdir().unwrap();
+    let t = tempdir();
     std::env::set_var("XDG_CACHE_HOME", t.path().join("cache"));
     std::env::set_var("TMPDIR", t.path());
     let qemu = fake_qemu(t.path(), "*nvme,serial*) kill -SEGV $$ ;;\n*) WOKEN=0 ;;");
