@@ -79,6 +79,11 @@ pub struct Controller {
     /// The probe guest's driver for it, if it has one: the rows the probe
     /// can drive. The Linux guest drives every row.
     pub probe: Option<ProbeDriver>,
+    /// Whether its first device takes an `iothread=` (the iothread axis,
+    /// `config::Iothread`): virtio-blk and virtio-scsi with ioeventfd, whose
+    /// kick an iothread's AioContext can handle. Rows without ioeventfd
+    /// handle the kick in the vCPU thread, so an iothread is not theirs.
+    pub iothread: bool,
 }
 
 pub const CONTROLLERS: &[Controller] = &[
@@ -95,6 +100,7 @@ pub const CONTROLLERS: &[Controller] = &[
         modules: &["ahci", "sd_mod"],
         drivers: &["ahci"],
         probe: Some(ProbeDriver::Ahci),
+        iothread: false,
     },
     Controller {
         name: "ide",
@@ -109,6 +115,7 @@ pub const CONTROLLERS: &[Controller] = &[
         modules: &["ata_piix", "sd_mod"],
         drivers: &["ata_piix"],
         probe: Some(ProbeDriver::Ide),
+        iothread: false,
     },
     Controller {
         name: "virtio_blk",
@@ -123,6 +130,7 @@ pub const CONTROLLERS: &[Controller] = &[
         modules: &["virtio_pci", "virtio_blk"],
         drivers: &["virtio_blk"],
         probe: Some(ProbeDriver::VirtioBlk),
+        iothread: true,
     },
     Controller {
         name: "virtio_blk_noioeventfd",
@@ -137,20 +145,7 @@ pub const CONTROLLERS: &[Controller] = &[
         modules: &["virtio_pci", "virtio_blk"],
         drivers: &["virtio_blk"],
         probe: Some(ProbeDriver::VirtioBlk),
-    },
-    Controller {
-        name: "virtio_blk_iothread",
-        title: "virtio-blk on an iothread",
-        role: Role::Control,
-        mechanism: "requests run in the iothread's own AioContext",
-        slot: 0x06,
-        objects: &["iothread,id={id}-io"],
-        devices: &["virtio-blk-pci,iothread={id}-io,addr={addr},drive={drive}"],
-        qemu_kconfig: &["VIRTIO_PCI", "VIRTIO_BLK"],
-        kconfig: &["CONFIG_VIRTIO_PCI=y", "CONFIG_VIRTIO_BLK=y"],
-        modules: &["virtio_pci", "virtio_blk"],
-        drivers: &["virtio_blk"],
-        probe: Some(ProbeDriver::VirtioBlk),
+        iothread: false,
     },
     Controller {
         name: "virtio_scsi",
@@ -165,6 +160,7 @@ pub const CONTROLLERS: &[Controller] = &[
         modules: &["virtio_pci", "virtio_scsi", "sd_mod"],
         drivers: &["virtio_scsi"],
         probe: Some(ProbeDriver::VirtioScsi),
+        iothread: true,
     },
     Controller {
         name: "virtio_scsi_noioeventfd",
@@ -179,6 +175,7 @@ pub const CONTROLLERS: &[Controller] = &[
         modules: &["virtio_pci", "virtio_scsi", "sd_mod"],
         drivers: &["virtio_scsi"],
         probe: Some(ProbeDriver::VirtioScsi),
+        iothread: false,
     },
     Controller {
         name: "lsi",
@@ -193,6 +190,7 @@ pub const CONTROLLERS: &[Controller] = &[
         modules: &["sym53c8xx", "sd_mod"],
         drivers: &["sym53c8xx"],
         probe: None,
+        iothread: false,
     },
     Controller {
         name: "lsi53c810",
@@ -207,6 +205,7 @@ pub const CONTROLLERS: &[Controller] = &[
         modules: &["sym53c8xx", "sd_mod"],
         drivers: &["sym53c8xx"],
         probe: None,
+        iothread: false,
     },
     Controller {
         name: "megasas",
@@ -221,6 +220,7 @@ pub const CONTROLLERS: &[Controller] = &[
         modules: &["megaraid_sas", "sd_mod"],
         drivers: &["megaraid_sas"],
         probe: None,
+        iothread: false,
     },
     Controller {
         name: "megasas_gen2",
@@ -235,6 +235,7 @@ pub const CONTROLLERS: &[Controller] = &[
         modules: &["megaraid_sas", "sd_mod"],
         drivers: &["megaraid_sas"],
         probe: None,
+        iothread: false,
     },
     Controller {
         name: "mptsas",
@@ -249,6 +250,7 @@ pub const CONTROLLERS: &[Controller] = &[
         modules: &["mptsas", "sd_mod"],
         drivers: &["mptsas"],
         probe: None,
+        iothread: false,
     },
     Controller {
         name: "pvscsi",
@@ -263,6 +265,7 @@ pub const CONTROLLERS: &[Controller] = &[
         modules: &["vmw_pvscsi", "sd_mod"],
         drivers: &["vmw_pvscsi"],
         probe: None,
+        iothread: false,
     },
     Controller {
         name: "am53c974",
@@ -277,6 +280,7 @@ pub const CONTROLLERS: &[Controller] = &[
         modules: &["am53c974", "sd_mod"],
         drivers: &["am53c974"],
         probe: None,
+        iothread: false,
     },
     Controller {
         name: "usb_storage",
@@ -299,6 +303,7 @@ pub const CONTROLLERS: &[Controller] = &[
         modules: &["xhci_pci", "usb_storage", "sd_mod"],
         drivers: &["usb-storage"],
         probe: None,
+        iothread: false,
     },
     Controller {
         name: "usb_uas",
@@ -325,6 +330,7 @@ pub const CONTROLLERS: &[Controller] = &[
         modules: &["xhci_pci", "uas", "sd_mod"],
         drivers: &["uas"],
         probe: None,
+        iothread: false,
     },
     Controller {
         name: "sdhci",
@@ -339,6 +345,7 @@ pub const CONTROLLERS: &[Controller] = &[
         modules: &["sdhci_pci", "mmc_block"],
         drivers: &["sdhci-pci"],
         probe: None,
+        iothread: false,
     },
     Controller {
         name: "nvme",
@@ -355,6 +362,7 @@ pub const CONTROLLERS: &[Controller] = &[
         modules: &["nvme"],
         drivers: &["nvme"],
         probe: Some(ProbeDriver::Nvme),
+        iothread: false,
     },
 ];
 
@@ -519,17 +527,31 @@ impl Controller {
     }
 
     /// `(flag, value)` pairs that attach this controller with its disk on
-    /// the `-drive` whose id is `drive`.
+    /// the `-drive` whose id is `drive`, in the default configuration.
     pub fn qemu_args(&self, drive: &str) -> Vec<(&'static str, String)> {
-        self.objects
+        self.qemu_args_in(drive, &crate::Config::default())
+    }
+
+    /// The same in `config`: with an iothread on, an `iothread` object and
+    /// the first device placed in it.
+    pub fn qemu_args_in(&self, drive: &str, config: &crate::Config) -> Vec<(&'static str, String)> {
+        let on = config.iothread == crate::config::Iothread::On && self.iothread;
+        let io = format!("{}-io", self.qemu_id());
+        let objects = self
+            .objects
             .iter()
-            .map(|o| ("-object", self.fill(o, drive)))
-            .chain(
-                self.devices
-                    .iter()
-                    .map(|d| ("-device", self.fill(d, drive))),
-            )
-            .collect()
+            .map(|o| ("-object", self.fill(o, drive)));
+        let objects = objects.chain(on.then(|| ("-object", format!("iothread,id={io}"))));
+        let devices = self.devices.iter().enumerate().map(|(i, d)| {
+            let d = self.fill(d, drive);
+            match d.split_once(',') {
+                Some((ty, rest)) if on && i == 0 => {
+                    ("-device", format!("{ty},iothread={io},{rest}"))
+                }
+                _ => ("-device", d),
+            }
+        });
+        objects.chain(devices).collect()
     }
 }
 
@@ -595,6 +617,30 @@ mod tests {
             v,
             [("-device", "virtio-blk-pci,addr=0x04,drive=d1".to_string())]
         );
+        // The iothread axis: an object, and the first device placed in it.
+        let on = crate::Config {
+            iothread: crate::config::Iothread::On,
+            ..crate::Config::default()
+        };
+        let v = by_name("virtio_blk").unwrap().qemu_args_in("d1", &on);
+        assert_eq!(
+            v,
+            [
+                ("-object", "iothread,id=c04-io".to_string()),
+                (
+                    "-device",
+                    "virtio-blk-pci,iothread=c04-io,addr=0x04,drive=d1".to_string()
+                )
+            ]
+        );
+        let s = by_name("virtio_scsi").unwrap().qemu_args_in("d2", &on);
+        assert_eq!(s[1].1, "virtio-scsi-pci,iothread=c07-io,id=c07,addr=0x07");
+        assert_eq!(s[2].1, "scsi-hd,bus=c07.0,drive=d2");
+        // A row that takes none is never given one.
+        assert_eq!(
+            by_name("ahci").unwrap().qemu_args_in("d0", &on),
+            by_name("ahci").unwrap().qemu_args("d0")
+        );
     }
 
     #[test]
@@ -646,7 +692,6 @@ mod tests {
                 "ide",
                 "virtio_blk",
                 "virtio_blk_noioeventfd",
-                "virtio_blk_iothread",
                 "virtio_scsi",
                 "virtio_scsi_noioeventfd",
                 "nvme"

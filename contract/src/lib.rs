@@ -8,6 +8,8 @@
 //! - `exit`: the selftest's verdict carried through QEMU's isa-debug-exit.
 //! - `ktap`: the KTAP lines both guests print, and the tally of results.
 //! - `plan`: which blocks a guest reads and writes, from a seed.
+//! - `config`: the configuration axes a disk runs in (aio, cache, iothread)
+//!   and which rows each combination applies to.
 //! - `controllers`: every disk controller the tool can attach, with how QEMU
 //!   attaches it, what the guest kernel needs for it and how the guest
 //!   recognises its disk.
@@ -28,6 +30,7 @@ mod prelude {
 }
 
 pub mod boot;
+pub mod config;
 pub mod controllers;
 pub mod exit;
 pub mod ktap;
@@ -36,6 +39,7 @@ pub mod plan;
 pub mod record;
 
 pub use boot::{BootPhases, BOOT_PREFIX};
+pub use config::Config;
 pub use controllers::{Controller, ProbeDriver, Role, CONTROLLERS};
 pub use params::{Guest, GuestSet, Mode, ModeSet, Params, Think, Workload, BUDGET_MIN_SAMPLES};
 pub use record::{BatchFigures, Neighbour, Record, Stats, JSON_PREFIX};

@@ -25,11 +25,11 @@ pub use builds::{
     at_once, initramfs, kernel, kernel_variant, probe_image, qemu, selftest, variants,
 };
 pub use commands::{
-    actionlint, bench, build_qemu, check, ci, kselftest_install, layers, matrix, pipeline,
+    actionlint, bench, build_qemu, check, ci, kselftest_install, layers, matrix, pipeline, scan,
 };
 pub use inputs::{baseline, fetch, matrix_config, patch, source, tree};
 pub use results::{
-    batch, cases, findings, junit, kcidb, notes, outputs, plot, report, rules, samples, summary,
-    tables, units, verdict,
+    batch, cases, findings, junit, kcidb, notes, outputs, plot, report, rules, samples,
+    scan_findings, summary, tables, units, verdict,
 };
 pub use run::{accel, campaign, failure, guest, guests, ktap, load, outcome, qemu_args, trace};

@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand};
 
 use xtask::commands::deps;
-use xtask::{bench, build_qemu, check, ci, kselftest_install, matrix, pipeline};
+use xtask::{bench, build_qemu, check, ci, kselftest_install, matrix, pipeline, scan};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -35,6 +35,8 @@ enum Cmd {
     KselftestInstall(kselftest_install::KselftestInstall),
     /// Plan, run (a cell, a shard or all) and merge a matrix of patch-and-test cells.
     Matrix(matrix::Matrix),
+    /// Does this QEMU lose a wakeup in any configuration? The probe over every controller x aio x cache x iothread cell; no baseline needed.
+    Scan(Box<scan::Scan>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -57,6 +59,7 @@ fn main() -> std::process::ExitCode {
         Cmd::BuildQemu(b) => b.run(),
         Cmd::KselftestInstall(k) => k.run(),
         Cmd::Matrix(m) => m.run(),
+        Cmd::Scan(s) => s.run(),
     };
     match result {
         Ok(code) => std::process::ExitCode::from(code as u8),

@@ -76,6 +76,7 @@ fn every_failed_boot_is_an_outcome_and_the_campaign_goes_on() {
             )],
             kernel_variant: false,
             required: false,
+            config: contract::Config::default(),
         })
         .collect();
     let plans = guests::plans(&guests::Asked {

@@ -40,7 +40,13 @@ fn a_recorded_run_plots_one_panel_per_device_and_mode() {
 
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("latency.svg");
-    let panels = plot::render(&svg, &samples, &["baseline", "patched"]).unwrap();
+    let panels = plot::render(
+        &svg,
+        &samples,
+        &["baseline", "patched"],
+        &contract::Config::default(),
+    )
+    .unwrap();
     assert_eq!(panels, 6, "3 devices x 2 modes");
     let text = std::fs::read_to_string(&svg).unwrap();
     let doc = roxmltree::Document::parse(&text).expect("well-formed SVG");
@@ -67,4 +73,17 @@ fn a_recorded_run_plots_one_panel_per_device_and_mode() {
     for l in ["baseline", "patched", "baseline: queued in QEMU"] {
         assert!(texts.contains(&l), "legend {l} missing");
     }
+    // A configuration that is not the default is named in every panel.
+    let threads = contract::Config {
+        aio: contract::config::Aio::Threads,
+        ..contract::Config::default()
+    };
+    plot::render(&svg, &samples, &["baseline", "patched"], &threads).unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert_eq!(
+        text.matches("(poll, linux guest, aio=threads,cache=none): latency CDF")
+            .count(),
+        3,
+        "{text}"
+    );
 }

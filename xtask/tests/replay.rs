@@ -198,6 +198,7 @@ fn replay(dir: &Path) -> Result<Replayed> {
                 .collect(),
             kernel_variant: s.kernel,
             required: i == 0,
+            config: contract::Config::default(),
         })
         .collect();
     // The rows every binary offered: the requested less those a binary

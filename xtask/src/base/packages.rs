@@ -28,6 +28,7 @@ pub const PIPELINE: &[(&str, &str)] = &[
     ("python3-venv", "a private meson for QEMU"),
     ("libglib2.0-dev", "QEMU build"),
     ("liburing-dev", "QEMU aio=io_uring"),
+    ("libaio-dev", "QEMU aio=native (linux-aio)"),
     ("libslirp-dev", "QEMU user networking (--netdev user)"),
     ("libpixman-1-dev", "QEMU build"),
     ("libfdt-dev", "QEMU build"),

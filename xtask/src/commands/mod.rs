@@ -12,3 +12,4 @@ pub mod kselftest_install;
 pub mod layers;
 pub mod matrix;
 pub mod pipeline;
+pub mod scan;

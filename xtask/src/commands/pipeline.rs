@@ -6,8 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use contract::config::{Aio, Cache, Iothread};
 use contract::params::Fault;
-use contract::{controllers, Controller, Guest, GuestSet, ModeSet, Params, Think, Workload};
+use contract::{
+    controllers, Config, Controller, Guest, GuestSet, ModeSet, Params, Think, Workload,
+};
 
 use crate::at_once::{QemuInput, Request};
 use crate::campaign::{self, Campaign, CampaignPlan, VariantBoot};
@@ -73,6 +76,17 @@ pub struct PatchAndTest {
     /// virtio_scsi rows), or both.
     #[arg(long, default_value = "both", value_parser = parse_named::<GuestSet>)]
     pub guest: GuestSet,
+    /// The disks' AIO backend, as QEMU's `-drive aio=` spells it: io_uring
+    /// (the bug's path), native (linux-aio; needs --cache none) or threads.
+    #[arg(long, default_value = "io_uring", value_parser = parse_named::<Aio>)]
+    pub aio: Aio,
+    /// The disks' host cache mode (`-drive cache=`): none (O_DIRECT) or writeback.
+    #[arg(long, default_value = "none", value_parser = parse_named::<Cache>)]
+    pub cache: Cache,
+    /// Run the disks of rows that take one (virtio_blk, virtio_scsi) in an
+    /// iothread: off or on.
+    #[arg(long, default_value = "off", value_parser = parse_named::<Iothread>)]
+    pub iothread: Iothread,
     /// What the guest does on each disk: latency (one 4 KiB read in flight,
     /// --iterations of them), batch (the report's reproducer: --total-mb
     /// in 128 KiB reads, 16 per batch, 1 ms before each submit and after
@@ -158,6 +172,17 @@ pub struct PatchAndTest {
     pub probe_fault: Fault,
 }
 
+impl PatchAndTest {
+    /// The configuration every disk runs in (`--aio`, `--cache`, `--iothread`).
+    pub fn config(&self) -> Config {
+        Config {
+            aio: self.aio,
+            cache: self.cache,
+            iothread: self.iothread,
+        }
+    }
+}
+
 impl Variant {
     /// What the report says it is built from.
     fn build(&self) -> Result<report::VariantBuild> {
@@ -240,6 +265,7 @@ impl PatchAndTest {
         let mut t = Timings::default();
         self.check_json_dir()?;
         let plans = self.guest_plans()?;
+        self.check_config()?;
         let kernel_sets = self.kernel_patches.sets()?;
         if !kernel_sets.is_empty() && !plans.iter().any(|p| p.guest == Guest::Linux) {
             bail!("kernel patches concern the Linux guest (the probe has no kernel): use --guest linux or both");
@@ -352,6 +378,11 @@ impl PatchAndTest {
             })
             .collect();
         let s = summary::of_campaign(&camp, &gathered, plans, self.workload, &specs, unoffered);
+        // Named where it is not the default: the default's report reads as
+        // it always did.
+        if !self.config().is_default() {
+            println!("configuration of every disk: {}", self.config().name());
+        }
         print!("{}", s.text);
         let mut p = self.provenance(qemu_info(input), plans, t);
         p.baseline_binary = Some(art.variants[0].binary.clone());
@@ -387,7 +418,7 @@ impl PatchAndTest {
             (None, None) => camp.run_dir.join("latency.svg"),
         };
         let names: Vec<&str> = art.variants.iter().map(|v| v.name.as_str()).collect();
-        let panels = crate::plot::render(&plot, &gathered.samples, &names)?;
+        let panels = crate::plot::render(&plot, &gathered.samples, &names, &self.config())?;
         println!("plot ({panels} panels): {}", plot.display());
         outputs::write_json(&camp.run_dir.join("report.json"), &doc)?;
         println!(
@@ -395,6 +426,34 @@ impl PatchAndTest {
             camp.run_dir.display()
         );
         Ok(s.verdict.kind.exit_code())
+    }
+
+    /// The axes name a configuration the asked rows can run in.
+    fn check_config(&self) -> Result<()> {
+        let config = self.config();
+        // The drive's options alone (an iothread is checked below: rows
+        // that take none run without one).
+        let drive = Config {
+            iothread: Iothread::Off,
+            ..config
+        };
+        if let Some(why) = self
+            .controllers
+            .iter()
+            .find_map(|c| drive.not_applicable(c))
+        {
+            bail!(
+                "--aio {} --cache {}: {why}",
+                config.aio.name(),
+                config.cache.name()
+            );
+        }
+        if config.iothread == Iothread::On && !self.controllers.iter().any(|c| c.iothread) {
+            bail!(
+                "--iothread on: none of the asked controllers takes an iothread (virtio_blk and virtio_scsi do)"
+            );
+        }
+        Ok(())
     }
 
     fn check_json_dir(&self) -> Result<()> {
@@ -445,6 +504,7 @@ impl PatchAndTest {
                 images,
                 kernel_variant: v.kernel.is_some(),
                 required: i == 0,
+                config: self.config(),
             });
         }
         let plan = CampaignPlan {
@@ -522,6 +582,7 @@ impl PatchAndTest {
                     .iter()
                     .map(|c| c.name.to_string())
                     .collect(),
+                config: self.config(),
             }),
             timings_s: t.finish(),
             ..Default::default()
@@ -696,7 +757,7 @@ mod tests {
         assert!(
             e.contains("cannot drive lsi")
                 && e.contains(
-                    "ahci, ide, virtio_blk, virtio_blk_noioeventfd, virtio_blk_iothread, \
+                    "ahci, ide, virtio_blk, virtio_blk_noioeventfd, \
                      virtio_scsi, virtio_scsi_noioeventfd, nvme"
                 ),
             "{e}"

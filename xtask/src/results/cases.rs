@@ -62,16 +62,26 @@ pub struct Case {
     pub baseline_p50_us: Option<f64>,
     /// Console logs and QEMU traces of the boots that measured it.
     pub logs: Vec<PathBuf>,
+    /// The disks' configuration, when not the default: named in the case.
+    pub config: Option<contract::Config>,
 }
 
 impl Case {
+    /// The case's name within its suite: `ahci.poll`, with the
+    /// configuration first where it is not the default
+    /// (`threads-none.ahci.poll`).
+    pub fn name(&self) -> String {
+        let mut parts: Vec<String> = self.config.iter().map(|c| c.slug()).collect();
+        parts.push(self.controller.clone());
+        if !self.mode.is_empty() {
+            parts.push(self.mode.clone());
+        }
+        parts.join(".")
+    }
+
     /// The dotted test path, e.g. `io_uring_idle.stall.ahci.poll`.
     pub fn path(&self) -> String {
-        if self.mode.is_empty() {
-            format!("io_uring_idle.stall.{}", self.controller)
-        } else {
-            format!("io_uring_idle.stall.{}.{}", self.controller, self.mode)
-        }
+        format!("io_uring_idle.stall.{}", self.name())
     }
 }
 
@@ -106,6 +116,14 @@ pub fn of(doc: &Report) -> Vec<Case> {
         out.extend(variant_cases(doc, v));
     }
     out.extend(skipped_cases(doc));
+    let config = doc
+        .params
+        .as_ref()
+        .map(|p| p.config)
+        .filter(|c| !c.is_default());
+    for c in &mut out {
+        c.config = config;
+    }
     out
 }
 
@@ -137,6 +155,7 @@ fn binary_cases(doc: &Report) -> Vec<Case> {
                 p50_us: Some(r.baseline.p50_us),
                 baseline_p50_us: Some(r.baseline.p50_us),
                 logs: logs_of(doc, &[BINARY, BASELINE], r.guest),
+                config: None,
             }
         })
         .collect()
@@ -186,6 +205,7 @@ fn mode_cases(doc: &Report, v: &VariantReport, guest: Guest, mode: &str) -> Vec<
                 p50_us: row.and_then(|r| r.patched.as_ref()).map(|p| p.p50_us),
                 baseline_p50_us: row.map(|r| r.baseline.p50_us),
                 logs: logs_of(doc, &[v.name.as_str(), v.against.as_str()], guest),
+                config: None,
             }
         })
         .collect()
@@ -212,6 +232,7 @@ fn skipped_cases(doc: &Report) -> Vec<Case> {
             p50_us: None,
             baseline_p50_us: None,
             logs: vec![],
+            config: None,
         })
         .collect()
 }

@@ -188,11 +188,7 @@ fn write_case(w: &mut Writer<Vec<u8>>, c: &Case) -> Result<()> {
         .map(|g| g.to_string())
         .unwrap_or_else(|| "any".into());
     t.push_attribute(("classname", format!("io_uring_idle.stall.{guest}").as_str()));
-    let name = if c.mode.is_empty() {
-        c.controller.clone()
-    } else {
-        format!("{}.{}", c.controller, c.mode)
-    };
+    let name = c.name();
     t.push_attribute(("name", name.as_str()));
     w.write_event(Event::Start(t))?;
     if let Some((tag, kind)) = outcome(c) {

@@ -20,7 +20,7 @@ use crate::report::{Report, VariantReport};
 pub const ORIGIN: &str = "uring_idle";
 
 /// A file as a KCIDB resource (a file:// URL; names carry no directory).
-fn resource(p: &Path) -> Value {
+pub fn resource(p: &Path) -> Value {
     let name = p
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -28,7 +28,7 @@ fn resource(p: &Path) -> Value {
     json!({ "name": name, "url": file_url(p) })
 }
 
-fn file_url(p: &Path) -> String {
+pub fn file_url(p: &Path) -> String {
     let s = p.display().to_string();
     let enc: String = s
         .chars()

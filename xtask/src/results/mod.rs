@@ -4,7 +4,8 @@
 //! (`verdict`; the batch workload's in `batch`), text tables (`tables`), notes for the reader (`notes`), what a run says once its guests are done (`summary`),
 //! how figures are written (`units`), the JSON document (`report`), the
 //! plot (`plot`), the same findings as CI systems read them (`cases`,
-//! `junit`, `kcidb`), and the files they are written to (`outputs`).
+//! `junit`, `kcidb`), the files they are written to (`outputs`), and
+//! `scan`'s findings per cell (`scan_findings`).
 
 pub mod batch;
 pub mod cases;
@@ -17,6 +18,7 @@ pub mod plot;
 pub mod report;
 pub mod rules;
 pub mod samples;
+pub mod scan_findings;
 pub mod summary;
 pub mod tables;
 pub mod units;

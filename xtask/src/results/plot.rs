@@ -53,8 +53,14 @@ fn drawing(path: &Path, e: impl std::fmt::Display) -> anyhow::Error {
 }
 
 /// Draws every (guest, controller, mode) of `samples` for `variants`
-/// (baseline first) into `path`; returns the number of panels.
-pub fn render(path: &Path, samples: &Samples, variants: &[&str]) -> Result<usize> {
+/// (baseline first) into `path`; returns the number of panels. Each panel
+/// names the disks' configuration where it is not the default.
+pub fn render(
+    path: &Path,
+    samples: &Samples,
+    variants: &[&str],
+    config: &contract::Config,
+) -> Result<usize> {
     let keys = panel_order(samples);
     if keys.is_empty() {
         return Ok(0);
@@ -65,7 +71,7 @@ pub fn render(path: &Path, samples: &Samples, variants: &[&str]) -> Result<usize
     root.fill(&WHITE).map_err(|e| drawing(path, e))?;
     let areas = root.split_evenly((rows, cols));
     for (key, area) in keys.iter().zip(&areas) {
-        draw_panel(area, key, &samples[*key], variants).map_err(|e| drawing(path, e))?;
+        draw_panel(area, key, &samples[*key], variants, config).map_err(|e| drawing(path, e))?;
     }
     root.present().map_err(|e| drawing(path, e))?;
     Ok(keys.len())
@@ -127,13 +133,19 @@ fn draw_panel<DB: DrawingBackend>(
     key: &SeriesKey,
     c: &Collected,
     variants: &[&str],
+    config: &contract::Config,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let series = series(c, variants);
+    let config = if config.is_default() {
+        String::new()
+    } else {
+        format!(", {}", config.name())
+    };
     let (lo, hi) = x_range(&series);
     let mut chart = ChartBuilder::on(area)
         .caption(
             format!(
-                "{} ({}, {} guest): latency CDF",
+                "{} ({}, {} guest{config}): latency CDF",
                 c.device, key.mode, key.guest
             ),
             ("sans-serif", 16),

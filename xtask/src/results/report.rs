@@ -152,6 +152,10 @@ pub struct ParamsInfo {
     #[serde(default)]
     pub netdev: String,
     pub controllers: Vec<String>,
+    /// The disks' configuration (`--aio`, `--cache`, `--iothread`), left
+    /// out when it is the default (`aio=io_uring,cache=none`, no iothread).
+    #[serde(default, skip_serializing_if = "contract::Config::is_default")]
+    pub config: contract::Config,
     /// What each guest measured with.
     #[serde(default)]
     pub guests: Vec<GuestParams>,

@@ -36,6 +36,9 @@ pub struct VariantBoot {
     pub kernel_variant: bool,
     /// A failed boot of it ends the campaign.
     pub required: bool,
+    /// The configuration its disks run in: one per variant, so a scan can
+    /// boot one binary in several (a variant per configuration).
+    pub config: contract::Config,
 }
 
 impl VariantBoot {
@@ -370,6 +373,7 @@ impl Booter<'_> {
             deadline,
             trace: self.traced,
             netdev: s.gp.netdev,
+            config: s.v.config,
         };
         let display = &mut self.display;
         let Booted {
@@ -645,6 +649,7 @@ mod tests {
             )],
             kernel_variant,
             required: false,
+            config: contract::Config::default(),
         }
     }
 
@@ -660,7 +665,7 @@ mod tests {
             [Skipped {
                 controller: "lsi".into(),
                 reason: "the probe guest has no driver for it (it drives ahci, ide, virtio_blk, \
-                         virtio_blk_noioeventfd, virtio_blk_iothread, virtio_scsi, \
+                         virtio_blk_noioeventfd, virtio_scsi, \
                          virtio_scsi_noioeventfd, nvme); the other guest measured it"
                     .into(),
                 guest: Some(Guest::Probe),

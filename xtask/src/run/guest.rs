@@ -43,6 +43,9 @@ pub struct Boot {
     /// Enable QEMU's io_uring trace events (`crate::trace::EVENTS`).
     pub trace: bool,
     pub netdev: Netdev,
+    /// The configuration every disk runs in (`-drive aio=,cache=`, an
+    /// iothread).
+    pub config: contract::Config,
 }
 
 /// A network backend beside the disks (`--netdev`).
@@ -558,6 +561,7 @@ mod tests {
             dir: dir.join("run"),
             deadline,
             trace: false,
+            config: contract::Config::default(),
             netdev: Netdev::None,
         }
     }

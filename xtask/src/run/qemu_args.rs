@@ -1,7 +1,8 @@
 //! The QEMU command line of one boot, built from small functions with
 //! `OsString` paths (a path is never squeezed through a lossy string): the
 //! machine and accelerator, the guest's own arguments, the trace events,
-//! one disk per controller on io_uring, and the network.
+//! one disk per controller in the boot's configuration (`contract::Config`),
+//! and the network.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use contract::Controller;
+use contract::{Config, Controller};
 
 use crate::accel::Accel;
 use crate::guest::{Boot, Netdev};
@@ -165,16 +166,17 @@ fn machine(accel: Accel) -> Vec<OsString> {
     a
 }
 
-/// One disk image on `aio=io_uring` without the host page cache, attached
-/// as the controller's table row says.
-fn disk(c: &Controller, index: usize, image: &Path) -> Vec<OsString> {
+/// One disk image in `config` (by default `aio=io_uring` without the host
+/// page cache), attached as the controller's table row says.
+fn disk(c: &Controller, index: usize, image: &Path, config: &Config) -> Vec<OsString> {
     let id = format!("d{index}");
     let mut drive = opt_path("file=", image);
     drive.push(format!(
-        ",if=none,id={id},format=raw,aio=io_uring,cache=none"
+        ",if=none,id={id},format=raw,{}",
+        config.drive_opts()
     ));
     let mut a = vec!["-drive".into(), drive];
-    for (flag, value) in c.qemu_args(&id) {
+    for (flag, value) in c.qemu_args_in(&id, config) {
         a.push(flag.into());
         a.push(value.into());
     }
@@ -226,7 +228,7 @@ pub fn args(
         a.extend(tracing(&log));
     }
     for (i, (c, img)) in ctrls.iter().zip(images).enumerate() {
-        a.extend(disk(c, i, img));
+        a.extend(disk(c, i, img, &b.config));
     }
     a.extend(network(b.netdev)?);
     Ok(a)
@@ -258,6 +260,7 @@ mod tests {
             deadline: Duration::from_secs(1),
             trace: true,
             netdev: Netdev::None,
+            config: Config::default(),
         }
     }
 
@@ -323,6 +326,36 @@ mod tests {
         let logged = shell_words(&args(&b, Accel::Tcg, &ctrls, &images, "baseline-r1").unwrap());
         assert_eq!(shell_words::split(&logged).unwrap(), orig);
         assert!(orig.iter().any(|a| a.starts_with("console=ttyS0 ")));
+    }
+
+    #[test]
+    fn each_configuration_yields_its_drive_options_and_iothread() {
+        use contract::config::{Aio, Cache, Iothread};
+        let mut b = boot_of(&["ahci", "virtio_blk"]);
+        b.config = Config {
+            aio: Aio::Threads,
+            cache: Cache::Writeback,
+            iothread: Iothread::On,
+        };
+        let ctrls = b.controllers().unwrap();
+        let images = [PathBuf::from("/d0"), PathBuf::from("/d1")];
+        let a: Vec<String> = args(&b, Accel::Tcg, &ctrls, &images, "x")
+            .unwrap()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let a = a.join(" ");
+        assert_eq!(
+            a.matches("format=raw,aio=threads,cache=writeback").count(),
+            2
+        );
+        // The iothread goes to the row that takes one, not to AHCI.
+        assert!(
+            a.contains("-object iothread,id=c04-io -device virtio-blk-pci,iothread=c04-io,addr=0x04,drive=d1")
+                && a.contains("-device ide-hd,bus=ide.0,drive=d0 "),
+            "{a}"
+        );
+        assert_eq!(a.matches("iothread,id=").count(), 1);
     }
 
     #[test]
