@@ -687,6 +687,7 @@ fn patch_and_test_verifies_the_fix_and_qemu_7_2_is_unaffected() {
     probe_guest_shows_the_full_stall(dir.path(), &fix, &null, &built.0);
     a_probe_exception_is_a_failed_boot(&built.0);
     probe_rows_and_workloads(dir.path(), &built.0);
+    a_qemu_that_never_starts_the_guest_is_a_regression_in_seconds(dir.path(), &built.0);
     a_matrix_cell_is_exactly_its_patch_and_test(dir.path());
     scan_finds_the_ground_truth(dir.path(), &built.0, &built.1);
 }
@@ -1118,6 +1119,64 @@ fn patch_path(rel: &str) -> String {
         .join(rel)
         .display()
         .to_string()
+}
+
+/// A QEMU that hangs before the guest runs (as one stuck opening its
+/// drives): the real binary answers every question asked of it, then a
+/// boot sleeps without a console byte.
+const HANGS_AT_START: &str = r#"#!/bin/sh
+case "$*" in
+  *--version*|*help*|*" -S "*) exec "$REAL_QEMU" "$@" ;;
+esac
+exec sleep 1000
+"#;
+
+/// Issue 30's reviewer case: a variant whose QEMU never starts the guest
+/// once cost the probe's whole hang guard (1,249 s) and ended the run with
+/// no verdict. Now the first console byte is bounded (10 s under TCG) and
+/// the variant is a REGRESSION that says why, in seconds.
+fn a_qemu_that_never_starts_the_guest_is_a_regression_in_seconds(dir: &Path, baseline: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let fake = dir.join("hangs-at-start");
+    std::fs::write(&fake, HANGS_AT_START).unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let json = dir.join("hangs.json");
+    let started = std::time::Instant::now();
+    let o = Command::new(common::XTASK)
+        .args([
+            "patch-and-test",
+            "--guest",
+            "probe",
+            "--no-trace",
+            "--compare-binaries",
+        ])
+        .arg(baseline)
+        .arg(&fake)
+        .arg("--json")
+        .arg(&json)
+        .env("REAL_QEMU", baseline)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    let took = started.elapsed().as_secs_f64();
+    let text = common::out(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(Kind::Regression.exit_code()),
+        "{text}"
+    );
+    let doc = Report::read(&json).unwrap();
+    let v = &doc.variants[0].verdict;
+    assert_eq!(v.kind, Kind::Regression, "{}", v.line);
+    assert!(
+        v.line
+            .contains("QEMU never started the guest: it printed nothing in 10 s"),
+        "{}",
+        v.line
+    );
+    // The baseline's boot (~8 s unfixed) and the bound (10 s), with room
+    // for a loaded host; the hang guard it replaces was 1,249 s.
+    assert!(took < 90.0, "took {took:.0} s\n{text}");
 }
 
 /// A fake QEMU: passes the binary checks, then boots nothing and never
