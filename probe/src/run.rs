@@ -381,13 +381,7 @@ pub fn measure_beside(
     p: &Params,
     seed: u64,
 ) -> Result<(Samples, u64, u64), String> {
-    let blocks = disk.size() / IO_SIZE as u64;
-    if blocks == 0 {
-        return Err(format!(
-            "{} bytes is smaller than one {IO_SIZE}-byte I/O",
-            disk.size()
-        ));
-    }
+    let blocks = blocks_of(disk)?;
     let mut busy = Busy::new(neighbour, mix(seed));
     busy.tend()?;
     let buf = DmaBuf::new(IO_SIZE);
@@ -405,34 +399,14 @@ pub fn measure_beside(
     for i in 0..u64::from(p.warmup) {
         read(env, &mut busy, i).map_err(|e| format!("warm-up read: {e}"))?;
     }
-    let mut latencies_ns = Vec::with_capacity(p.iterations as usize);
-    let mut woken = 0;
     let before = busy.reads;
-    let start = env.clock.now_ns();
-    let mut stopped_early = None;
-    for i in 0..u64::from(p.iterations) {
+    let samples = timed(env, p, |env, i| {
         spin_beside(env, p.think_us * 1000, &mut busy)?;
-        let (t, woke) = read(env, &mut busy, u64::from(p.warmup) + i)?;
-        latencies_ns.push(t);
-        woken += u32::from(woke);
-        if let Some(why) = p.budget_spent(latencies_ns.len(), env.clock.now_ns() - start) {
-            stopped_early = Some(why);
-            break;
-        }
-    }
-    let wall_ns = env.clock.now_ns() - start;
+        read(env, &mut busy, i)
+    })?;
     let reads = busy.reads - before;
     busy.stop(env, p)?;
-    Ok((
-        Samples {
-            latencies_ns,
-            wall_ns,
-            stopped_early,
-            woken,
-        },
-        reads,
-        busy.issued,
-    ))
+    Ok((samples, reads, busy.issued))
 }
 
 /// The next completion, polled, tending `beside` between polls: once
@@ -508,6 +482,17 @@ fn read_at(
         .map_err(|e| format!("read at offset {off}: {e}"))
 }
 
+/// How many `IO_SIZE` blocks the disk holds (at least one).
+fn blocks_of(disk: &dyn Disk) -> Result<u64, String> {
+    match disk.size() / IO_SIZE as u64 {
+        0 => Err(format!(
+            "{} bytes is smaller than one {IO_SIZE}-byte I/O",
+            disk.size()
+        )),
+        blocks => Ok(blocks),
+    }
+}
+
 /// Latency samples of one device.
 #[derive(Debug)]
 pub struct Samples {
@@ -525,25 +510,30 @@ pub fn measure(
     p: &Params,
     seed: u64,
 ) -> Result<Samples, String> {
-    let blocks = disk.size() / IO_SIZE as u64;
-    if blocks == 0 {
-        return Err(format!(
-            "{} bytes is smaller than one {IO_SIZE}-byte I/O",
-            disk.size()
-        ));
-    }
+    let blocks = blocks_of(disk)?;
     let buf = DmaBuf::new(IO_SIZE);
     for i in 0..u64::from(p.warmup) {
         read_at(disk, env, p, &buf, offset(seed, i, blocks))
             .map_err(|e| format!("warm-up read: {e}"))?;
     }
+    timed(env, p, |env, i| {
+        env.clock.spin_ns(p.think_us * 1000);
+        read_at(disk, env, p, &buf, offset(seed, i, blocks))
+    })
+}
+
+/// `iterations` timed operations, `op(env, i)` each (`i` counting on from
+/// the warm-up's), until they are done or the time budget is spent.
+fn timed(
+    env: &mut Env,
+    p: &Params,
+    mut op: impl FnMut(&mut Env, u64) -> Result<(u64, bool), String>,
+) -> Result<Samples, String> {
     let mut latencies_ns = Vec::with_capacity(p.iterations as usize);
     let mut woken = 0;
     let start = env.clock.now_ns();
     for i in 0..u64::from(p.iterations) {
-        env.clock.spin_ns(p.think_us * 1000);
-        let off = offset(seed, u64::from(p.warmup) + i, blocks);
-        let (t, woke) = read_at(disk, env, p, &buf, off)?;
+        let (t, woke) = op(env, u64::from(p.warmup) + i)?;
         latencies_ns.push(t);
         woken += u32::from(woke);
         let spent = env.clock.now_ns() - start;
@@ -575,13 +565,7 @@ pub fn flushes(
     p: &Params,
     seed: u64,
 ) -> Result<Samples, String> {
-    let blocks = disk.size() / IO_SIZE as u64;
-    if blocks == 0 {
-        return Err(format!(
-            "{} bytes is smaller than one {IO_SIZE}-byte I/O",
-            disk.size()
-        ));
-    }
+    let blocks = blocks_of(disk)?;
     let buf = DmaBuf::new(IO_SIZE);
     let mut write_then_flush = |env: &mut Env, i: u64| -> Result<(u64, bool), String> {
         let off = offset(seed, i, blocks);
@@ -595,29 +579,7 @@ pub fn flushes(
     for i in 0..u64::from(p.warmup) {
         write_then_flush(env, i).map_err(|e| format!("warm-up: {e}"))?;
     }
-    let mut latencies_ns = Vec::with_capacity(p.iterations as usize);
-    let mut woken = 0;
-    let start = env.clock.now_ns();
-    for i in 0..u64::from(p.iterations) {
-        let (t, woke) = write_then_flush(env, u64::from(p.warmup) + i)?;
-        latencies_ns.push(t);
-        woken += u32::from(woke);
-        let spent = env.clock.now_ns() - start;
-        if let Some(why) = p.budget_spent(latencies_ns.len(), spent) {
-            return Ok(Samples {
-                latencies_ns,
-                wall_ns: spent,
-                stopped_early: Some(why),
-                woken,
-            });
-        }
-    }
-    Ok(Samples {
-        latencies_ns,
-        wall_ns: env.clock.now_ns() - start,
-        stopped_early: None,
-        woken,
-    })
+    timed(env, p, write_then_flush)
 }
 
 /// One flush, timed alone: a request on the queue like a read, with the
