@@ -98,6 +98,7 @@ pub struct Scan {
     /// Measured requests per cell.
     #[arg(long, value_name = "N", default_value_t = sf::REQUESTS)]
     pub requests: u32,
+    /// Accelerator: auto tries KVM and falls back to TCG when the guest prints nothing.
     #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
     pub accel: AccelChoice,
     /// Write the findings as JSON here.
