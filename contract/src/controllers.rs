@@ -44,6 +44,10 @@ pub enum ProbeDriver {
     /// virtio-scsi on the virtio-drivers crate's transport and queue: the
     /// first request queue, target 0 LUN 0, READ/WRITE(10 or 16).
     VirtioScsi,
+    /// MegaRAID SAS (megasas, megasas-gen2) through MFI frames: INIT with a
+    /// reply queue in guest memory, LD_READ/LD_WRITE on logical drive 0,
+    /// posted to the inbound queue port, the producer index polled.
+    Megasas,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -219,7 +223,7 @@ pub const CONTROLLERS: &[Controller] = &[
         kconfig: &["CONFIG_SCSI_LOWLEVEL=y", "CONFIG_MEGARAID_SAS=y", "CONFIG_BLK_DEV_SD=y"],
         modules: &["megaraid_sas", "sd_mod"],
         drivers: &["megaraid_sas"],
-        probe: None,
+        probe: Some(ProbeDriver::Megasas),
         iothread: false,
     },
     Controller {
@@ -234,7 +238,7 @@ pub const CONTROLLERS: &[Controller] = &[
         kconfig: &["CONFIG_SCSI_LOWLEVEL=y", "CONFIG_MEGARAID_SAS=y", "CONFIG_BLK_DEV_SD=y"],
         modules: &["megaraid_sas", "sd_mod"],
         drivers: &["megaraid_sas"],
-        probe: None,
+        probe: Some(ProbeDriver::Megasas),
         iothread: false,
     },
     Controller {
@@ -683,7 +687,7 @@ mod tests {
     }
 
     #[test]
-    fn the_probe_drives_the_default_trio_ide_and_the_virtio_rows() {
+    fn the_probe_drives_the_default_trio_ide_the_virtio_rows_and_megasas() {
         use crate::Guest;
         assert_eq!(
             driven_by(Guest::Probe),
@@ -694,6 +698,8 @@ mod tests {
                 "virtio_blk_noioeventfd",
                 "virtio_scsi",
                 "virtio_scsi_noioeventfd",
+                "megasas",
+                "megasas_gen2",
                 "nvme"
             ]
         );

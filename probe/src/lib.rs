@@ -1,6 +1,6 @@
 //! The bare-metal probe guest: booted by QEMU as `-bios probe.bin` on q35,
-//! it stops every guest timer, drives AHCI, IDE, virtio-blk, virtio-scsi and
-//! NVMe controllers itself by polling with interrupts off, times each
+//! it stops every guest timer, drives AHCI, IDE, virtio-blk, virtio-scsi,
+//! MegaRAID SAS (MFI) and NVMe controllers itself by polling with interrupts off, times each
 //! request on the TSC and prints the Linux selftest's KTAP and JSON
 //! records. With no guest timer armed, only QEMU's own timers wake its main
 //! loop, as under KVM: an io_uring SQE queued from the vCPU thread then
@@ -21,6 +21,7 @@ pub mod fwcfg;
 pub mod hw;
 pub mod ide;
 pub mod machine;
+pub mod megasas;
 pub mod nvme;
 pub mod pci;
 pub mod run;

@@ -69,6 +69,7 @@ fn bring_up<'c>(
         ProbeDriver::VirtioBlk => format!("pci {bdf}"),
         ProbeDriver::Ide => format!("pci {bdf} primary device 0"),
         ProbeDriver::VirtioScsi => format!("pci {bdf} target 0 lun 0"),
+        ProbeDriver::Megasas => format!("pci {bdf} logical drive 0"),
     };
     // IDE has I/O BARs only.
     if driver == ProbeDriver::Ide {
@@ -106,6 +107,18 @@ fn bring_up<'c>(
                 }
                 ProbeDriver::VirtioBlk => Box::new(crate::virtio::VirtioBlk::open(bdf)?),
                 ProbeDriver::VirtioScsi => Box::new(crate::virtio_scsi::open(bdf, clock)?),
+                ProbeDriver::Megasas => {
+                    // The register BAR differs between the two models.
+                    let ids = pci::Ids::read(&cam, bdf).ok_or_else(|| format!("{bdf}: gone"))?;
+                    let i = crate::megasas::mmio_bar(ids.device)
+                        .ok_or_else(|| format!("{bdf}: not a MegaRAID SAS model ({ids})"))?;
+                    Box::new(crate::megasas::Megasas::new(
+                        Mmio {
+                            base: bar(i)?.addr as usize,
+                        },
+                        clock,
+                    )?)
+                }
                 ProbeDriver::Ide => unreachable!("brought up above"),
             })
         });

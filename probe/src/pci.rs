@@ -29,6 +29,11 @@ pub const VIRTIO_BLK_MODERN: u16 = 0x1042;
 pub const VIRTIO_BLK_TRANSITIONAL: u16 = 0x1001;
 pub const VIRTIO_SCSI_MODERN: u16 = 0x1048;
 pub const VIRTIO_SCSI_TRANSITIONAL: u16 = 0x1004;
+/// MegaRAID SAS 1078 (QEMU's `megasas`) and 2108 (`megasas-gen2`), as
+/// QEMU's include/hw/pci/pci_ids.h names them.
+pub const PCI_VENDOR_ID_LSI_LOGIC: u16 = 0x1000;
+pub const PCI_DEVICE_ID_LSI_SAS1078: u16 = 0x0060;
+pub const PCI_DEVICE_ID_LSI_SAS0079: u16 = 0x0079;
 /// Mass storage / SATA / AHCI 1.0.
 pub const CLASS_AHCI: (u8, u8, u8) = (0x01, 0x06, 0x01);
 /// Mass storage / non-volatile memory / NVM Express.
@@ -162,6 +167,13 @@ impl Ids {
                 self.vendor == VIRTIO_VENDOR
                     && matches!(self.device, VIRTIO_BLK_MODERN | VIRTIO_BLK_TRANSITIONAL)
             }
+            ProbeDriver::Megasas => {
+                self.vendor == PCI_VENDOR_ID_LSI_LOGIC
+                    && matches!(
+                        self.device,
+                        PCI_DEVICE_ID_LSI_SAS1078 | PCI_DEVICE_ID_LSI_SAS0079
+                    )
+            }
         }
     }
 }
@@ -183,6 +195,7 @@ pub fn expected(driver: ProbeDriver) -> &'static str {
         ProbeDriver::Ide => "an IDE controller (class 01:01)",
         ProbeDriver::VirtioScsi => "a virtio-scsi device (1af4:1048 or 1af4:1004)",
         ProbeDriver::VirtioBlk => "a virtio-blk device (1af4:1042 or 1af4:1001)",
+        ProbeDriver::Megasas => "a MegaRAID SAS controller (1000:0060 or 1000:0079)",
     }
 }
 
@@ -562,6 +575,40 @@ mod tests {
         assert_eq!(cmd & 0x6, 0x6);
         assert!(Ids::read(&cam, bdf).unwrap().fits(ProbeDriver::Nvme));
         assert!(!Ids::read(&cam, bdf).unwrap().fits(ProbeDriver::Ahci));
+    }
+
+    #[test]
+    fn megasas_gen2_registers_sit_at_bar1_after_its_io_bar() {
+        // QEMU's megasas-gen2 (1000:0079): BAR0 256 I/O ports, BAR1 the
+        // 16 KiB 64-bit register BAR, BAR3 the 256 KiB 64-bit queue BAR.
+        let mut cam = FakeCam::default();
+        let bdf = Bdf {
+            slot: 0x0d,
+            function: 0,
+        };
+        cam.set(bdf, VENDOR_ID, 0x0079_1000);
+        cam.set(bdf, CLASS_REVISION, 0x0104_0000);
+        cam.set(bdf, BAR0, 0x1);
+        cam.set(bdf, BAR0 + 4, 0x4);
+        cam.masks.insert((0x0d, 0, BAR0 + 4), 0xffff_c000);
+        cam.masks.insert((0x0d, 0, BAR0 + 8), 0xffff_ffff);
+        cam.set(bdf, BAR0 + 12, 0x4);
+        cam.masks.insert((0x0d, 0, BAR0 + 12), 0xfffc_0000);
+        cam.masks.insert((0x0d, 0, BAR0 + 16), 0xffff_ffff);
+        let ids = Ids::read(&cam, bdf).unwrap();
+        assert!(ids.fits(ProbeDriver::Megasas) && !ids.fits(ProbeDriver::Ahci));
+        assert_eq!(find(&cam, 0x0d, ProbeDriver::Megasas), Ok(bdf));
+        let bars = enable(&mut cam, bdf, &mut BarWindow::new()).unwrap();
+        assert_eq!(
+            bars[1],
+            Some(Bar {
+                addr: 0xC000_0000,
+                size: 0x4000,
+                is64: true
+            })
+        );
+        assert_eq!(bars[3].map(|b| b.size), Some(0x4_0000));
+        assert_eq!((bars[0], bars[2]), (None, None));
     }
 
     #[test]

@@ -758,7 +758,7 @@ mod tests {
             e.contains("cannot drive lsi")
                 && e.contains(
                     "ahci, ide, virtio_blk, virtio_blk_noioeventfd, \
-                     virtio_scsi, virtio_scsi_noioeventfd, nvme"
+                     virtio_scsi, virtio_scsi_noioeventfd, megasas, megasas_gen2, nvme"
                 ),
             "{e}"
         );

@@ -665,8 +665,8 @@ mod tests {
             [Skipped {
                 controller: "lsi".into(),
                 reason: "the probe guest has no driver for it (it drives ahci, ide, virtio_blk, \
-                         virtio_blk_noioeventfd, virtio_scsi, \
-                         virtio_scsi_noioeventfd, nvme); the other guest measured it"
+                         virtio_blk_noioeventfd, virtio_scsi, virtio_scsi_noioeventfd, \
+                         megasas, megasas_gen2, nvme); the other guest measured it"
                     .into(),
                 guest: Some(Guest::Probe),
             }]
