@@ -22,12 +22,12 @@ pub use base::packages as deps;
 pub use base::workspace::{cargo_build_cached, workspace};
 pub use base::{cache, children, event, packages, timings, ui, venv};
 pub use builds::{
-    at_once, initramfs, kernel, kernel_variant, probe_image, qemu, selftest, variants,
+    at_once, initramfs, kernel, kernel_variant, probe_image, qemu, selftest, shipped, variants,
 };
 pub use commands::{
     actionlint, bench, build_qemu, check, ci, kselftest_install, layers, matrix, pipeline,
 };
-pub use inputs::{baseline, fetch, matrix_config, patch, source, tree};
+pub use inputs::{baseline, deb, fetch, matrix_config, patch, source, tree};
 pub use results::{
     batch, cases, findings, junit, kcidb, notes, outputs, plot, report, rules, samples, summary,
     tables, units, verdict,

@@ -1,0 +1,384 @@
+//! A shipped QEMU (`--qemu-deb`), made runnable without compiling
+//! anything: Debian's `qemu-system-x86` unpacked from its `.deb` and run on
+//! the host when the host satisfies the package's dependencies, otherwise
+//! installed in its suite's own minbase tree in the cache (debootstrap,
+//! made once and kept) and run there through a small launcher: a private
+//! mount namespace (`unshare --mount`), bind mounts of what the boot opens,
+//! and `chroot`. Nothing is installed on the host, and the host's apt
+//! state is not touched.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::deb::{self, DebSpec, BINARY, PACKAGE};
+use crate::fetch::Apt;
+use crate::{cache, deps, qemu, ui};
+
+/// Where a shipped QEMU ran.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// The unpacked binary, on the host's own libraries.
+    Host,
+    /// Its suite's minbase tree (the tree's root).
+    Tree(PathBuf),
+}
+
+impl Place {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Place::Host => "host",
+            Place::Tree(_) => "suite tree",
+        }
+    }
+}
+
+/// A shipped QEMU ready to boot.
+#[derive(Clone, Debug)]
+pub struct Shipped {
+    /// What the runs start: the unpacked binary, or a tree's launcher.
+    pub binary: PathBuf,
+    /// The package's version, as the archive lists it.
+    pub version: String,
+    /// The suite that lists it (none for a `.deb` no suite lists).
+    pub suite: Option<String>,
+    pub sha256: String,
+    /// The suite's Release date (the archive's state the package is from).
+    pub release_date: Option<String>,
+    pub place: Place,
+}
+
+/// The suite trees' folder in the cache.
+pub fn trees_dir() -> Result<PathBuf> {
+    cache::dir("suite-trees")
+}
+
+/// Finds, downloads and unpacks the package `words` names, and decides
+/// where it runs.
+pub fn prepare(words: &str, allow_install: bool) -> Result<Shipped> {
+    let spec = DebSpec::parse(words);
+    let (deb, version, suite, apt) = match &spec {
+        DebSpec::File(f) => {
+            if !f.is_file() {
+                bail!("--qemu-deb {}: no such file", f.display());
+            }
+            let version = deb::control_field(f, "Version")?;
+            let apt = Apt::new().ok();
+            let suite = apt.as_ref().and_then(|a| {
+                a.binary_suites(PACKAGE)
+                    .into_iter()
+                    .find(|(v, _)| *v == version)
+                    .map(|(_, s)| s)
+            });
+            (f.clone(), version, suite, apt)
+        }
+        _ => {
+            let apt = Apt::new()?;
+            apt.update()?;
+            let (version, suite) = deb::pick(&spec, &apt.binary_suites(PACKAGE))?;
+            let deb = downloaded(&apt, &version)?;
+            (deb, version, Some(suite), Some(apt))
+        }
+    };
+    let sha256 = deb::sha256(&deb)?;
+    let release_date = match (&apt, &suite) {
+        (Some(a), Some(s)) => a.release(s).as_deref().and_then(deb::release_date),
+        _ => None,
+    };
+    ui::stage(&format!(
+        "--qemu-deb {words}: {PACKAGE} {version}{} (sha256 {})",
+        suite
+            .as_deref()
+            .map(|s| format!(" from {s}"))
+            .unwrap_or_default(),
+        &sha256[..16]
+    ));
+    let shipped = |binary, place| Shipped {
+        binary,
+        version: version.clone(),
+        suite: suite.clone(),
+        sha256: sha256.clone(),
+        release_date: release_date.clone(),
+        place,
+    };
+    let missing = host_misses(&deb)?;
+    if missing.is_empty() {
+        let root = deb::unpack(&deb, &sha256)?;
+        let binary = root.join(BINARY);
+        match qemu::probe(&binary) {
+            Ok(v) => {
+                ui::info(&format!(
+                    "the host satisfies its dependencies: QEMU {v} runs on the host"
+                ));
+                return Ok(shipped(binary, Place::Host));
+            }
+            Err(e) => ui::info(&format!(
+                "the host seems to satisfy its dependencies, but the binary does not run here ({e:#}): using its suite's tree"
+            )),
+        }
+    } else {
+        ui::info(&format!(
+            "the host lacks {}: using its suite's tree",
+            missing.join(", ")
+        ));
+    }
+    let Some(suite) = suite.clone() else {
+        bail!("{}: the host cannot run it and no suite lists version {version}, so there is no suite tree to run it in", deb.display());
+    };
+    let apt = apt.context("a suite tree needs Debian's archive (the private apt configuration)")?;
+    deps::ensure(deps::SUITE_TREES, allow_install)?;
+    let tree = suite_tree(&suite, &apt.mirror)?;
+    install_in_tree(
+        &tree,
+        &suite,
+        &version,
+        matches!(spec, DebSpec::File(_)).then_some(deb.as_path()),
+    )?;
+    let launcher = launcher(&tree)?;
+    let v = qemu::probe(&launcher).context("the suite tree's QEMU")?;
+    ui::info(&format!("QEMU {v} runs in {}", tree.display()));
+    Ok(shipped(launcher, Place::Tree(tree)))
+}
+
+/// The `.deb` of `version`, from the cache or downloaded into it (apt-get
+/// names it `pkg_version_arch.deb`, the epoch's colon escaped).
+fn downloaded(apt: &Apt, version: &str) -> Result<PathBuf> {
+    let name = format!("{PACKAGE}_{}_amd64.deb", version.replace(':', "%3a"));
+    let cached = cache::dir("debs")?.join(&name);
+    if cached.is_file() {
+        return Ok(cached);
+    }
+    apt.download_deb_at(PACKAGE, version)?;
+    if cached.is_file() {
+        Ok(cached)
+    } else {
+        bail!("apt-get download left no {}", cached.display())
+    }
+}
+
+/// The package's dependencies the host does not satisfy.
+fn host_misses(deb: &Path) -> Result<Vec<String>> {
+    let depends = deb::parse_depends(&deb::control_field(deb, "Depends")?);
+    let status = std::fs::read_to_string("/var/lib/dpkg/status").unwrap_or_default();
+    Ok(deb::unsatisfied(
+        &depends,
+        &deb::installed(&status),
+        &deb::dpkg_compare,
+    ))
+}
+
+/// The suite debootstrap makes a tree of: backports live on their base
+/// suite's tree, with the backports line added.
+pub fn base_suite(suite: &str) -> &str {
+    suite.strip_suffix("-backports").unwrap_or(suite)
+}
+
+/// apt inside a tree: the archive here is a frozen snapshot, past its
+/// Release files' Valid-Until.
+const TREE_APT_CONF: &str =
+    "Acquire::Check-Valid-Until \"false\";\nAPT::Install-Recommends \"false\";\n";
+
+/// `suite`'s minbase tree, made once and kept.
+pub fn suite_tree(suite: &str, mirror: &str) -> Result<PathBuf> {
+    let base = trees_dir()?.join(base_suite(suite));
+    let root = base.join("root");
+    if cache::is_filled(&base) {
+        return Ok(root);
+    }
+    cache::refill(&base, |base| {
+        ui::info(&format!(
+            "making {}'s minbase tree (debootstrap, once)",
+            base_suite(suite)
+        ));
+        let mut c = Command::new("debootstrap");
+        c.args(["--variant=minbase", base_suite(suite)])
+            .arg(&root)
+            .arg(mirror);
+        ui::run_logged(c, &base.join("debootstrap.log"), "debootstrap", |_| {})?;
+        std::fs::write(root.join("etc/apt/apt.conf.d/99uring-idle"), TREE_APT_CONF)?;
+        Ok(())
+    })?;
+    Ok(root)
+}
+
+/// What a tree must do so `version` is its installed QEMU.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TreeStep {
+    /// Already there: the tree is reused as it is.
+    Reuse,
+    /// Install (or move to) that version.
+    Install,
+}
+
+pub fn tree_step(installed: Option<&str>, want: &str) -> TreeStep {
+    if installed == Some(want) {
+        TreeStep::Reuse
+    } else {
+        TreeStep::Install
+    }
+}
+
+/// Installs `version` (or the maintainer's `file`) in the tree, unless it
+/// is there already.
+fn install_in_tree(root: &Path, suite: &str, version: &str, file: Option<&Path>) -> Result<()> {
+    let _lock = cache::Lock::acquire(&root.with_file_name("install"))?;
+    let installed = Command::new("chroot")
+        .arg(root)
+        .args(["dpkg-query", "-W", "-f=${Version}", PACKAGE])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if tree_step(installed.as_deref(), version) == TreeStep::Reuse {
+        ui::info(&format!("{PACKAGE} {version} is in the tree already"));
+        return Ok(());
+    }
+    if suite != base_suite(suite) {
+        let sources = root.join("etc/apt/sources.list");
+        let text = std::fs::read_to_string(&sources).unwrap_or_default();
+        if !text.contains(suite) {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("deb "))
+                .context("the tree has no sources line")?
+                .replacen(
+                    &format!(" {} ", base_suite(suite)),
+                    &format!(" {suite} "),
+                    1,
+                );
+            std::fs::write(&sources, format!("{text}{line}\n"))?;
+        }
+    }
+    let target = match file {
+        Some(f) => {
+            let inside = root
+                .join("tmp")
+                .join(f.file_name().context("a .deb's name")?);
+            std::fs::copy(f, &inside).with_context(|| format!("copying {}", f.display()))?;
+            format!(
+                "/tmp/{}",
+                inside.file_name().unwrap_or_default().to_string_lossy()
+            )
+        }
+        None => format!("{PACKAGE}={version}"),
+    };
+    ui::info(&format!("installing {target} in {}", root.display()));
+    let script = format!(
+        "set -e; mount -t proc proc {r}/proc; mount --rbind /dev {r}/dev; \
+         chroot {r} apt-get update -q; \
+         chroot {r} env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -t {suite} {target}",
+        r = shell_quote(root)
+    );
+    let mut c = Command::new("unshare");
+    c.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    ui::run_logged(
+        c,
+        &root.with_file_name("install.log"),
+        &format!("apt-get install {target} (in the tree)"),
+        |_| {},
+    )?;
+    Ok(())
+}
+
+fn shell_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
+}
+
+/// What the launcher binds into the tree at the same path: the devices,
+/// the kernel's views, the cache (run folders, guest images, firmware the
+/// tool built) and /tmp.
+pub fn launcher_script(root: &Path, cache_root: &Path) -> String {
+    let r = shell_quote(root);
+    format!(
+        "#!/bin/sh\n\
+# A shipped QEMU in its suite's tree: a private mount namespace (nothing\n\
+# is left mounted if the run is interrupted), the boot's files bound in\n\
+# at their own paths, then chroot. exec all along: the PID is QEMU's.\n\
+exec unshare --mount --propagation private -- sh -c '\n\
+set -e\n\
+r=\"$0\"; shift\n\
+mount --rbind /dev \"$r/dev\"\n\
+mount -t proc proc \"$r/proc\"\n\
+mount --rbind /sys \"$r/sys\"\n\
+for d in {c} /tmp; do mkdir -p \"$r$d\"; mount --bind \"$d\" \"$r$d\"; done\n\
+exec chroot \"$r\" /{BINARY} \"$@\"' {r} \"$@\"\n",
+        c = shell_quote(cache_root),
+    )
+}
+
+/// Writes the tree's launcher beside it.
+fn launcher(root: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = root.with_file_name("qemu-system-x86_64");
+    let text = launcher_script(root, &cache::root()?);
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(&text) {
+        let tmp = path.with_extension(format!("{}", std::process::id()));
+        std::fs::write(&tmp, &text)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    Ok(path)
+}
+
+/// Mount points under `dir` in this namespace (none is expected: trees
+/// are only ever mounted in a run's private namespace): removing a tree
+/// must never follow one out.
+pub fn mounts_under(dir: &Path, mountinfo: &str) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .map(PathBuf::from)
+        .filter(|m| m.starts_with(dir))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tree_holding_the_version_is_reused() {
+        assert_eq!(
+            tree_step(Some("1:11.1.3+ds-1"), "1:11.1.3+ds-1"),
+            TreeStep::Reuse
+        );
+        assert_eq!(
+            tree_step(Some("1:11.1.2+ds-3"), "1:11.1.3+ds-1"),
+            TreeStep::Install
+        );
+        assert_eq!(tree_step(None, "1:11.1.3+ds-1"), TreeStep::Install);
+        assert_eq!(base_suite("stable-backports"), "stable");
+        assert_eq!(base_suite("unstable"), "unstable");
+    }
+
+    #[test]
+    fn the_launcher_binds_the_cache_and_execs_qemu_in_the_tree() {
+        let s = launcher_script(Path::new("/c/suite-trees/unstable/root"), Path::new("/c"));
+        assert!(
+            s.contains("exec unshare --mount --propagation private"),
+            "{s}"
+        );
+        assert!(s.contains("for d in '/c' /tmp; do"), "{s}");
+        assert!(s.contains("exec chroot \"$r\" /usr/bin/qemu-system-x86_64 \"$@\"' '/c/suite-trees/unstable/root' \"$@\""), "{s}");
+    }
+
+    #[test]
+    fn mounts_under_a_tree_are_found() {
+        let mi = "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n\
+                  40 22 8:1 /home/u/.cache /c/suite-trees/unstable/root/c rw - ext4 /dev/sda1 rw\n";
+        assert_eq!(
+            mounts_under(Path::new("/c/suite-trees"), mi),
+            [PathBuf::from("/c/suite-trees/unstable/root/c")]
+        );
+        assert!(mounts_under(Path::new("/elsewhere"), mi).is_empty());
+    }
+}
