@@ -77,7 +77,7 @@ pub fn prepare(words: &str, allow_install: bool) -> Result<Shipped> {
             let apt = Apt::new()?;
             apt.update()?;
             let (version, suite) = deb::pick(&spec, &apt.binary_suites(PACKAGE))?;
-            let deb = downloaded(&apt, &version)?;
+            let deb = downloaded(&apt, PACKAGE, &version)?;
             (deb, version, Some(suite), Some(apt))
         }
     };
@@ -103,8 +103,17 @@ pub fn prepare(words: &str, allow_install: bool) -> Result<Shipped> {
         place,
     };
     let missing = host_misses(&deb)?;
-    if missing.is_empty() {
-        let root = deb::unpack(&deb, &sha256)?;
+    let companions = match (&apt, missing.is_empty()) {
+        (Some(a), true) => companions(a, &deb)
+            .map_err(|e| ui::info(&format!("{e:#}")))
+            .ok(),
+        _ => None,
+    };
+    if let Some(companions) = companions {
+        let mut debs = vec![deb.clone()];
+        debs.extend(companions);
+        let root = deb::unpack(&debs, &sha256)?;
+        link_host_firmware(&root)?;
         let binary = root.join(BINARY);
         match qemu::probe(&binary) {
             Ok(v) => {
@@ -117,7 +126,7 @@ pub fn prepare(words: &str, allow_install: bool) -> Result<Shipped> {
                 "the host seems to satisfy its dependencies, but the binary does not run here ({e:#}): using its suite's tree"
             )),
         }
-    } else {
+    } else if !missing.is_empty() {
         ui::info(&format!(
             "the host lacks {}: using its suite's tree",
             missing.join(", ")
@@ -141,20 +150,78 @@ pub fn prepare(words: &str, allow_install: bool) -> Result<Shipped> {
     Ok(shipped(launcher, Place::Tree(tree)))
 }
 
-/// The `.deb` of `version`, from the cache or downloaded into it (apt-get
-/// names it `pkg_version_arch.deb`, the epoch's colon escaped).
-fn downloaded(apt: &Apt, version: &str) -> Result<PathBuf> {
-    let name = format!("{PACKAGE}_{}_amd64.deb", version.replace(':', "%3a"));
-    let cached = cache::dir("debs")?.join(&name);
-    if cached.is_file() {
-        return Ok(cached);
+/// The `.deb` of `pkg` at `version`, from the cache or downloaded into it
+/// (apt-get names it `pkg_version_arch.deb`, the epoch's colon escaped).
+fn downloaded(apt: &Apt, pkg: &str, version: &str) -> Result<PathBuf> {
+    let prefix = format!("{pkg}_{}_", version.replace(':', "%3a"));
+    let dir = cache::dir("debs")?;
+    let find = || -> Option<PathBuf> {
+        std::fs::read_dir(&dir)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".deb"))
+            })
+    };
+    if let Some(p) = find() {
+        return Ok(p);
     }
-    apt.download_deb_at(PACKAGE, version)?;
-    if cached.is_file() {
-        Ok(cached)
-    } else {
-        bail!("apt-get download left no {}", cached.display())
+    apt.download_deb_at(pkg, version)?;
+    find().with_context(|| {
+        format!(
+            "apt-get download left no {prefix}*.deb in {}",
+            dir.display()
+        )
+    })
+}
+
+/// The packages the binary's own files need beside it, unpacked in the
+/// same folder: QEMU looks for its modules (qemu-system-common, at the
+/// exact version the package names) and its data (qemu-system-data, of the
+/// same source version) relative to where the binary is.
+fn companions(apt: &Apt, deb: &Path) -> Result<Vec<PathBuf>> {
+    let depends = deb::parse_depends(&deb::control_field(deb, "Depends")?);
+    let common = depends
+        .iter()
+        .flatten()
+        .find(|d| d.name == "qemu-system-common")
+        .and_then(|d| {
+            d.rel
+                .as_ref()
+                .filter(|(op, _)| op == "=")
+                .map(|(_, v)| v.clone())
+        })
+        .context("the package names no exact qemu-system-common")?;
+    let source = deb::source_version(
+        &deb::control_field(deb, "Source").unwrap_or_default(),
+        &deb::control_field(deb, "Version")?,
+    );
+    Ok(vec![
+        downloaded(apt, "qemu-system-common", &common)?,
+        downloaded(apt, "qemu-system-data", &source)?,
+    ])
+}
+
+/// Firmware the package takes from other packages (`seabios`,
+/// `ipxe-qemu`: the host has them, its Depends were checked), linked into
+/// the unpacked folder where the binary looks for them.
+pub const HOST_FIRMWARE: &[&str] = &["usr/share/seabios", "usr/lib/ipxe"];
+
+fn link_host_firmware(root: &Path) -> Result<()> {
+    for d in HOST_FIRMWARE {
+        let (inside, host) = (root.join(d), Path::new("/").join(d));
+        if host.is_dir() && std::fs::symlink_metadata(&inside).is_err() {
+            if let Some(parent) = inside.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::os::unix::fs::symlink(&host, &inside)
+                .with_context(|| format!("linking {}", inside.display()))?;
+        }
     }
+    Ok(())
 }
 
 /// The package's dependencies the host does not satisfy.
@@ -305,12 +372,12 @@ pub fn launcher_script(root: &Path, cache_root: &Path) -> String {
 # at their own paths, then chroot. exec all along: the PID is QEMU's.\n\
 exec unshare --mount --propagation private -- sh -c '\n\
 set -e\n\
-r=\"$0\"; shift\n\
+r=\"$0\"; c=\"$1\"; shift\n\
 mount --rbind /dev \"$r/dev\"\n\
 mount -t proc proc \"$r/proc\"\n\
 mount --rbind /sys \"$r/sys\"\n\
-for d in {c} /tmp; do mkdir -p \"$r$d\"; mount --bind \"$d\" \"$r$d\"; done\n\
-exec chroot \"$r\" /{BINARY} \"$@\"' {r} \"$@\"\n",
+for d in \"$c\" /tmp; do mkdir -p \"$r$d\"; mount --bind \"$d\" \"$r$d\"; done\n\
+exec chroot \"$r\" /{BINARY} \"$@\"' {r} {c} \"$@\"\n",
         c = shell_quote(cache_root),
     )
 }
@@ -367,8 +434,11 @@ mod tests {
             s.contains("exec unshare --mount --propagation private"),
             "{s}"
         );
-        assert!(s.contains("for d in '/c' /tmp; do"), "{s}");
-        assert!(s.contains("exec chroot \"$r\" /usr/bin/qemu-system-x86_64 \"$@\"' '/c/suite-trees/unstable/root' \"$@\""), "{s}");
+        assert!(s.contains("for d in \"$c\" /tmp; do"), "{s}");
+        assert!(
+            s.contains("exec chroot \"$r\" /usr/bin/qemu-system-x86_64 \"$@\"' '/c/suite-trees/unstable/root' '/c' \"$@\""),
+            "{s}"
+        );
     }
 
     #[test]

@@ -239,23 +239,39 @@ pub fn release_date(text: &str) -> Option<String> {
         .map(|d| d.trim().to_string())
 }
 
-/// The `.deb`'s files, unpacked once into the cache under its hash.
-pub fn unpack(deb: &Path, sha: &str) -> Result<PathBuf> {
+/// The source version a binary package was built from: its `Source:`
+/// field's parenthesised version, else its own version (a binNMU's `+bN`
+/// is not the source's).
+pub fn source_version(source_field: &str, version: &str) -> String {
+    if let Some((_, v)) = source_field.split_once('(') {
+        return v.trim_end_matches(')').trim().to_string();
+    }
+    match version.rsplit_once("+b") {
+        Some((v, n)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => v.to_string(),
+        _ => version.to_string(),
+    }
+}
+
+/// The `.deb`s' files, unpacked once into one folder of the cache, keyed
+/// by the first one's hash (the package measured).
+pub fn unpack(debs: &[PathBuf], sha: &str) -> Result<PathBuf> {
     let base = cache::dir("qemu-debs")?.join(sha);
     let root = base.join("root");
     if cache::is_filled(&base) {
         return Ok(root);
     }
     cache::refill(&base, |_| {
-        ui::info(&format!("unpacking {} (dpkg-deb -x)", deb.display()));
-        let st = Command::new("dpkg-deb")
-            .arg("-x")
-            .arg(deb)
-            .arg(&root)
-            .status()
-            .context("running dpkg-deb -x")?;
-        if !st.success() {
-            bail!("dpkg-deb -x {} failed", deb.display());
+        for deb in debs {
+            ui::info(&format!("unpacking {} (dpkg-deb -x)", deb.display()));
+            let st = Command::new("dpkg-deb")
+                .arg("-x")
+                .arg(deb)
+                .arg(&root)
+                .status()
+                .context("running dpkg-deb -x")?;
+            if !st.success() {
+                bail!("dpkg-deb -x {} failed", deb.display());
+            }
         }
         Ok(())
     })?;
@@ -352,6 +368,16 @@ Package: seabios\nStatus: deinstall ok config-files\nVersion: 1.16.2-1\n";
         assert!(!dpkg_compare("2.36-9", ">=", "2.43"));
         let easy = parse_depends("libc6 (>= 2.34), libaio1t64 | libaio1, libglib2.0-0t64");
         assert!(unsatisfied(&easy, &host, &dpkg_compare).is_empty());
+    }
+
+    #[test]
+    fn the_source_version_drops_a_binnmu() {
+        assert_eq!(
+            source_version("qemu (1:7.2+dfsg-7+deb12u18)", "1:7.2+dfsg-7+deb12u18+b3"),
+            "1:7.2+dfsg-7+deb12u18"
+        );
+        assert_eq!(source_version("", "1:7.2+dfsg-7+b3"), "1:7.2+dfsg-7");
+        assert_eq!(source_version("qemu", "1:11.1.3+ds-1"), "1:11.1.3+ds-1");
     }
 
     #[test]
