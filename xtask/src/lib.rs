@@ -26,6 +26,7 @@ pub use builds::{
 };
 pub use commands::{
     actionlint, bench, build_qemu, check, ci, kselftest_install, layers, matrix, pipeline,
+    qemu_debs,
 };
 pub use inputs::{baseline, deb, fetch, matrix_config, patch, source, tree};
 pub use results::{

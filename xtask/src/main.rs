@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand};
 
 use xtask::commands::deps;
-use xtask::{bench, build_qemu, check, ci, kselftest_install, matrix, pipeline};
+use xtask::{bench, build_qemu, check, ci, kselftest_install, matrix, pipeline, qemu_debs};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -35,6 +35,8 @@ enum Cmd {
     KselftestInstall(kselftest_install::KselftestInstall),
     /// Plan, run (a cell, a shard or all) and merge a matrix of patch-and-test cells.
     Matrix(matrix::Matrix),
+    /// List or remove the Debian suite trees `--qemu-deb` keeps in the cache.
+    QemuDebs(qemu_debs::QemuDebs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -57,6 +59,7 @@ fn main() -> std::process::ExitCode {
         Cmd::BuildQemu(b) => b.run(),
         Cmd::KselftestInstall(k) => k.run(),
         Cmd::Matrix(m) => m.run(),
+        Cmd::QemuDebs(q) => q.run(),
     };
     match result {
         Ok(code) => std::process::ExitCode::from(code as u8),
