@@ -115,7 +115,9 @@ pub fn prepare(words: &str, allow_install: bool) -> Result<Shipped> {
         let root = deb::unpack(&debs, &sha256)?;
         link_host_firmware(&root)?;
         let binary = root.join(BINARY);
-        match qemu::probe(&binary) {
+        // `--version` runs it on the host's libraries; what it offers is
+        // checked with every other binary's (`at_once::Request::inputs`).
+        match qemu::QemuBinary::of(&binary).version().map(str::to_string) {
             Ok(v) => {
                 ui::info(&format!(
                     "the host satisfies its dependencies: QEMU {v} runs on the host"
@@ -145,7 +147,9 @@ pub fn prepare(words: &str, allow_install: bool) -> Result<Shipped> {
         matches!(spec, DebSpec::File(_)).then_some(deb.as_path()),
     )?;
     let launcher = launcher(&tree)?;
-    let v = qemu::probe(&launcher).context("the suite tree's QEMU")?;
+    let v = qemu::QemuBinary::of(&launcher)
+        .version()
+        .context("the suite tree's QEMU")?;
     ui::info(&format!("QEMU {v} runs in {}", tree.display()));
     Ok(shipped(launcher, Place::Tree(tree)))
 }
@@ -246,9 +250,10 @@ pub fn base_suite(suite: &str) -> &str {
 const TREE_APT_CONF: &str =
     "Acquire::Check-Valid-Until \"false\";\nAPT::Install-Recommends \"false\";\n";
 
-/// `suite`'s minbase tree, made once and kept.
+/// `suite`'s minbase tree, made once and kept (a backports suite has its
+/// own, so its QEMU and its base suite's never replace each other).
 pub fn suite_tree(suite: &str, mirror: &str) -> Result<PathBuf> {
-    let base = trees_dir()?.join(base_suite(suite));
+    let base = trees_dir()?.join(suite);
     let root = base.join("root");
     if cache::is_filled(&base) {
         return Ok(root);

@@ -597,7 +597,7 @@ fn with_packages(mut info: QemuInfo, shipped: &[shipped::Shipped]) -> QemuInfo {
 /// One line naming a shipped package, above the report's tables.
 fn package_line(p: &PackageInfo) -> String {
     format!(
-        "package: {} {} ({}{}), sha256 {}, ran on the {}",
+        "package: {} {} ({}{}), sha256 {}, ran {}",
         p.name,
         p.version,
         p.suite.as_deref().unwrap_or("in no suite"),
@@ -606,7 +606,10 @@ fn package_line(p: &PackageInfo) -> String {
             .map(|d| format!(", Release of {d}"))
             .unwrap_or_default(),
         p.sha256,
-        p.ran_on
+        match &p.tree {
+            Some(t) => format!("in its suite's tree {}", t.display()),
+            None => "on the host".into(),
+        }
     )
 }
 
