@@ -66,9 +66,12 @@ pub fn prepare(words: &str, allow_install: bool) -> Result<Shipped> {
             let version = deb::control_field(f, "Version")?;
             let apt = Apt::new().ok();
             let suite = apt.as_ref().and_then(|a| {
+                // The suite's name (oldstable) rather than the machine's
+                // codename line (bookworm) that lists the same version.
                 a.binary_suites(PACKAGE)
                     .into_iter()
-                    .find(|(v, _)| *v == version)
+                    .filter(|(v, _)| *v == version)
+                    .min_by_key(|(_, s)| !crate::fetch::SUITES.contains(&s.as_str()))
                     .map(|(_, s)| s)
             });
             (f.clone(), version, suite, apt)
