@@ -368,39 +368,89 @@ fn shell_quote(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
 }
 
-/// What the launcher binds into the tree at the same path: the devices,
-/// the kernel's views, the cache (run folders, guest images, firmware the
-/// tool built) and /tmp.
-pub fn launcher_script(root: &Path, cache_root: &Path) -> String {
-    let r = shell_quote(root);
+/// The launcher: a private mount namespace (nothing is left mounted if
+/// the run is interrupted, and nothing outside it sees a mount), `/dev`,
+/// `/sys` and a fresh `/proc`, then `binds` (the cache: run folders, guest
+/// images, firmware the tool built; /tmp) at their own paths, then chroot
+/// and `binary` (a path inside the tree). exec all along: the PID is QEMU's.
+pub fn launcher_script(root: &Path, binds: &[&Path], binary: &Path) -> String {
+    let quoted: Vec<String> = binds.iter().map(|b| shell_quote(b)).collect();
     format!(
         "#!/bin/sh\n\
-# A shipped QEMU in its suite's tree: a private mount namespace (nothing\n\
-# is left mounted if the run is interrupted), the boot's files bound in\n\
-# at their own paths, then chroot. exec all along: the PID is QEMU's.\n\
+# QEMU in a Debian suite's tree (cargo xtask patch-and-test --qemu-deb).\n\
 exec unshare --mount --propagation private -- sh -c '\n\
 set -e\n\
-r=\"$0\"; c=\"$1\"; shift\n\
+r=\"$0\"; b=\"$1\"; n=\"$2\"; shift 2\n\
 mount --rbind /dev \"$r/dev\"\n\
 mount -t proc proc \"$r/proc\"\n\
 mount --rbind /sys \"$r/sys\"\n\
-for d in \"$c\" /tmp; do mkdir -p \"$r$d\"; mount --bind \"$d\" \"$r$d\"; done\n\
-exec chroot \"$r\" /{BINARY} \"$@\"' {r} {c} \"$@\"\n",
-        c = shell_quote(cache_root),
+while [ \"$n\" -gt 0 ]; do d=\"$1\"; shift; n=$((n - 1)); mkdir -p \"$r$d\"; mount --bind \"$d\" \"$r$d\"; done\n\
+exec chroot \"$r\" \"$b\" \"$@\"' {r} {b} {n} {binds} \"$@\"\n",
+        r = shell_quote(root),
+        b = shell_quote(binary),
+        n = binds.len(),
+        binds = quoted.join(" "),
     )
 }
 
-/// Writes the tree's launcher beside it.
-fn launcher(root: &Path) -> Result<PathBuf> {
+/// Writes a launcher of `binary` (a path inside the tree) at `path`,
+/// binding the cache, /tmp and `extra`.
+fn write_launcher(path: &Path, root: &Path, binary: &Path, extra: Option<&Path>) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let path = root.with_file_name("qemu-system-x86_64");
-    let text = launcher_script(root, &cache::root()?);
-    if std::fs::read_to_string(&path).ok().as_deref() != Some(&text) {
+    let cache_root = cache::root()?;
+    let mut binds: Vec<&Path> = vec![&cache_root, Path::new("/tmp")];
+    binds.extend(extra);
+    let text = launcher_script(root, &binds, binary);
+    if std::fs::read_to_string(path).ok().as_deref() != Some(&text) {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
         let tmp = path.with_extension(format!("{}", std::process::id()));
         std::fs::write(&tmp, &text)?;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
-        std::fs::rename(&tmp, &path)?;
+        std::fs::rename(&tmp, path)?;
     }
+    Ok(())
+}
+
+/// The tree's own QEMU's launcher, beside the tree.
+fn launcher(root: &Path) -> Result<PathBuf> {
+    let path = root.with_file_name("qemu-system-x86_64");
+    write_launcher(&path, root, &Path::new("/").join(BINARY), None)?;
+    Ok(path)
+}
+
+/// Another QEMU binary (a build of this tool's, say) run in `suite`'s
+/// tree, with the suite's qemu-system-x86 installed there for its
+/// libraries and data: the suite-tree path shown able to find a stall.
+/// Its folder is bound in at its own path.
+pub fn binary_in_tree(binary: &Path, suite: &str, allow_install: bool) -> Result<PathBuf> {
+    let binary = binary
+        .canonicalize()
+        .with_context(|| format!("--qemu-binary {}", binary.display()))?;
+    let apt = Apt::new()?;
+    apt.update()?;
+    let (version, suite) = deb::pick(
+        &DebSpec::Suite(suite.to_string()),
+        &apt.binary_suites(PACKAGE),
+    )?;
+    deps::ensure(deps::SUITE_TREES, allow_install)?;
+    let tree = suite_tree(&suite, &apt.mirror)?;
+    install_in_tree(&tree, &suite, &version, None)?;
+    let dir = binary.parent().context("the binary's folder")?;
+    let path = tree
+        .with_file_name("launchers")
+        .join(cache::key([binary.as_os_str().as_encoded_bytes()]))
+        .join("qemu-system-x86_64");
+    write_launcher(&path, &tree, &binary, Some(dir))?;
+    let v = qemu::QemuBinary::of(&path)
+        .version()
+        .with_context(|| format!("{} in {suite}'s tree", binary.display()))?;
+    ui::stage(&format!(
+        "--suite-tree {suite}: {} (QEMU {v}) runs in {}",
+        binary.display(),
+        tree.display()
+    ));
     Ok(path)
 }
 
@@ -437,15 +487,48 @@ mod tests {
 
     #[test]
     fn the_launcher_binds_the_cache_and_execs_qemu_in_the_tree() {
-        let s = launcher_script(Path::new("/c/suite-trees/unstable/root"), Path::new("/c"));
+        let s = launcher_script(
+            Path::new("/c/suite-trees/unstable/root"),
+            &[Path::new("/c"), Path::new("/tmp")],
+            Path::new("/usr/bin/qemu-system-x86_64"),
+        );
         assert!(
             s.contains("exec unshare --mount --propagation private"),
             "{s}"
         );
-        assert!(s.contains("for d in \"$c\" /tmp; do"), "{s}");
         assert!(
-            s.contains("exec chroot \"$r\" /usr/bin/qemu-system-x86_64 \"$@\"' '/c/suite-trees/unstable/root' '/c' \"$@\""),
+            s.ends_with("' '/c/suite-trees/unstable/root' '/usr/bin/qemu-system-x86_64' 2 '/c' '/tmp' \"$@\"\n"),
             "{s}"
+        );
+        // Run: each bind then chroot, every argument passed on (a fake
+        // tree would need root; the script's argument handling is shown by
+        // sh with mount and chroot echoing).
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        for tool in ["mount", "chroot", "unshare", "mkdir"] {
+            let body = if tool == "unshare" {
+                "#!/bin/sh\nwhile [ \"$1\" != -- ]; do shift; done; shift; exec \"$@\"\n"
+                    .to_string()
+            } else {
+                format!("#!/bin/sh\necho {tool} \"$@\"\n")
+            };
+            let p = bin.join(tool);
+            std::fs::write(&p, body).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let out = std::process::Command::new("sh")
+            .args(["-c", &s, "launcher", "-machine", "q35", "a b"])
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("mount --bind /c /c/suite-trees/unstable/root/c\n")
+                && text.contains("mount --bind /tmp /c/suite-trees/unstable/root/tmp\n")
+                && text.ends_with("chroot /c/suite-trees/unstable/root /usr/bin/qemu-system-x86_64 -machine q35 a b\n"),
+            "{text}"
         );
     }
 

@@ -59,6 +59,12 @@ pub struct PatchAndTest {
     #[arg(long, num_args = 2, value_names = ["A", "B"],
           conflicts_with_all = ["qemu_tree", "qemu_binary", "compare_binaries", "qemu_deb", "baseline", "patch", "series", "variant"])]
     pub compare_debs: Vec<String>,
+    /// Run the --qemu-binary inside a Debian suite's minbase tree, as
+    /// --qemu-deb runs a package the host cannot (the suite's
+    /// qemu-system-x86 installed there for its libraries and data): e.g. a
+    /// fix-reverted build, showing that path can find a stall.
+    #[arg(long, value_name = "SUITE", requires = "qemu_binary")]
+    pub suite_tree: Option<String>,
     #[command(flatten)]
     pub patches: PatchChoice,
     #[command(flatten)]
@@ -275,10 +281,13 @@ impl PatchAndTest {
         let building = cache::MeasureLock::builds()?;
         let s = Instant::now();
         let shipped = self.shipped()?;
-        if !shipped.is_empty() {
+        let binaries: Vec<PathBuf> = match (&self.qemu_binary, &self.suite_tree) {
+            (Some(b), Some(suite)) => vec![shipped::binary_in_tree(b, suite, !self.no_install)?],
+            _ => shipped.iter().map(|p| p.binary.clone()).collect(),
+        };
+        if !binaries.is_empty() {
             t.add("qemu_deb", s);
         }
-        let binaries: Vec<PathBuf> = shipped.iter().map(|p| p.binary.clone()).collect();
         let (input, built) = self.request(&plans, &binaries).builds_at_once(&mut t)?;
         let info = with_packages(qemu_info(&input), &shipped);
         let Some(built) = built else {
