@@ -107,7 +107,7 @@ pub fn install_command(pkgs: &[String]) -> String {
     )
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }

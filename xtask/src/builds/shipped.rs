@@ -141,6 +141,7 @@ pub fn prepare(words: &str, allow_install: bool) -> Result<Shipped> {
         bail!("{}: the host cannot run it and no suite lists version {version}, so there is no suite tree to run it in", deb.display());
     };
     let apt = apt.context("a suite tree needs Debian's archive (the private apt configuration)")?;
+    need_root(&format!("{PACKAGE} {version}"))?;
     deps::ensure(deps::SUITE_TREES, allow_install)?;
     let tree = suite_tree(&suite, &apt.mirror)?;
     install_in_tree(
@@ -252,6 +253,15 @@ pub fn base_suite(suite: &str) -> &str {
 /// Release files' Valid-Until.
 const TREE_APT_CONF: &str =
     "Acquire::Check-Valid-Until \"false\";\nAPT::Install-Recommends \"false\";\n";
+
+/// A suite tree is made, entered and mounted in as root (debootstrap,
+/// unshare --mount, chroot).
+fn need_root(what: &str) -> Result<()> {
+    if !deps::is_root() {
+        bail!("{what} runs in a Debian suite's tree, which needs root (debootstrap, unshare --mount, chroot): run as root, or on a host whose packages satisfy it");
+    }
+    Ok(())
+}
 
 /// `suite`'s minbase tree, made once and kept (a backports suite has its
 /// own, so its QEMU and its base suite's never replace each other).
@@ -434,6 +444,7 @@ pub fn binary_in_tree(binary: &Path, suite: &str, allow_install: bool) -> Result
         &DebSpec::Suite(suite.to_string()),
         &apt.binary_suites(PACKAGE),
     )?;
+    need_root(&binary.display().to_string())?;
     deps::ensure(deps::SUITE_TREES, allow_install)?;
     let tree = suite_tree(&suite, &apt.mirror)?;
     install_in_tree(&tree, &suite, &version, None)?;
