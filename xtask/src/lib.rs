@@ -22,12 +22,13 @@ pub use base::packages as deps;
 pub use base::workspace::{cargo_build_cached, workspace};
 pub use base::{cache, children, event, packages, timings, ui, venv};
 pub use builds::{
-    at_once, initramfs, kernel, kernel_variant, probe_image, qemu, selftest, variants,
+    at_once, initramfs, kernel, kernel_variant, probe_image, qemu, selftest, shipped, variants,
 };
 pub use commands::{
-    actionlint, bench, build_qemu, check, ci, kselftest_install, layers, matrix, pipeline, scan,
+    actionlint, bench, build_qemu, check, ci, kselftest_install, layers, matrix, pipeline,
+    qemu_debs, scan,
 };
-pub use inputs::{baseline, fetch, matrix_config, patch, source, tree};
+pub use inputs::{baseline, deb, fetch, matrix_config, patch, source, tree};
 pub use results::{
     batch, cases, findings, junit, kcidb, notes, outputs, plot, report, rules, samples,
     scan_findings, summary, tables, units, verdict,

@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand};
 
 use xtask::commands::deps;
-use xtask::{bench, build_qemu, check, ci, kselftest_install, matrix, pipeline, scan};
+use xtask::{bench, build_qemu, check, ci, kselftest_install, matrix, pipeline, qemu_debs, scan};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -37,6 +37,8 @@ enum Cmd {
     Matrix(matrix::Matrix),
     /// Does this QEMU lose a wakeup in any configuration? The probe over every controller x aio x cache x iothread cell; no baseline needed.
     Scan(Box<scan::Scan>),
+    /// List or remove the Debian suite trees `--qemu-deb` keeps in the cache.
+    QemuDebs(qemu_debs::QemuDebs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -60,6 +62,7 @@ fn main() -> std::process::ExitCode {
         Cmd::KselftestInstall(k) => k.run(),
         Cmd::Matrix(m) => m.run(),
         Cmd::Scan(s) => s.run(),
+        Cmd::QemuDebs(q) => q.run(),
     };
     match result {
         Ok(code) => std::process::ExitCode::from(code as u8),

@@ -49,6 +49,13 @@ pub const PIPELINE: &[(&str, &str)] = &[
     ),
 ];
 
+/// Only a shipped QEMU that the host cannot run needs these
+/// (`--qemu-deb`, its suite's own tree).
+pub const SUITE_TREES: &[(&str, &str)] = &[(
+    "debootstrap",
+    "a Debian suite's minbase tree for a shipped QEMU the host cannot run (--qemu-deb)",
+)];
+
 /// Only the test suite needs these.
 pub const TESTS: &[(&str, &str)] = &[
     (
@@ -101,7 +108,7 @@ pub fn install_command(pkgs: &[String]) -> String {
     )
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }

@@ -10,4 +10,5 @@ pub mod kernel_variant;
 pub mod probe_image;
 pub mod qemu;
 pub mod selftest;
+pub mod shipped;
 pub mod variants;

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Result};
 
-use crate::deps::{install, install_command, missing, PIPELINE, TESTS};
+use crate::deps::{install, install_command, missing, PIPELINE, SUITE_TREES, TESTS};
 
 #[derive(clap::Args, Debug)]
 pub struct Deps {
@@ -14,7 +14,12 @@ pub struct Deps {
 
 impl Deps {
     pub fn run(self) -> Result<i32> {
-        let all: Vec<(&str, &str)> = PIPELINE.iter().chain(TESTS).copied().collect();
+        let all: Vec<(&str, &str)> = PIPELINE
+            .iter()
+            .chain(SUITE_TREES)
+            .chain(TESTS)
+            .copied()
+            .collect();
         let miss = missing(&all)?;
         if miss.is_empty() {
             println!("all {} Debian packages present", all.len());

@@ -1,6 +1,7 @@
 //! The subcommands: `patch-and-test` (`pipeline`, which wires the stages),
 //! `matrix`, `check`, `build-qemu`, `bench`, `ci` (with `actionlint` and
-//! `layers`, the layering check), `deps` and `kselftest-install`.
+//! `layers`, the layering check), `deps`, `kselftest-install` and
+//! `qemu-debs` (the suite trees of `--qemu-deb`).
 
 pub mod actionlint;
 pub mod bench;
@@ -12,4 +13,5 @@ pub mod kselftest_install;
 pub mod layers;
 pub mod matrix;
 pub mod pipeline;
+pub mod qemu_debs;
 pub mod scan;

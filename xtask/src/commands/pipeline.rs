@@ -22,13 +22,15 @@ use crate::kernel_variant::KernelPatchChoice;
 use crate::outputs;
 use crate::patch::{PatchChoice, PatchSet, State, BINARY, PATCHED};
 use crate::qemu::BaselineMode;
-use crate::report::{self, KernelInfo, ParamsInfo, QemuInfo, QemuState, Report, Skipped};
+use crate::report::{
+    self, KernelInfo, PackageInfo, ParamsInfo, QemuInfo, QemuState, Report, Skipped,
+};
 use crate::source::QemuSource;
 use crate::summary::{self, Gathered, VariantSpec};
 use crate::timings::Timings;
 use crate::variants::{self, Artifacts, Variant};
 use crate::verdict::Verdict;
-use crate::{cache, deps, ui};
+use crate::{cache, deps, shipped, ui};
 
 /// clap's parser for the contract's named enums (Think, ModeSet, Workload).
 fn parse_named<T: std::str::FromStr<Err = contract::Error>>(
@@ -49,6 +51,24 @@ pub struct PatchAndTest {
     #[arg(long, num_args = 2, value_names = ["A", "B"],
           conflicts_with_all = ["qemu_tree", "qemu_binary", "baseline", "patch", "series", "variant"])]
     pub compare_binaries: Vec<PathBuf>,
+    /// Measure Debian's shipped qemu-system-x86 alone, no compile: a suite
+    /// (oldstable, stable, stable-backports, testing, unstable), a version
+    /// as the archive lists it, or a FILE.deb. It runs on the host when the
+    /// host satisfies its dependencies, else in its suite's minbase tree in
+    /// the cache (`cargo xtask qemu-debs list`).
+    #[arg(long, value_name = "SUITE|VERSION|FILE.deb", conflicts_with_all = ["qemu_tree", "qemu_binary", "compare_binaries", "baseline", "patch", "series", "variant", "kernel_patch", "kernel_series", "kernel_variant"])]
+    pub qemu_deb: Option<String>,
+    /// Measure two shipped packages against each other, A as the baseline
+    /// (a distro update before and after); each as --qemu-deb takes it.
+    #[arg(long, num_args = 2, value_names = ["A", "B"],
+          conflicts_with_all = ["qemu_tree", "qemu_binary", "compare_binaries", "qemu_deb", "baseline", "patch", "series", "variant"])]
+    pub compare_debs: Vec<String>,
+    /// Run the --qemu-binary inside a Debian suite's minbase tree, as
+    /// --qemu-deb runs a package the host cannot (the suite's
+    /// qemu-system-x86 installed there for its libraries and data): e.g. a
+    /// fix-reverted build, showing that path can find a stall.
+    #[arg(long, value_name = "SUITE", requires = "qemu_binary")]
+    pub suite_tree: Option<String>,
     #[command(flatten)]
     pub patches: PatchChoice,
     #[command(flatten)]
@@ -294,32 +314,58 @@ impl PatchAndTest {
         // Fetching, unpacking and building wait for another run's guests,
         // never run beside them; released before this run's own guests.
         let building = cache::MeasureLock::builds()?;
-        let (input, built) = self.request(&plans).builds_at_once(&mut t)?;
+        let s = Instant::now();
+        let shipped = self.shipped()?;
+        let binaries: Vec<PathBuf> = match (&self.qemu_binary, &self.suite_tree) {
+            (Some(b), Some(suite)) => vec![shipped::binary_in_tree(b, suite, !self.no_install)?],
+            _ => shipped.iter().map(|p| p.binary.clone()).collect(),
+        };
+        if !binaries.is_empty() {
+            t.add("qemu_deb", s);
+        }
+        let (input, built) = self.request(&plans, &binaries).builds_at_once(&mut t)?;
+        let info = with_packages(qemu_info(&input), &shipped);
         let Some(built) = built else {
             let tree = input.unaffected().context("nothing was built")?;
             let v = Verdict::never_stalled(tree.describe());
             println!("{}", v.line());
-            let p = self.provenance(qemu_info(&input), &plans, t);
+            let p = self.provenance(info, &plans, t);
             let doc = Report::assemble(p, &v, None);
             self.write_json(&doc)?;
             return Ok(v.kind.exit_code());
         };
-        let art = variants::artifacts(&self.request(&plans), &input, built, &mut t)?;
+        let art = variants::artifacts(&self.request(&plans, &binaries), &input, built, &mut t)?;
         let (controllers, skipped) = offered_rows(&self.controllers, &art.variants)?;
         drop(building);
         let s = Instant::now();
         let camp = self.campaign(&art, &plans, controllers)?;
         t.add("guest_runs", s);
 
-        self.report(&input, &art, skipped, &plans, camp, t)
+        self.report(info, &art, skipped, &plans, camp, t)
     }
 
-    /// What the run's flags ask to be built.
-    fn request(&self, plans: &[GuestPlan]) -> Request<'_> {
+    /// The shipped packages `--qemu-deb` or `--compare-debs` name, ready
+    /// to boot (none without those flags).
+    fn shipped(&self) -> Result<Vec<shipped::Shipped>> {
+        self.qemu_deb
+            .iter()
+            .chain(&self.compare_debs)
+            .map(|w| shipped::prepare(w, !self.no_install))
+            .collect()
+    }
+
+    /// What the run's flags ask to be built; `shipped` the binaries of
+    /// `--qemu-deb` (one) or `--compare-debs` (two).
+    fn request<'a>(&'a self, plans: &[GuestPlan], shipped: &'a [PathBuf]) -> Request<'a> {
+        let (qemu_binary, compare_binaries) = match shipped {
+            [one] => (Some(one.as_path()), &[][..]),
+            [_, _] => (None, shipped),
+            _ => (self.qemu_binary.as_deref(), &self.compare_binaries[..]),
+        };
         Request {
             source: &self.source,
-            qemu_binary: self.qemu_binary.as_deref(),
-            compare_binaries: &self.compare_binaries,
+            qemu_binary,
+            compare_binaries,
             patches: &self.patches,
             baseline: self.baseline,
             kernel: &self.kernel,
@@ -361,7 +407,7 @@ impl PatchAndTest {
     /// run folder's copy.
     fn report(
         &self,
-        input: &QemuInput,
+        info: QemuInfo,
         art: &Artifacts,
         unoffered: Vec<Skipped>,
         plans: &[GuestPlan],
@@ -383,8 +429,11 @@ impl PatchAndTest {
         if !self.config().is_default() {
             println!("configuration of every disk: {}", self.config().name());
         }
+        for pkg in info.package.iter().chain(&info.compared_package) {
+            println!("{}", package_line(pkg));
+        }
         print!("{}", s.text);
-        let mut p = self.provenance(qemu_info(input), plans, t);
+        let mut p = self.provenance(info, plans, t);
         p.baseline_binary = Some(art.variants[0].binary.clone());
         p.variants = art.variants[1..]
             .iter()
@@ -605,6 +654,45 @@ impl PatchAndTest {
     }
 }
 
+/// The shipped packages' part of the report: the first is the measured
+/// (or baseline) binary's, the second the one compared with.
+fn with_packages(mut info: QemuInfo, shipped: &[shipped::Shipped]) -> QemuInfo {
+    let of = |p: &shipped::Shipped| PackageInfo {
+        name: crate::deb::PACKAGE.into(),
+        version: p.version.clone(),
+        suite: p.suite.clone(),
+        sha256: p.sha256.clone(),
+        release_date: p.release_date.clone(),
+        ran_on: p.place.name().into(),
+        tree: match &p.place {
+            shipped::Place::Tree(t) => Some(t.clone()),
+            shipped::Place::Host => None,
+        },
+    };
+    info.package = shipped.first().map(of);
+    info.compared_package = shipped.get(1).map(of);
+    info
+}
+
+/// One line naming a shipped package, above the report's tables.
+fn package_line(p: &PackageInfo) -> String {
+    format!(
+        "package: {} {} ({}{}), sha256 {}, ran {}",
+        p.name,
+        p.version,
+        p.suite.as_deref().unwrap_or("in no suite"),
+        p.release_date
+            .as_deref()
+            .map(|d| format!(", Release of {d}"))
+            .unwrap_or_default(),
+        p.sha256,
+        match &p.tree {
+            Some(t) => format!("in its suite's tree {}", t.display()),
+            None => "on the host".into(),
+        }
+    )
+}
+
 fn qemu_info(input: &QemuInput) -> QemuInfo {
     match input {
         QemuInput::Tree {
@@ -620,6 +708,7 @@ fn qemu_info(input: &QemuInput) -> QemuInfo {
             compared_with: None,
             state: QemuState::of_tree(state),
             baseline: (*state != State::Unaffected).then(|| baseline.name().into()),
+            ..QemuInfo::default()
         },
         QemuInput::Binary(b, version) => QemuInfo {
             version: Some(version.clone()),

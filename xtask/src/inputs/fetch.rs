@@ -213,6 +213,8 @@ pub struct Apt {
     dir: PathBuf,
     /// The machine's own suite: binary candidates come from it.
     suite: String,
+    /// The Debian mirror the private lists come from.
+    pub mirror: String,
 }
 
 impl Apt {
@@ -241,7 +243,7 @@ impl Apt {
             std::fs::write(&path, &list)?;
             let _ = std::fs::remove_file(dir.join("lists/.updated"));
         }
-        Ok(Apt { dir, suite })
+        Ok(Apt { dir, suite, mirror })
     }
 
     fn command(&self, tool: &str) -> Command {
@@ -308,6 +310,20 @@ impl Apt {
         c.output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
+    }
+
+    /// Versions of a binary package the lists know (amd64), each with its
+    /// suite.
+    pub fn binary_suites(&self, pkg: &str) -> Vec<(String, String)> {
+        crate::inputs::deb::madison_binaries(&self.apt_cache(&["madison", pkg]), pkg)
+    }
+
+    /// The private lists' Release file of `suite` (its `Date:` names the
+    /// archive's state).
+    pub fn release(&self, suite: &str) -> Option<String> {
+        release_files(&self.mirror, suite)
+            .iter()
+            .find_map(|f| std::fs::read_to_string(self.dir.join("lists").join(f)).ok())
     }
 
     /// Versions of a source package the lists know, each with its suite.

@@ -17,7 +17,9 @@ pub fn default_config() -> PathBuf {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// QEMU sources: `debian=VERSION` or `tree:PATH`.
+    /// QEMU sources: `debian=VERSION` or `tree:PATH`; or `deb:SUITE`
+    /// (also a version or FILE.deb), Debian's shipped binary as
+    /// `--qemu-deb` takes it: nothing built, no baseline.
     pub qemu: Vec<String>,
     /// How each baseline is made: auto, as-is, revert-fix.
     #[serde(default = "auto")]
@@ -122,7 +124,7 @@ impl Config {
     /// Every value of every axis, checked by the parser patch-and-test uses.
     fn check(&self) -> Result<()> {
         check_axis("qemu", &self.qemu, |v| {
-            if v.starts_with("tree:") {
+            if v.starts_with("tree:") || v.strip_prefix("deb:").is_some_and(|d| !d.is_empty()) {
                 Ok(())
             } else {
                 crate::source::parse_qemu_src(v).map(|_| ())
@@ -219,11 +221,16 @@ impl Cell {
     /// The patch-and-test flags of this cell.
     pub fn args(&self) -> Vec<String> {
         let mut a = Vec::new();
-        match self.qemu.strip_prefix("tree:") {
-            Some(p) => a.extend(["--qemu-tree".into(), p.to_string()]),
-            None => a.extend(["--qemu-src".into(), self.qemu.clone()]),
+        if let Some(d) = self.qemu.strip_prefix("deb:") {
+            // A shipped binary is measured alone: it has no baseline.
+            a.extend(["--qemu-deb".into(), d.to_string()]);
+        } else {
+            match self.qemu.strip_prefix("tree:") {
+                Some(p) => a.extend(["--qemu-tree".into(), p.to_string()]),
+                None => a.extend(["--qemu-src".into(), self.qemu.clone()]),
+            }
+            a.extend(["--baseline".into(), self.baseline.clone()]);
         }
-        a.extend(["--baseline".into(), self.baseline.clone()]);
         match self.kernel.as_deref() {
             Some("debian") => a.extend(["--kernel".into(), "debian".into()]),
             Some(t) if t.starts_with("tree:") => {
@@ -307,6 +314,31 @@ guest = ["linux", "probe"]"#,
         );
         // Stable: the same file plans the same ids.
         assert_eq!(c.cells(), cells);
+    }
+
+    #[test]
+    fn a_shipped_binary_cell_takes_qemu_deb_and_no_baseline() {
+        let c = config("qemu = [\"deb:unstable\"]\nguest = [\"probe\"]").unwrap();
+        let cells = c.cells();
+        assert_eq!(cells.len(), 1);
+        assert_eq!(
+            cells[0].id,
+            "deb-unstable.auto.probe.ahci-virtio-blk-nvme.latency"
+        );
+        assert_eq!(
+            cells[0].args(),
+            [
+                "--qemu-deb",
+                "unstable",
+                "--guest",
+                "probe",
+                "--controllers",
+                "ahci,virtio_blk,nvme",
+                "--workload",
+                "latency"
+            ]
+        );
+        assert!(config("qemu = [\"deb:\"]\nguest = [\"probe\"]").is_err());
     }
 
     #[test]

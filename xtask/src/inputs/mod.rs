@@ -4,6 +4,7 @@
 //! (`baseline`) and a matrix file's axes and cells (`matrix_config`).
 
 pub mod baseline;
+pub mod deb;
 pub mod fetch;
 pub mod matrix_config;
 pub mod patch;

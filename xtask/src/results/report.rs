@@ -120,6 +120,31 @@ pub struct QemuInfo {
     pub state: QemuState,
     /// How the baseline was made (`as-is`, `revert-fix`).
     pub baseline: Option<String>,
+    /// A shipped package measured (`--qemu-deb`): absent otherwise, so
+    /// reports of other runs read as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<PackageInfo>,
+    /// The package of `compared_with` (`--compare-debs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compared_package: Option<PackageInfo>,
+}
+
+/// A shipped QEMU package: which one, from which archive state, and where
+/// it ran.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageInfo {
+    pub name: String,
+    pub version: String,
+    /// The suite that lists it; none for a `.deb` no suite lists.
+    pub suite: Option<String>,
+    pub sha256: String,
+    /// The suite's Release date.
+    pub release_date: Option<String>,
+    /// `host`, or `suite tree`.
+    pub ran_on: String,
+    /// The suite tree's root, when it ran in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<PathBuf>,
 }
 
 /// The guest side: kernel, selftest and initramfs.

@@ -211,7 +211,10 @@ fn fresh_images(b: &Boot, ctrls: &[&Controller]) -> Result<Vec<PathBuf>> {
 }
 
 /// Which controller's image each of a process's descriptors has open,
-/// read from /proc/PID/fd (images are named `{controller}.img`).
+/// read from /proc/PID/fd (images are named `{controller}.img`). A QEMU in
+/// a suite's tree (`--qemu-deb`) opens them through a bind mount at the
+/// same path inside the tree, and the host reads that as the tree's root
+/// followed by the image's path: a target ending in the path is the image.
 fn image_fds(pid: u32, ctrls: &[&Controller], images: &[PathBuf]) -> BTreeMap<i32, String> {
     let mut out = BTreeMap::new();
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
@@ -224,11 +227,16 @@ fn image_fds(pid: u32, ctrls: &[&Controller], images: &[PathBuf]) -> BTreeMap<i3
         ) else {
             continue;
         };
-        if let Some(i) = images.iter().position(|img| *img == target) {
+        if let Some(i) = images.iter().position(|img| is_image(&target, img)) {
             out.insert(fd, ctrls[i].name.to_string());
         }
     }
     out
+}
+
+/// Whether a descriptor's `target` is `img`, directly or through a tree.
+fn is_image(target: &Path, img: &Path) -> bool {
+    target == img || target.ends_with(img.strip_prefix("/").unwrap_or(img))
 }
 
 /// One line of QEMU's stdout, or its end.
@@ -510,6 +518,18 @@ pub fn firmware_present() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_image_is_known_on_the_host_and_through_a_suite_tree() {
+        let img = Path::new("/c/runs/r1/ahci.img");
+        assert!(is_image(img, img));
+        assert!(is_image(
+            Path::new("/c/suite-trees/unstable/root/c/runs/r1/ahci.img"),
+            img
+        ));
+        assert!(!is_image(Path::new("/c/runs/r1/nvme.img"), img));
+        assert!(!is_image(Path::new("/c/runs/r2/ahci.img"), img));
+    }
 
     #[test]
     fn boot_phases_split_the_host_time_to_the_header() {
