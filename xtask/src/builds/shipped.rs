@@ -384,11 +384,25 @@ fn shell_quote(p: &Path) -> String {
 /// images, firmware the tool built; /tmp) at their own paths, then chroot
 /// and `binary` (a path inside the tree). exec all along: the PID is QEMU's.
 pub fn launcher_script(root: &Path, binds: &[&Path], binary: &Path) -> String {
+    launcher_script_with(root, binds, binary, None)
+}
+
+/// `launcher_script`, with `libs` (a folder under a bound path) searched
+/// first for shared libraries.
+pub fn launcher_script_with(
+    root: &Path,
+    binds: &[&Path],
+    binary: &Path,
+    libs: Option<&Path>,
+) -> String {
     let quoted: Vec<String> = binds.iter().map(|b| shell_quote(b)).collect();
+    let libs = libs
+        .map(|l| format!("export LD_LIBRARY_PATH={}\n", shell_quote(l)))
+        .unwrap_or_default();
     format!(
         "#!/bin/sh\n\
 # QEMU in a Debian suite's tree (cargo xtask patch-and-test --qemu-deb).\n\
-exec unshare --mount --propagation private -- sh -c '\n\
+{libs}exec unshare --mount --propagation private -- sh -c '\n\
 set -e\n\
 r=\"$0\"; b=\"$1\"; n=\"$2\"; shift 2\n\
 mount --rbind /dev \"$r/dev\"\n\
@@ -405,12 +419,18 @@ exec chroot \"$r\" \"$b\" \"$@\"' {r} {b} {n} {binds} \"$@\"\n",
 
 /// Writes a launcher of `binary` (a path inside the tree) at `path`,
 /// binding the cache, /tmp and `extra`.
-fn write_launcher(path: &Path, root: &Path, binary: &Path, extra: Option<&Path>) -> Result<()> {
+fn write_launcher(
+    path: &Path,
+    root: &Path,
+    binary: &Path,
+    extra: Option<&Path>,
+    libs: Option<&Path>,
+) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let cache_root = cache::root()?;
     let mut binds: Vec<&Path> = vec![&cache_root, Path::new("/tmp")];
     binds.extend(extra);
-    let text = launcher_script(root, &binds, binary);
+    let text = launcher_script_with(root, &binds, binary, libs);
     if std::fs::read_to_string(path).ok().as_deref() != Some(&text) {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
@@ -426,7 +446,7 @@ fn write_launcher(path: &Path, root: &Path, binary: &Path, extra: Option<&Path>)
 /// The tree's own QEMU's launcher, beside the tree.
 fn launcher(root: &Path) -> Result<PathBuf> {
     let path = root.with_file_name("qemu-system-x86_64");
-    write_launcher(&path, root, &Path::new("/").join(BINARY), None)?;
+    write_launcher(&path, root, &Path::new("/").join(BINARY), None, None)?;
     Ok(path)
 }
 
@@ -453,7 +473,19 @@ pub fn binary_in_tree(binary: &Path, suite: &str, allow_install: bool) -> Result
         .with_file_name("launchers")
         .join(cache::key([binary.as_os_str().as_encoded_bytes()]))
         .join("qemu-system-x86_64");
-    write_launcher(&path, &tree, &binary, Some(dir))?;
+    // A build of this tool's is linked on the host: a library the suite
+    // names otherwise (sid's libaio is libaio.so.1t64, the host's build
+    // wants libaio.so.1) comes from the host, copied beside the launcher
+    // (under the cache, which the launcher binds).
+    let libs = path.with_file_name("lib");
+    let copied = host_libraries_for(&binary, &tree, &libs)?;
+    write_launcher(
+        &path,
+        &tree,
+        &binary,
+        Some(dir),
+        copied.then_some(libs.as_path()),
+    )?;
     let v = qemu::QemuBinary::of(&path)
         .version()
         .with_context(|| format!("{} in {suite}'s tree", binary.display()))?;
@@ -463,6 +495,45 @@ pub fn binary_in_tree(binary: &Path, suite: &str, allow_install: bool) -> Result
         tree.display()
     ));
     Ok(path)
+}
+
+/// The shared libraries `binary` needs, from `ldd` on the host: (soname,
+/// the host's file).
+pub fn needed_libraries(ldd: &str) -> Vec<(String, PathBuf)> {
+    ldd.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.trim().split_once(" => ")?;
+            let file = rest.split_whitespace().next()?;
+            file.starts_with('/')
+                .then(|| (name.to_string(), PathBuf::from(file)))
+        })
+        .collect()
+}
+
+/// Copies into `dir` the host's copy of each library `binary` needs that
+/// `tree` has under no name; whether any was.
+fn host_libraries_for(binary: &Path, tree: &Path, dir: &Path) -> Result<bool> {
+    let out = std::process::Command::new("ldd")
+        .arg(binary)
+        .output()
+        .with_context(|| format!("running ldd on {}", binary.display()))?;
+    let lib_dirs = [
+        "lib/x86_64-linux-gnu",
+        "usr/lib/x86_64-linux-gnu",
+        "lib64",
+        "usr/lib",
+    ];
+    let mut copied = false;
+    for (name, host) in needed_libraries(&String::from_utf8_lossy(&out.stdout)) {
+        if lib_dirs.iter().any(|d| tree.join(d).join(&name).exists()) {
+            continue;
+        }
+        std::fs::create_dir_all(dir)?;
+        std::fs::copy(&host, dir.join(&name))
+            .with_context(|| format!("copying {} for {}", host.display(), binary.display()))?;
+        copied = true;
+    }
+    Ok(copied)
 }
 
 /// Mount points under `dir` in this namespace (none is expected: trees
@@ -494,6 +565,36 @@ mod tests {
         assert_eq!(tree_step(None, "1:11.1.3+ds-1"), TreeStep::Install);
         assert_eq!(base_suite("stable-backports"), "stable");
         assert_eq!(base_suite("unstable"), "unstable");
+    }
+
+    #[test]
+    fn a_foreign_binarys_libraries_come_from_ldd() {
+        let ldd = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibaio.so.1 => /lib/x86_64-linux-gnu/libaio.so.1 (0x00007f)\n\tlibz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x00007f)\n\t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n\tlibgone.so.3 => not found\n";
+        assert_eq!(
+            needed_libraries(ldd),
+            [
+                (
+                    "libaio.so.1".to_string(),
+                    PathBuf::from("/lib/x86_64-linux-gnu/libaio.so.1")
+                ),
+                (
+                    "libz.so.1".to_string(),
+                    PathBuf::from("/lib/x86_64-linux-gnu/libz.so.1")
+                ),
+            ]
+        );
+        let s = launcher_script_with(
+            Path::new("/c/suite-trees/unstable/root"),
+            &[Path::new("/c")],
+            Path::new("/q/qemu-system-x86_64"),
+            Some(Path::new("/c/suite-trees/unstable/launchers/k/lib")),
+        );
+        assert!(
+            s.contains(
+                "\nexport LD_LIBRARY_PATH='/c/suite-trees/unstable/launchers/k/lib'\nexec unshare"
+            ),
+            "{s}"
+        );
     }
 
     #[test]

@@ -72,6 +72,11 @@ pub struct Scan {
     /// Scan this installed QEMU binary: nothing is built.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["qemu_tree", "patch", "series"])]
     pub qemu_binary: Option<PathBuf>,
+    /// Scan Debian's shipped qemu-system-x86: a suite name, a version as the
+    /// archive lists it, or a `.deb` file; on the host when its dependencies
+    /// are met, else in the suite's own tree (as `patch-and-test --qemu-deb`).
+    #[arg(long, value_name = "SUITE|VERSION|FILE.deb", conflicts_with_all = ["qemu_tree", "qemu_binary", "patch", "series"])]
+    pub qemu_deb: Option<String>,
     /// Scan the tree's build with this patch applied (repeatable, in order).
     #[arg(long = "patch", value_name = "FILE", conflicts_with = "series")]
     pub patch: Vec<PathBuf>,
@@ -337,15 +342,33 @@ impl Scan {
     /// The binary to scan: installed, or the tree built as it is (with
     /// `--patch`/`--series` applied: the patched build), and the probe.
     fn target(&self) -> Result<Target> {
-        let (binary, version) = match &self.qemu_binary {
-            Some(b) => {
+        let (binary, version) = match (&self.qemu_binary, &self.qemu_deb) {
+            (_, Some(w)) => {
+                let sh = crate::shipped::prepare(w, !self.no_install)?;
+                let place = match &sh.place {
+                    crate::shipped::Place::Host => "on the host".to_string(),
+                    crate::shipped::Place::Tree(t) => {
+                        format!("in its suite's tree {}", t.display())
+                    }
+                };
+                ui::stage(&format!(
+                    "Debian's qemu-system-x86 {} ({}, sha256 {}), run {place}",
+                    sh.version,
+                    sh.suite.as_deref().unwrap_or("in no suite"),
+                    sh.sha256
+                ));
+                let v = qemu::probe(&sh.binary)
+                    .with_context(|| format!("--qemu-deb {w}: {}", sh.binary.display()))?;
+                (sh.binary, v)
+            }
+            (Some(b), None) => {
                 if !b.is_file() {
                     bail!("--qemu-binary {}: no such file", b.display());
                 }
                 let v = qemu::probe(b).with_context(|| format!("--qemu-binary {}", b.display()))?;
                 (b.clone(), v)
             }
-            None => {
+            (None, None) => {
                 let sets =
                     patch::choose(&[], self.series.as_deref(), &self.patch, PATCHED, "variant")?
                         .unwrap_or_default();
