@@ -4,139 +4,45 @@
 //! any boot (`Config::applies`); the QEMU arguments each yields come from
 //! here (`Config::drive_opts`, `Controller::qemu_args_in`).
 
+use crate::params::named_enum;
 #[allow(unused_imports)]
 use crate::prelude::*;
-use crate::{bail, Controller, Result};
+use crate::{bail, Controller, Error, Result};
 
-/// `-drive aio=`: who submits the host I/O.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-pub enum Aio {
-    /// io_uring, submitted from the AioContext's thread (the bug's path).
-    #[default]
-    #[serde(rename = "io_uring")]
-    IoUring,
-    /// linux-aio: `io_submit` runs in the submitting thread; needs O_DIRECT.
-    #[serde(rename = "native")]
-    Native,
-    /// A thread pool, completions signalled through an event notifier.
-    #[serde(rename = "threads")]
-    Threads,
-}
-
-/// `-drive cache=`: whether the host page cache is bypassed (O_DIRECT).
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Cache {
-    #[default]
-    None,
-    Writeback,
-}
-
-/// Whether the device runs in an iothread's AioContext.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Iothread {
-    #[default]
-    Off,
-    On,
-}
-
-impl Aio {
-    pub const ALL: [Aio; 3] = [Aio::IoUring, Aio::Native, Aio::Threads];
-    pub fn name(self) -> &'static str {
-        match self {
-            Aio::IoUring => "io_uring",
-            Aio::Native => "native",
-            Aio::Threads => "threads",
-        }
+named_enum!(
+    /// `-drive aio=`: who submits the host I/O. The defaults, axis by axis,
+    /// are what every run used before there were axes.
+    #[derive(Default)]
+    Aio {
+        /// io_uring, submitted from the AioContext's thread (the bug's path).
+        #[default]
+        IoUring = "io_uring",
+        /// linux-aio: `io_submit` runs in the submitting thread; needs O_DIRECT.
+        Native = "native",
+        /// A thread pool, completions signalled through an event notifier.
+        Threads = "threads",
     }
-    pub fn parse(s: &str) -> Result<Aio> {
-        match Aio::ALL.into_iter().find(|a| a.name() == s) {
-            Some(a) => Ok(a),
-            None => bail!("unknown aio {s:?}; valid: io_uring, native, threads"),
-        }
-    }
-}
+);
 
-impl Cache {
-    pub const ALL: [Cache; 2] = [Cache::None, Cache::Writeback];
-    pub fn name(self) -> &'static str {
-        match self {
-            Cache::None => "none",
-            Cache::Writeback => "writeback",
-        }
+named_enum!(
+    /// `-drive cache=`: whether the host page cache is bypassed (O_DIRECT).
+    #[derive(Default)]
+    Cache {
+        #[default]
+        None = "none",
+        Writeback = "writeback",
     }
-    pub fn parse(s: &str) -> Result<Cache> {
-        match Cache::ALL.into_iter().find(|c| c.name() == s) {
-            Some(c) => Ok(c),
-            None => bail!("unknown cache {s:?}; valid: none, writeback"),
-        }
-    }
-}
+);
 
-impl Iothread {
-    pub const ALL: [Iothread; 2] = [Iothread::Off, Iothread::On];
-    pub fn name(self) -> &'static str {
-        match self {
-            Iothread::Off => "off",
-            Iothread::On => "on",
-        }
+named_enum!(
+    /// Whether the device runs in an iothread's AioContext.
+    #[derive(Default)]
+    Iothread {
+        #[default]
+        Off = "off",
+        On = "on",
     }
-    pub fn parse(s: &str) -> Result<Iothread> {
-        match Iothread::ALL.into_iter().find(|i| i.name() == s) {
-            Some(i) => Ok(i),
-            None => bail!("unknown iothread {s:?}; valid: off, on"),
-        }
-    }
-}
-
-macro_rules! from_str {
-    ($($t:ty),*) => {$(
-        impl core::str::FromStr for $t {
-            type Err = crate::Error;
-            fn from_str(s: &str) -> Result<$t> {
-                <$t>::parse(s)
-            }
-        }
-    )*};
-}
-from_str!(Aio, Cache, Iothread);
+);
 
 /// One configuration of a disk. `Default` is what every run used before
 /// there were axes: `aio=io_uring,cache=none`, no iothread.
@@ -163,9 +69,9 @@ impl Config {
     /// Every combination of the axes, the default first.
     pub fn all() -> Vec<Config> {
         let mut out = Vec::new();
-        for aio in Aio::ALL {
-            for cache in Cache::ALL {
-                for iothread in Iothread::ALL {
+        for &aio in Aio::ALL {
+            for &cache in Cache::ALL {
+                for &iothread in Iothread::ALL {
                     out.push(Config {
                         aio,
                         cache,
@@ -311,12 +217,13 @@ mod tests {
             "<driver io='threads' cache='writeback' iothread='1'/>"
         );
         assert_eq!(t.proxmox(), "aio=threads,cache=writeback,iothread=1");
-        assert_eq!(Aio::parse("native").unwrap(), Aio::Native);
-        assert!(Aio::parse("posix")
-            .unwrap_err()
-            .0
-            .contains("io_uring, native"));
-        assert_eq!(Cache::parse("writeback").unwrap(), Cache::Writeback);
-        assert_eq!(Iothread::parse("on").unwrap(), Iothread::On);
+        assert_eq!("native".parse::<Aio>().unwrap(), Aio::Native);
+        assert_eq!(
+            "posix".parse::<Aio>().unwrap_err().0,
+            "aio must be io_uring or native or threads, not \"posix\""
+        );
+        assert_eq!("writeback".parse::<Cache>().unwrap(), Cache::Writeback);
+        assert_eq!("on".parse::<Iothread>().unwrap(), Iothread::On);
+        assert_eq!(Config::default().name(), "aio=io_uring,cache=none");
     }
 }

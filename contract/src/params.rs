@@ -39,6 +39,7 @@ macro_rules! named_enum {
         }
     };
 }
+pub(crate) use named_enum;
 
 named_enum!(
     /// How the selftest waits for a completion.
