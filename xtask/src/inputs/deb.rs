@@ -46,23 +46,7 @@ impl DebSpec {
 /// lines (`qemu-system-x86 | 1:7.2+dfsg-7+deb12u18+b3 |
 /// http://deb.debian.org/debian oldstable/main amd64 Packages`).
 pub fn madison_binaries(text: &str, pkg: &str) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for l in text.lines() {
-        let cols: Vec<&str> = l.split('|').map(str::trim).collect();
-        if cols.len() < 3 || cols[0] != pkg || !cols[2].ends_with("Packages") {
-            continue;
-        }
-        let suite = cols[2]
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.split('/').next())
-            .unwrap_or_default();
-        let pair = (cols[1].to_string(), suite.to_string());
-        if !out.contains(&pair) {
-            out.push(pair);
-        }
-    }
-    out
+    crate::fetch::madison(text, "Packages", Some(pkg))
 }
 
 /// The `(version, suite)` a suite or version names among what the archive

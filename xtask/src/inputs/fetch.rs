@@ -43,10 +43,17 @@ pub fn sources_list(mirror: &str, suite: &str) -> String {
 /// `(version, suite)` pairs from `apt-cache madison` lines of Sources
 /// (`qemu | 1:10.2.2+ds-1 | http://deb.debian.org/debian unstable/main Sources`).
 pub fn madison_sources(text: &str) -> Vec<(String, String)> {
+    madison(text, "Sources", None)
+}
+
+/// `(version, suite)` pairs, each once, of the `apt-cache madison` lines
+/// from the index `kind` (`Sources`, or `Packages` for binaries), of `pkg`
+/// when given.
+pub fn madison(text: &str, kind: &str, pkg: Option<&str>) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     for l in text.lines() {
         let cols: Vec<&str> = l.split('|').map(str::trim).collect();
-        if cols.len() < 3 || !cols[2].ends_with("Sources") {
+        if cols.len() < 3 || !cols[2].ends_with(kind) || pkg.is_some_and(|p| cols[0] != p) {
             continue;
         }
         let suite = cols[2]
