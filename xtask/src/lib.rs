@@ -30,7 +30,9 @@ pub use commands::{
 };
 pub use inputs::{baseline, deb, fetch, matrix_config, patch, source, tree};
 pub use results::{
-    batch, cases, findings, junit, kcidb, notes, outputs, plot, report, rules, samples,
-    scan_findings, summary, tables, units, verdict,
+    batch, cases, findings, junit, kcidb, notes, outputs, plot, provenance, report, rules, samples,
+    scan_findings, scan_report, summary, tables, units, verdict,
 };
-pub use run::{accel, campaign, failure, guest, guests, ktap, load, outcome, qemu_args, trace};
+pub use run::{
+    accel, boots, campaign, failure, guest, guests, ktap, load, outcome, qemu_args, trace,
+};

@@ -12,19 +12,18 @@ use contract::{
     controllers, Config, Controller, Guest, GuestSet, ModeSet, Params, Think, Workload,
 };
 
-use crate::at_once::{QemuInput, Request};
-use crate::campaign::{self, Campaign, CampaignPlan, VariantBoot};
+use crate::at_once::Request;
+use crate::campaign::{self, Campaign, CampaignPlan};
 use crate::cases::NamedReport;
 use crate::guest::{self, AccelChoice, Netdev};
-use crate::guests::{self, GuestImage, GuestPlan};
+use crate::guests::{self, GuestPlan};
 use crate::kernel::KernelSource;
 use crate::kernel_variant::KernelPatchChoice;
 use crate::outputs;
-use crate::patch::{PatchChoice, PatchSet, State, BINARY, PATCHED};
+use crate::patch::{PatchChoice, BINARY, PATCHED};
+use crate::provenance;
 use crate::qemu::BaselineMode;
-use crate::report::{
-    self, KernelInfo, PackageInfo, ParamsInfo, QemuInfo, QemuState, Report, Skipped,
-};
+use crate::report::{self, KernelInfo, ParamsInfo, QemuInfo, Report, Skipped};
 use crate::source::QemuSource;
 use crate::summary::{self, Gathered, VariantSpec};
 use crate::timings::Timings;
@@ -203,63 +202,6 @@ impl PatchAndTest {
     }
 }
 
-impl Variant {
-    /// What the report says it is built from.
-    fn build(&self) -> Result<report::VariantBuild> {
-        let files = |set: Option<&PatchSet>| -> Result<Vec<report::PatchFile>> {
-            Ok(match set {
-                Some(set) => set
-                    .hashes()?
-                    .into_iter()
-                    .map(|(path, sha256)| report::PatchFile { path, sha256 })
-                    .collect(),
-                None => vec![],
-            })
-        };
-        Ok(report::VariantBuild {
-            name: self.name.clone(),
-            binary: self.binary.clone(),
-            changes: self.changes(),
-            against: self.against.clone(),
-            kernel_patches: files(self.kernel.as_ref().map(|k| &k.built.set))?,
-            kernel: self.kernel.as_ref().map(|k| report::KernelVariantInfo {
-                image: k.built.kernel.image.clone(),
-                release: k.built.kernel.release.clone(),
-                objects_compiled: k.built.objects,
-                uapi_changed: k.built.uapi_changed,
-                build_s: k.built.kernel.build_s,
-            }),
-            patches: files(self.patches.as_ref())?,
-        })
-    }
-}
-
-/// What QEMU boots for `guest` in variant `v`.
-fn image(art: &Artifacts, guest: Guest, v: &Variant) -> Result<GuestImage> {
-    Ok(match guest {
-        Guest::Linux if v.kernel.is_some() => {
-            let k = v.kernel.as_ref().expect("checked");
-            GuestImage::Linux {
-                kernel: k.built.kernel.image.clone(),
-                initrd: k.initrd.clone(),
-            }
-        }
-        Guest::Linux => {
-            let l = art
-                .linux
-                .as_ref()
-                .context("the Linux guest was not built")?;
-            GuestImage::Linux {
-                kernel: l.kernel.image.clone(),
-                initrd: l.initrd.clone(),
-            }
-        }
-        Guest::Probe => GuestImage::Probe {
-            bios: art.probe.clone().context("the probe guest was not built")?,
-        },
-    })
-}
-
 /// The requested rows every variant's QEMU offers; the others are
 /// skipped, named, and with none left the run stops.
 fn offered_rows(
@@ -324,7 +266,7 @@ impl PatchAndTest {
             t.add("qemu_deb", s);
         }
         let (input, built) = self.request(&plans, &binaries).builds_at_once(&mut t)?;
-        let info = with_packages(qemu_info(&input), &shipped);
+        let info = provenance::with_packages(provenance::qemu_info(&input), &shipped);
         let Some(built) = built else {
             let tree = input.unaffected().context("nothing was built")?;
             let v = Verdict::never_stalled(tree.describe());
@@ -430,14 +372,14 @@ impl PatchAndTest {
             println!("configuration of every disk: {}", self.config().name());
         }
         for pkg in info.package.iter().chain(&info.compared_package) {
-            println!("{}", package_line(pkg));
+            println!("{}", provenance::package_line(pkg));
         }
         print!("{}", s.text);
         let mut p = self.provenance(info, plans, t);
         p.baseline_binary = Some(art.variants[0].binary.clone());
         p.variants = art.variants[1..]
             .iter()
-            .map(Variant::build)
+            .map(provenance::variant_build)
             .collect::<Result<_>>()?;
         p.kernel = art.linux.as_ref().map(|l| KernelInfo {
             // The built kernel's, unless a boot of it said otherwise.
@@ -537,25 +479,7 @@ impl PatchAndTest {
         plans: &[GuestPlan],
         controllers: Vec<&'static Controller>,
     ) -> Result<(Campaign, Gathered)> {
-        let mut variants = Vec::new();
-        for (i, v) in art.variants.iter().enumerate() {
-            let mut images = Vec::new();
-            // A kernel variant is the Linux guest's alone.
-            for p in plans
-                .iter()
-                .filter(|p| v.kernel.is_none() || p.guest == Guest::Linux)
-            {
-                images.push((p.guest, image(art, p.guest, v)?));
-            }
-            variants.push(VariantBoot {
-                name: v.name.clone(),
-                binary: v.binary.clone(),
-                images,
-                kernel_variant: v.kernel.is_some(),
-                required: i == 0,
-                config: self.config(),
-            });
-        }
+        let variants = crate::boots::of_variants(art, plans, self.config())?;
         let plan = CampaignPlan {
             guests: plans,
             variants,
@@ -651,78 +575,6 @@ impl PatchAndTest {
             name: None,
             report: doc,
         }])
-    }
-}
-
-/// The shipped packages' part of the report: the first is the measured
-/// (or baseline) binary's, the second the one compared with.
-fn with_packages(mut info: QemuInfo, shipped: &[shipped::Shipped]) -> QemuInfo {
-    let of = |p: &shipped::Shipped| PackageInfo {
-        name: crate::deb::PACKAGE.into(),
-        version: p.version.clone(),
-        suite: p.suite.clone(),
-        sha256: p.sha256.clone(),
-        release_date: p.release_date.clone(),
-        ran_on: p.place.name().into(),
-        tree: match &p.place {
-            shipped::Place::Tree(t) => Some(t.clone()),
-            shipped::Place::Host => None,
-        },
-    };
-    info.package = shipped.first().map(of);
-    info.compared_package = shipped.get(1).map(of);
-    info
-}
-
-/// One line naming a shipped package, above the report's tables.
-fn package_line(p: &PackageInfo) -> String {
-    format!(
-        "package: {} {} ({}{}), sha256 {}, ran {}",
-        p.name,
-        p.version,
-        p.suite.as_deref().unwrap_or("in no suite"),
-        p.release_date
-            .as_deref()
-            .map(|d| format!(", Release of {d}"))
-            .unwrap_or_default(),
-        p.sha256,
-        match &p.tree {
-            Some(t) => format!("in its suite's tree {}", t.display()),
-            None => "on the host".into(),
-        }
-    )
-}
-
-fn qemu_info(input: &QemuInput) -> QemuInfo {
-    match input {
-        QemuInput::Tree {
-            tree,
-            state,
-            baseline,
-            ..
-        } => QemuInfo {
-            version: Some(tree.version.clone()),
-            debian_version: tree.debian_version.clone(),
-            tree: Some(tree.root.clone()),
-            binary: None,
-            compared_with: None,
-            state: QemuState::of_tree(state),
-            baseline: (*state != State::Unaffected).then(|| baseline.name().into()),
-            ..QemuInfo::default()
-        },
-        QemuInput::Binary(b, version) => QemuInfo {
-            version: Some(version.clone()),
-            binary: Some(b.clone()),
-            state: QemuState::Binary,
-            ..QemuInfo::default()
-        },
-        QemuInput::Pair(a, b, version) => QemuInfo {
-            version: Some(version.clone()),
-            binary: Some(a.clone()),
-            compared_with: Some(b.clone()),
-            state: QemuState::Binaries,
-            ..QemuInfo::default()
-        },
     }
 }
 

@@ -27,6 +27,7 @@ use crate::guests::{GuestImage, GuestPlan};
 use crate::patch::{self, PATCHED};
 use crate::qemu::{self, BaselineMode};
 use crate::scan_findings::{self as sf, Cell, Finding, Tried};
+use crate::scan_report;
 use crate::source::QemuSource;
 use crate::{deps, outputs, ui};
 
@@ -538,7 +539,7 @@ impl Scan {
             started.elapsed().as_secs_f64(),
             self.boot_s.get()
         );
-        let doc = sf::ScanReport {
+        let doc = scan_report::ScanReport {
             qemu: target.binary.display().to_string(),
             qemu_version: target.version.clone(),
             deadline_ms: self.deadline_ms,
@@ -552,10 +553,10 @@ impl Scan {
             outputs::write_json(j, &doc)?;
         }
         if let Some(j) = &self.junit {
-            outputs::write(j, sf::junit(&doc)?)?;
+            outputs::write(j, scan_report::junit(&doc)?)?;
         }
         if let Some(k) = &self.kcidb {
-            outputs::write(k, sf::kcidb(&doc)?)?;
+            outputs::write(k, scan_report::kcidb(&doc)?)?;
         }
         Ok(code)
     }

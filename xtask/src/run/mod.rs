@@ -6,6 +6,7 @@
 //! and what it records of itself (`outcome`).
 
 pub mod accel;
+pub mod boots;
 pub mod campaign;
 pub mod failure;
 pub mod guest;
