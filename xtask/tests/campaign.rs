@@ -4,6 +4,8 @@
 //! test binary: it points the cache and the measure lock at a temporary
 //! folder through the environment.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -26,20 +28,6 @@ fn fake(dir: &Path, name: &str, script: &str) -> std::path::PathBuf {
     std::fs::write(&path, text).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path
-}
-
-/// Whether a process has ended (gone, or a zombie its new parent has not
-/// reaped yet), within a second.
-fn ended(pid: &str) -> bool {
-    (0..20).any(|_| {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = stat.rsplit_once(')').map(|(_, r)| r.trim_start());
-        let done = state.is_none_or(|s| s.starts_with('Z'));
-        if !done {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        done
-    })
 }
 
 #[test]
@@ -147,6 +135,9 @@ fn every_failed_boot_is_an_outcome_and_the_campaign_goes_on() {
     let pids = std::fs::read_to_string(t.path().join("pids")).unwrap();
     assert_eq!(pids.split_whitespace().count(), kinds.len() + 1);
     for pid in pids.split_whitespace() {
-        assert!(ended(pid), "process {pid} of a fake QEMU is still running");
+        assert!(
+            common::ended(pid),
+            "process {pid} of a fake QEMU is still running"
+        );
     }
 }

@@ -6,6 +6,8 @@
 //! scan. Its own test binary: it points the cache and the measure lock at
 //! a temporary folder through the environment.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
@@ -84,18 +86,6 @@ fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir_in(BASE.get_or_init(std::env::temp_dir)).unwrap()
 }
 
-fn ended(pid: &str) -> bool {
-    (0..20).any(|_| {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = stat.rsplit_once(')').map(|(_, r)| r.trim_start());
-        let done = state.is_none_or(|s| s.starts_with('Z'));
-        if !done {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        done
-    })
-}
-
 #[test]
 fn every_cell_gets_its_finding_in_seconds() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -169,7 +159,7 @@ fn every_cell_gets_its_finding_in_seconds() {
     let pids = std::fs::read_to_string(t.path().join("pids")).unwrap();
     for pid in pids.split_whitespace() {
         assert!(
-            ended(pid),
+            common::ended(pid),
             "process {pid} of the fake QEMU is still running"
         );
     }

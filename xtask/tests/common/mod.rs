@@ -198,3 +198,17 @@ pub fn diff_patch(dir: &Path, name: &str, file: &str, old: &str, new: &str) -> P
     fs::write(&p, &o.stdout).unwrap();
     p
 }
+
+/// Whether a process has ended (gone, or a zombie its new parent has not
+/// reaped yet), within a second.
+pub fn ended(pid: &str) -> bool {
+    (0..20).any(|_| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(')').map(|(_, r)| r.trim_start());
+        let done = state.is_none_or(|s| s.starts_with('Z'));
+        if !done {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        done
+    })
+}
